@@ -1,0 +1,73 @@
+//! NSIS levels of assurance and the factors that prove them.
+
+use serde::{Deserialize, Serialize};
+
+/// What a login proved. Stored in the session with the time it was proven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Factor {
+    /// Something the user knows: the password.
+    Password,
+    /// The MFA app, unlocked with PIN or biometrics, answered a challenge.
+    App,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssuranceLevel {
+    Low,
+    Substantial,
+    High,
+}
+
+impl AssuranceLevel {
+    /// The level a set of factors gives. High is never claimed by these factors.
+    pub fn from_factors(factors: &[Factor]) -> Option<AssuranceLevel> {
+        if factors.contains(&Factor::App) {
+            Some(AssuranceLevel::Substantial)
+        } else if factors.contains(&Factor::Password) {
+            Some(AssuranceLevel::Low)
+        } else {
+            None
+        }
+    }
+
+    pub fn nsis_uri(self) -> &'static str {
+        match self {
+            AssuranceLevel::Low => "https://data.gov.dk/concept/core/nsis/loa/Low",
+            AssuranceLevel::Substantial => "https://data.gov.dk/concept/core/nsis/loa/Substantial",
+            AssuranceLevel::High => "https://data.gov.dk/concept/core/nsis/loa/High",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssuranceLevel::Low => "low",
+            AssuranceLevel::Substantial => "substantial",
+            AssuranceLevel::High => "high",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_alone_is_low_and_app_makes_it_substantial() {
+        assert_eq!(AssuranceLevel::from_factors(&[]), None);
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Password]),
+            Some(AssuranceLevel::Low)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::App]),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Password, Factor::App]),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert!(AssuranceLevel::Low < AssuranceLevel::Substantial);
+    }
+}

@@ -1,0 +1,18 @@
+//! Sesam's domain: users, devices, settings, the login decision and assurance levels.
+//! Pure code: the clock and randomness come in from outside, nothing here does I/O.
+#![forbid(unsafe_code)]
+
+pub mod assurance;
+pub mod clock;
+pub mod device;
+pub mod login;
+pub mod settings;
+pub mod user;
+
+pub use assurance::{AssuranceLevel, Factor};
+pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use device::{Device, DeviceStatus, Ineligibility, Platform};
+pub use login::{choose_login_branch, LoginBranch};
+pub use settings::AppVersion;
+pub use settings::{PasswordlessMode, Settings, SettingsError};
+pub use user::{User, UserId, UserStatus, Username, UsernameError};

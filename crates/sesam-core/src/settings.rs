@@ -1,0 +1,248 @@
+//! Organisation-wide settings: typed, with defaults, stored as text pairs in the database.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Whether the passwordless branch is offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordlessMode {
+    Off,
+    /// Only users in the pilot group.
+    Pilot,
+    On,
+}
+
+impl PasswordlessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasswordlessMode::Off => "off",
+            PasswordlessMode::Pilot => "pilot",
+            PasswordlessMode::On => "on",
+        }
+    }
+}
+
+/// major.minor.patch; anything after a `-` or `+` is ignored for comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppVersion(pub u32, pub u32, pub u32);
+
+impl FromStr for AppVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let core = s.split(['-', '+']).next().unwrap_or("");
+        let parts: Vec<&str> = core.split('.').collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return Err(format!("{s:?} is not a version like 3.0.0"));
+        }
+        let mut nums = [0u32; 3];
+        for (i, p) in parts.iter().enumerate() {
+            nums[i] = p
+                .parse()
+                .map_err(|_| format!("{s:?} is not a version like 3.0.0"))?;
+        }
+        Ok(AppVersion(nums[0], nums[1], nums[2]))
+    }
+}
+
+impl fmt::Display for AppVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    pub passwordless: PasswordlessMode,
+    pub min_app_version: AppVersion,
+    pub min_pin_length: u32,
+    pub lockout_max_failures: u32,
+    pub lockout_window_seconds: i64,
+    pub lockout_duration_seconds: i64,
+    pub session_idle_seconds: i64,
+    pub session_absolute_seconds: i64,
+    pub organisation_name: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            passwordless: PasswordlessMode::Off,
+            min_app_version: AppVersion(3, 0, 0),
+            min_pin_length: 6,
+            lockout_max_failures: 5,
+            lockout_window_seconds: 15 * 60,
+            lockout_duration_seconds: 15 * 60,
+            session_idle_seconds: 60 * 60,
+            session_absolute_seconds: 10 * 60 * 60,
+            organisation_name: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SettingsError {
+    #[error("unknown setting {0:?}; known settings: {known}", known = Settings::KEYS.join(", "))]
+    UnknownKey(String),
+    #[error("setting {key}: {problem}")]
+    BadValue { key: String, problem: String },
+}
+
+fn bad(key: &str, problem: impl Into<String>) -> SettingsError {
+    SettingsError::BadValue {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+fn int_in<T: FromStr + PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    value: &str,
+    min: T,
+    max: T,
+) -> Result<T, SettingsError> {
+    let n: T = value
+        .trim()
+        .parse()
+        .map_err(|_| bad(key, format!("{value:?} is not a whole number")))?;
+    if n < min || n > max {
+        return Err(bad(key, format!("{n} is outside {min}..={max}")));
+    }
+    Ok(n)
+}
+
+impl Settings {
+    pub const KEYS: &'static [&'static str] = &[
+        "passwordless",
+        "min_app_version",
+        "min_pin_length",
+        "lockout_max_failures",
+        "lockout_window_seconds",
+        "lockout_duration_seconds",
+        "session_idle_seconds",
+        "session_absolute_seconds",
+        "organisation_name",
+    ];
+
+    /// Applies one stored or typed-in value, checking it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), SettingsError> {
+        const DAY: i64 = 24 * 60 * 60;
+        match key {
+            "passwordless" => {
+                self.passwordless = match value.trim() {
+                    "off" => PasswordlessMode::Off,
+                    "pilot" => PasswordlessMode::Pilot,
+                    "on" => PasswordlessMode::On,
+                    other => {
+                        return Err(bad(key, format!("{other:?} is not one of off, pilot, on")))
+                    }
+                }
+            }
+            "min_app_version" => {
+                self.min_app_version = value.trim().parse().map_err(|e| bad(key, e))?
+            }
+            "min_pin_length" => self.min_pin_length = int_in(key, value, 4, 32)?,
+            "lockout_max_failures" => self.lockout_max_failures = int_in(key, value, 1, 1000)?,
+            "lockout_window_seconds" => self.lockout_window_seconds = int_in(key, value, 1, DAY)?,
+            "lockout_duration_seconds" => {
+                self.lockout_duration_seconds = int_in(key, value, 1, DAY)?
+            }
+            "session_idle_seconds" => self.session_idle_seconds = int_in(key, value, 60, 30 * DAY)?,
+            "session_absolute_seconds" => {
+                self.session_absolute_seconds = int_in(key, value, 60, 90 * DAY)?
+            }
+            "organisation_name" => {
+                if value.chars().count() > 200 {
+                    return Err(bad(key, "longer than 200 characters"));
+                }
+                self.organisation_name = value.trim().to_owned()
+            }
+            other => return Err(SettingsError::UnknownKey(other.to_owned())),
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Result<String, SettingsError> {
+        Ok(match key {
+            "passwordless" => self.passwordless.as_str().to_owned(),
+            "min_app_version" => self.min_app_version.to_string(),
+            "min_pin_length" => self.min_pin_length.to_string(),
+            "lockout_max_failures" => self.lockout_max_failures.to_string(),
+            "lockout_window_seconds" => self.lockout_window_seconds.to_string(),
+            "lockout_duration_seconds" => self.lockout_duration_seconds.to_string(),
+            "session_idle_seconds" => self.session_idle_seconds.to_string(),
+            "session_absolute_seconds" => self.session_absolute_seconds.to_string(),
+            "organisation_name" => self.organisation_name.clone(),
+            other => return Err(SettingsError::UnknownKey(other.to_owned())),
+        })
+    }
+
+    /// Defaults overlaid with stored pairs. A stored value that no longer parses is
+    /// reported rather than silently replaced.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::default();
+        for (k, v) in pairs {
+            settings.set(k, v)?;
+        }
+        Ok(settings)
+    }
+
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        Settings::KEYS
+            .iter()
+            .map(|k| (*k, self.get(k).unwrap_or_default()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::default();
+        assert_eq!(s.passwordless, PasswordlessMode::Off);
+        assert_eq!(s.min_app_version, AppVersion(3, 0, 0));
+        assert_eq!(s.min_pin_length, 6);
+        assert_eq!(s.lockout_max_failures, 5);
+        assert_eq!(s.lockout_window_seconds, 900);
+    }
+
+    #[test]
+    fn pairs_round_trip() {
+        let mut s = Settings::default();
+        s.set("passwordless", "pilot").unwrap();
+        s.set("organisation_name", "Aarhus Kommune").unwrap();
+        let pairs = s.to_pairs();
+        let back = Settings::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_problem() {
+        let mut s = Settings::default();
+        let err = s.set("lockout_max_failures", "zero").unwrap_err();
+        assert!(err.to_string().contains("lockout_max_failures"), "{err}");
+        assert!(s.set("lockout_max_failures", "0").is_err());
+        assert!(s.set("passwordless", "maybe").is_err());
+        assert!(s.set("min_app_version", "three").is_err());
+        assert!(matches!(
+            s.set("colour", "red"),
+            Err(SettingsError::UnknownKey(_))
+        ));
+        assert_eq!(s, Settings::default(), "failed sets change nothing");
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        let v = |s: &str| s.parse::<AppVersion>().unwrap();
+        assert!(v("2.9.0") < v("3.0.0"));
+        assert!(v("3.10.0") > v("3.9.9"));
+        assert_eq!(v("3"), v("3.0.0"));
+        assert_eq!(v("3.1.0-beta.2"), v("3.1.0"));
+        assert!("3.x".parse::<AppVersion>().is_err());
+        assert!("".parse::<AppVersion>().is_err());
+    }
+}

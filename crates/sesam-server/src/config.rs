@@ -1,0 +1,332 @@
+//! Start-up configuration: defaults, then a TOML file, then `SESAM_*` environment variables,
+//! then `SESAM_*_FILE` for secrets. Every problem is reported with the key it concerns.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// How browsers and service providers reach Sesam; used for absolute URLs and cookies.
+    pub public_url: String,
+    pub database_url: String,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    /// `Secure` on cookies. Defaults to on exactly when `public_url` is https.
+    pub cookie_secure: bool,
+    /// Take the client IP from the last `X-Forwarded-For` hop (only behind your own proxy).
+    pub trust_forwarded_for: bool,
+    /// Password hashes computed at once; each takes about 19 MiB and one core for ~20 ms.
+    pub password_hash_concurrency: usize,
+    /// Seed demo users on start.
+    pub demo: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+    cookie_secure: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+    password_hash_concurrency: Option<i64>,
+    demo: Option<bool>,
+}
+
+/// Every key, in the order the example file documents them.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "database_url",
+    "log_format",
+    "log_level",
+    "cookie_secure",
+    "trust_forwarded_for",
+    "password_hash_concurrency",
+    "demo",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads from the optional file and the given environment (pass `std::env::vars()`).
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<RawConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        apply_env(&mut raw, env.into_iter().collect())?;
+        Config::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{listen_text:?} is not an address like 127.0.0.1:8080"),
+            )
+        })?;
+
+        let public_url = raw
+            .public_url
+            .unwrap_or_else(|| format!("http://localhost:{}", listen.port()));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let is_https = public_url.starts_with("https://");
+        if !(is_https || public_url.starts_with("http://")) || public_url.len() < "http://x".len() {
+            return Err(invalid(
+                "public_url",
+                format!("{public_url:?} must start with http:// or https://"),
+            ));
+        }
+
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| "sqlite://data/sesam.db".into());
+        sesam_store::Backend::of_url(&database_url)
+            .map_err(|_| invalid("database_url", "must start with sqlite: or postgres://"))?;
+
+        let log_format = match raw.log_format.as_deref().unwrap_or("human") {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is not one of human, json"),
+                ))
+            }
+        };
+        let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| invalid("log_level", format!("{log_level:?}: {e}")))?;
+
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let concurrency = raw.password_hash_concurrency.unwrap_or(cores as i64);
+        if !(1..=256).contains(&concurrency) {
+            return Err(invalid(
+                "password_hash_concurrency",
+                format!("{concurrency} is outside 1..=256"),
+            ));
+        }
+
+        Ok(Config {
+            listen,
+            public_url,
+            database_url,
+            log_format,
+            log_level,
+            cookie_secure: raw.cookie_secure.unwrap_or(is_https),
+            trust_forwarded_for: raw.trust_forwarded_for.unwrap_or(false),
+            password_hash_concurrency: concurrency as usize,
+            demo: raw.demo.unwrap_or(false),
+        })
+    }
+
+    /// `database_url` with any password replaced, for logs and `config check`.
+    pub fn database_url_for_display(&self) -> String {
+        match (self.database_url.find("://"), self.database_url.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let userinfo = &self.database_url[scheme_end + 3..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!(
+                    "{}{user}:***{}",
+                    &self.database_url[..scheme_end + 3],
+                    &self.database_url[at..]
+                )
+            }
+            _ => self.database_url.clone(),
+        }
+    }
+}
+
+fn env_name(key: &str) -> String {
+    format!("SESAM_{}", key.to_uppercase())
+}
+
+fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), ConfigError> {
+    for key in KEYS {
+        let var = env_name(key);
+        let file_var = format!("{var}_FILE");
+        let (value, source) = match (env.get(&var), env.get(&file_var)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Env {
+                    var: var.clone(),
+                    message: format!("set either {var} or {file_var}, not both"),
+                })
+            }
+            (Some(v), None) => (v.clone(), var.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Env {
+                    var: file_var.clone(),
+                    message: format!("cannot read {path}: {e}"),
+                })?;
+                (
+                    text.trim_end_matches(['\n', '\r']).to_owned(),
+                    file_var.clone(),
+                )
+            }
+            (None, None) => continue,
+        };
+        let bad = |what: &str| ConfigError::Env {
+            var: source.clone(),
+            message: format!("{value:?} is not {what}"),
+        };
+        match *key {
+            "listen" => raw.listen = Some(value.clone()),
+            "public_url" => raw.public_url = Some(value.clone()),
+            "database_url" => raw.database_url = Some(value.clone()),
+            "log_format" => raw.log_format = Some(value.clone()),
+            "log_level" => raw.log_level = Some(value.clone()),
+            "cookie_secure" => {
+                raw.cookie_secure = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
+            "trust_forwarded_for" => {
+                raw.trust_forwarded_for =
+                    Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
+            "password_hash_concurrency" => {
+                raw.password_hash_concurrency =
+                    Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
+            }
+            "demo" => raw.demo = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?),
+            _ => unreachable!("every key in KEYS is handled"),
+        }
+    }
+    Ok(())
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn no_file_gives_working_defaults() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert_eq!(c.database_url, "sqlite://data/sesam.db");
+        assert!(
+            !c.cookie_secure,
+            "plain http development has no Secure cookies"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_file_secrets_are_read() {
+        let f = file("listen = \"0.0.0.0:9000\"\npublic_url = \"https://login.example.dk\"\n");
+        let secret = file("postgres://sesam:hunter2@db/sesam\n");
+        let c = Config::load(
+            Some(f.path()),
+            env(&[
+                ("SESAM_LISTEN", "127.0.0.1:9100"),
+                ("SESAM_DATABASE_URL_FILE", secret.path().to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert!(c.cookie_secure, "https public_url means Secure cookies");
+        assert_eq!(c.database_url, "postgres://sesam:hunter2@db/sesam");
+        assert_eq!(
+            c.database_url_for_display(),
+            "postgres://sesam:***@db/sesam"
+        );
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let unknown = file("lissten = \"x\"\n");
+        let e = Config::load(Some(unknown.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lissten") && e.contains("line 1"), "{e}");
+
+        let bad_listen = file("listen = \"localhost\"\n");
+        let e = Config::load(Some(bad_listen.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("listen:"), "{e}");
+
+        let e = Config::load(None, env(&[("SESAM_DEMO", "perhaps")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SESAM_DEMO"), "{e}");
+
+        let e = Config::load(None, env(&[("SESAM_DATABASE_URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("database_url:"), "{e}");
+
+        let wrong_type = file("demo = \"yes\"\n");
+        let e = Config::load(Some(wrong_type.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("demo") || e.contains("boolean"), "{e}");
+    }
+}

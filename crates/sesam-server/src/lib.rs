@@ -1,0 +1,16 @@
+//! Sesam's server: the axum application, its configuration and the command line.
+//! Handlers stay thin; decisions live in sesam-core, data in sesam-store.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod i18n;
+pub mod password;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+pub use config::Config;
+pub use startup::{start, RunningServer};

@@ -1,0 +1,178 @@
+//! Start-up: open and migrate the store, make sure an administrator exists, bind, serve,
+//! and stop gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sesam_core::{Clock, Username};
+use sesam_store::{AuditEvent, NewUser, SessionStore, Store, StoreError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_sessions::ExpiredDeletion;
+
+use crate::config::Config;
+use crate::password::{generate_one_time_password, hash_now};
+use crate::state::AppState;
+use crate::web;
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    /// Set on the very first start: the administrator's one-time password.
+    pub initial_admin_password: Option<String>,
+    shutdown: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+    cleanup: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, and closes the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.serving.await??;
+        self.cleanup.abort();
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// Resolves when the server ends on its own (it does not, unless it fails).
+    pub async fn wait_for_stop_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Opens the database named by `config` and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening {}", config.database_url_for_display()))?;
+    let applied = store.migrate().await?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrated");
+    }
+    Ok(store)
+}
+
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let store = open_store(&config).await?;
+    let initial_admin_password = ensure_admin(&store, clock.as_ref()).await?;
+    if let Some(password) = &initial_admin_password {
+        // Printed once, on purpose, straight to the operator's terminal rather than through
+        // the log pipeline: it is the only way in on a fresh installation.
+        eprintln!(
+            "\n  First start: created administrator 'admin' with one-time password: {password}\n  \
+             It is shown only now. Log in at {}/login and choose a new password.\n",
+            config.public_url
+        );
+    }
+    if config.demo {
+        crate::demo::seed(&store, clock.as_ref()).await?;
+    }
+    let settings = store.load_settings().await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(config, store.clone(), clock);
+    let (app, cleanup) = match store.session_store() {
+        SessionStore::Sqlite(s) => (
+            web::router(state, s.clone(), settings.session_idle_seconds),
+            tokio::spawn(delete_expired_sessions(s)),
+        ),
+        SessionStore::Postgres(s) => (
+            web::router(state, s.clone(), settings.session_idle_seconds),
+            tokio::spawn(delete_expired_sessions(s)),
+        ),
+    };
+
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = shutdown_rx.await;
+        })
+        .await
+    });
+    tracing::info!(%addr, "Sesam is listening");
+    Ok(RunningServer {
+        addr,
+        store,
+        initial_admin_password,
+        shutdown,
+        serving,
+        cleanup,
+    })
+}
+
+async fn delete_expired_sessions<S: ExpiredDeletion>(store: S) {
+    if let Err(e) = store
+        .continuously_delete_expired(tokio::time::Duration::from_secs(600))
+        .await
+    {
+        tracing::warn!(error = %e, "expired-session clean-up stopped");
+    }
+}
+
+/// Creates `admin` with a one-time password when no administrator exists. Returns the
+/// password when it did. Another node doing the same at once is not an error.
+pub async fn ensure_admin(store: &Store, clock: &dyn Clock) -> anyhow::Result<Option<String>> {
+    if store.count_admins().await? > 0 {
+        return Ok(None);
+    }
+    let password = generate_one_time_password();
+    let hash = hash_now(&password)?;
+    let new = NewUser {
+        username: Username::parse("admin").expect("static username is valid"),
+        display_name: "Administrator".into(),
+        email: None,
+        password_hash: Some(hash),
+        is_admin: true,
+        password_only: false,
+        must_change_password: true,
+    };
+    match store.create_user(new, clock.now()).await {
+        Ok(_) => {
+            store
+                .append_audit(
+                    &AuditEvent::new("admin.bootstrapped")
+                        .actor("system")
+                        .subject("admin")
+                        .detail("first start: administrator created with a one-time password"),
+                    clock.now(),
+                )
+                .await?;
+            Ok(Some(password))
+        }
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,92 @@
+//! The server's one error type and its mapping to HTTP: every failure becomes a clear
+//! page (in Danish and English, since an error may come before the language is known).
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::i18n::{Catalog, Lang};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    #[error("not found")]
+    NotFound,
+    #[error("body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<sesam_store::StoreError> for AppError {
+    fn from(e: sesam_store::StoreError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        AppError::Internal(format!("session: {e}"))
+    }
+}
+
+impl From<askama::Error> for AppError {
+    fn from(e: askama::Error) -> Self {
+        AppError::Internal(format!("template: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    da: &'static Catalog,
+    en: &'static Catalog,
+    title_key: &'static str,
+    body_key: &'static str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, name) = match &self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "media_type"),
+            AppError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        if status.is_client_error() {
+            tracing::debug!(error = %self, "request refused");
+        }
+        let (title_key, body_key) = match name {
+            "bad_request" => ("error.bad_request.title", "error.bad_request.body"),
+            "csrf" => ("error.csrf.title", "error.csrf.body"),
+            "not_found" => ("error.not_found.title", "error.not_found.body"),
+            "too_large" => ("error.too_large.title", "error.too_large.body"),
+            "media_type" => ("error.media_type.title", "error.media_type.body"),
+            _ => ("error.internal.title", "error.internal.body"),
+        };
+        let page = ErrorPage {
+            da: Lang::Da.catalog(),
+            en: Lang::En.catalog(),
+            title_key,
+            body_key,
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => status.into_response(),
+        }
+    }
+}
+
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}

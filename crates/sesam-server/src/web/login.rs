@@ -1,0 +1,258 @@
+//! The username-first login: username (remembered on request), then the branch the core
+//! chooses, then the password with its throttle and temporary lock.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sesam_core::{choose_login_branch, Factor, LoginBranch, Username};
+use sesam_store::AuditEvent;
+use tower_sessions::Session;
+
+use crate::i18n::Lang;
+use crate::state::{AppState, ClientIp};
+use crate::web::auth;
+use crate::web::cookies;
+use crate::web::csrf;
+use crate::web::error::AppError;
+use crate::web::form::StrictForm;
+use crate::web::pages::{format_time, render, Chrome, MessagePage, PasswordPage, UsernamePage};
+
+pub const REMEMBER_COOKIE: &str = "sesam_username";
+const REMEMBER_SECONDS: i64 = 400 * 24 * 60 * 60;
+const PENDING_KEY: &str = "login.username";
+
+fn remembered(headers: &HeaderMap) -> Option<String> {
+    cookies::get(headers, REMEMBER_COOKIE)
+        .and_then(|name| Username::parse(&name).ok())
+        .map(|u| u.as_str().to_owned())
+}
+
+pub async fn show_username(
+    session: Session,
+    lang: Lang,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if auth::current(&session).await?.is_some() {
+        return Ok(Redirect::to("/account").into_response());
+    }
+    let page = UsernamePage {
+        chrome: Chrome::new(lang, "/login"),
+        csrf: csrf::token(&session).await?,
+        remembered: remembered(&headers),
+        typed: String::new(),
+        error: None,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+pub struct UsernameForm {
+    csrf: Option<String>,
+    username: String,
+    remember: Option<String>,
+}
+
+pub async fn submit_username(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    StrictForm(form): StrictForm<UsernameForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&session, form.csrf.as_deref()).await?;
+    let username = match Username::parse(&form.username) {
+        Ok(name) => name,
+        Err(_) => {
+            let page = UsernamePage {
+                chrome: Chrome::new(lang, "/login"),
+                csrf: csrf::token(&session).await?,
+                remembered: None,
+                typed: form.username.chars().take(128).collect(),
+                error: Some(lang.catalog().get("login.username_invalid")),
+            };
+            return render(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    let remember = form.remember.as_deref() == Some("on");
+    let cookie = if remember {
+        cookies::set(
+            REMEMBER_COOKIE,
+            username.as_str(),
+            REMEMBER_SECONDS,
+            state.config.cookie_secure,
+        )
+    } else {
+        cookies::set(REMEMBER_COOKIE, "", 0, state.config.cookie_secure)
+    };
+
+    let settings = state.store.load_settings().await?;
+    let user = state.store.find_user_by_username(&username).await?;
+    // Devices arrive with the MFA app API; until then no user has an eligible one.
+    let branch = choose_login_branch(&settings, user.as_ref(), &[]);
+    session.insert(PENDING_KEY, username.as_str()).await?;
+    let next = match branch {
+        LoginBranch::Password | LoginBranch::Passwordless => "/login/password",
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response())
+}
+
+pub async fn switch_user(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, AppError> {
+    session.remove::<String>(PENDING_KEY).await?;
+    let clear = cookies::set(REMEMBER_COOKIE, "", 0, state.config.cookie_secure);
+    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response())
+}
+
+pub async fn show_password(session: Session, lang: Lang) -> Result<Response, AppError> {
+    let Some(username) = session.get::<String>(PENDING_KEY).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let page = PasswordPage {
+        chrome: Chrome::new(lang, "/login/password"),
+        csrf: csrf::token(&session).await?,
+        username,
+        failed: false,
+    };
+    render(StatusCode::OK, &page)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: Option<String>,
+    password: String,
+}
+
+pub async fn submit_password(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    StrictForm(form): StrictForm<PasswordForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&session, form.csrf.as_deref()).await?;
+    let Some(typed) = session.get::<String>(PENDING_KEY).await? else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let username =
+        Username::parse(&typed).map_err(|_| AppError::BadRequest("bad pending username"))?;
+    let key = username.key();
+    let now = state.now();
+    let settings = state.store.load_settings().await?;
+    let t = lang.catalog();
+    let audit = |event: &str| {
+        AuditEvent::new(event)
+            .actor(username.as_str())
+            .subject(username.as_str())
+            .client_ip(ip.text())
+    };
+
+    let locked_page = |until: sesam_core::UnixTime| MessagePage {
+        chrome: Chrome::new(lang, "/login"),
+        title: t.get("login.locked_title").to_owned(),
+        body: t.fill("login.locked_body", "until", &format_time(until)),
+        alert: true,
+        link_href: "/login/switch",
+        link_label: t.get("login.back").to_owned(),
+    };
+
+    if let Some(until) = state.store.throttle_state(&key, now).await?.locked_until {
+        state
+            .store
+            .append_audit(
+                &audit("login.refused.locked").detail(format!("locked until {}", until.0)),
+                now,
+            )
+            .await?;
+        return render(StatusCode::TOO_MANY_REQUESTS, &locked_page(until));
+    }
+
+    let user = state.store.find_user_by_username(&username).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = state
+        .passwords
+        .verify(form.password, stored)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+
+    let user = match (matches, user) {
+        (true, Some(user)) => user,
+        (_, user) => {
+            let why = if user.is_some() {
+                "wrong password"
+            } else {
+                "unknown user"
+            };
+            state
+                .store
+                .append_audit(&audit("login.password.failed").detail(why), now)
+                .await?;
+            if let Some(until) = state
+                .store
+                .record_login_failure(&key, now, &settings)
+                .await?
+            {
+                state
+                    .store
+                    .append_audit(
+                        &audit("login.locked").detail(format!(
+                            "{} failures within {} s; locked until {}",
+                            settings.lockout_max_failures, settings.lockout_window_seconds, until.0
+                        )),
+                        now,
+                    )
+                    .await?;
+                return render(StatusCode::TOO_MANY_REQUESTS, &locked_page(until));
+            }
+            let page = PasswordPage {
+                chrome: Chrome::new(lang, "/login/password"),
+                csrf: csrf::token(&session).await?,
+                username: username.as_str().to_owned(),
+                failed: true,
+            };
+            return render(StatusCode::UNAUTHORIZED, &page);
+        }
+    };
+
+    if !user.is_active() {
+        state
+            .store
+            .append_audit(
+                &audit("login.refused.inactive").detail(user.status.as_str()),
+                now,
+            )
+            .await?;
+        let page = MessagePage {
+            chrome: Chrome::new(lang, "/login"),
+            title: t.get("login.inactive_title").to_owned(),
+            body: t.get("login.inactive_body").to_owned(),
+            alert: true,
+            link_href: "/login/switch",
+            link_label: t.get("login.back").to_owned(),
+        };
+        return render(StatusCode::FORBIDDEN, &page);
+    }
+
+    state.store.clear_login_failures(&key).await?;
+    session.remove::<String>(PENDING_KEY).await?;
+    auth::sign_in(
+        &session,
+        &user.id,
+        Factor::Password,
+        now,
+        settings.session_idle_seconds,
+    )
+    .await?;
+    state
+        .store
+        .append_audit(&audit("login.password.succeeded"), now)
+        .await?;
+    tracing::info!(user = %user.username, "password login");
+    let next = if user.must_change_password {
+        "/account/password"
+    } else {
+        "/account"
+    };
+    Ok(Redirect::to(next).into_response())
+}

@@ -1,0 +1,86 @@
+//! Routes and the middleware around them.
+
+pub mod account;
+pub mod auth;
+pub mod cookies;
+pub mod csrf;
+pub mod error;
+pub mod form;
+pub mod login;
+pub mod ops;
+pub mod pages;
+
+use axum::http::{header, HeaderValue};
+use axum::response::Redirect;
+use axum::routing::get;
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
+
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "sesam_session";
+
+/// The application with its session layer over `store` (SQLite or PostgreSQL).
+pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: i64) -> Router {
+    let sessions = SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.cookie_secure)
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(idle_seconds)));
+
+    let pages = Router::new()
+        .route("/", get(|| async { Redirect::to("/account") }))
+        .route(
+            "/login",
+            get(login::show_username).post(login::submit_username),
+        )
+        .route(
+            "/login/password",
+            get(login::show_password).post(login::submit_password),
+        )
+        .route("/login/switch", get(login::switch_user))
+        .route("/account", get(account::show_account))
+        .route(
+            "/account/password",
+            get(account::show_change_password).post(account::submit_change_password),
+        )
+        .route(
+            "/logout",
+            get(account::show_logout).post(account::submit_logout),
+        )
+        .route("/lang/{code}", get(ops::switch_language))
+        .layer(sessions)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    Router::new()
+        .merge(pages)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/static/sesam.css", get(ops::stylesheet))
+        .fallback(error::not_found)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,114 @@
+//! Template structs: markup lives in `templates/`, texts in `locales/`.
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use crate::i18n::{Catalog, Lang};
+use crate::web::error::AppError;
+
+/// What every page's frame needs: the texts, the language, and the switch to the other one.
+pub struct Chrome {
+    pub t: &'static Catalog,
+    pub lang: &'static str,
+    pub other_lang: &'static str,
+    pub switch_href: String,
+}
+
+impl Chrome {
+    /// `path` is where the language switch returns to.
+    pub fn new(lang: Lang, path: &str) -> Chrome {
+        Chrome {
+            t: lang.catalog(),
+            lang: lang.code(),
+            other_lang: lang.other().code(),
+            switch_href: format!(
+                "/lang/{}?next={}",
+                lang.other().code(),
+                utf8_percent_encode(path, NON_ALPHANUMERIC)
+            ),
+        }
+    }
+}
+
+/// Renders a template with a status.
+pub fn render(status: StatusCode, page: &impl Template) -> Result<Response, AppError> {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "login_username.html")]
+pub struct UsernamePage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub remembered: Option<String>,
+    pub typed: String,
+    pub error: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "login_password.html")]
+pub struct PasswordPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub username: String,
+    pub failed: bool,
+}
+
+/// A title, a sentence and one way forward.
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub body: String,
+    pub alert: bool,
+    pub link_href: &'static str,
+    pub link_label: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub display_name: String,
+    pub username: String,
+    pub level_code: &'static str,
+    pub level_key: &'static str,
+    pub signed_in_at: String,
+    pub password_changed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "change_password.html")]
+pub struct ChangePasswordPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub username: String,
+    pub must_change: bool,
+    pub error_key: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+}
+
+/// `2026-11-22 14:05 UTC`
+pub fn format_time(t: sesam_core::UnixTime) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t.0) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute()
+        ),
+        Err(_) => "?".into(),
+    }
+}
