@@ -1,1 +1,10 @@
+//! Sesam's end-to-end suite: one test binary (see STYLE.md), a module per area. Every test
+//! that touches a database runs against SQLite and, when SESAM_TEST_DATABASE_URL is set,
+//! against PostgreSQL too.
 
+mod harness;
+
+mod cli;
+mod login;
+mod pages;
+mod store;

@@ -141,10 +141,13 @@ pub async fn submit_password(
     let now = state.now();
     let settings = state.store.load_settings().await?;
     let t = lang.catalog();
+    let user = state.store.find_user_by_username(&username).await?;
+    // Audit under the stored spelling when the user exists, so one user's events group.
+    let subject = user.as_ref().map_or(username.as_str(), |u| u.username.as_str()).to_owned();
     let audit = |event: &str| {
         AuditEvent::new(event)
-            .actor(username.as_str())
-            .subject(username.as_str())
+            .actor(subject.as_str())
+            .subject(subject.as_str())
             .client_ip(ip.text())
     };
 
@@ -168,7 +171,6 @@ pub async fn submit_password(
         return render(StatusCode::TOO_MANY_REQUESTS, &locked_page(until));
     }
 
-    let user = state.store.find_user_by_username(&username).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state
         .passwords

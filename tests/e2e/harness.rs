@@ -1,0 +1,310 @@
+//! Test databases, a real server on a random port, and a cookie-keeping browser.
+
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use reqwest::{redirect, Client, StatusCode};
+use sesam_core::{Clock, ManualClock, UnixTime, User, Username};
+use sesam_server::{Config, RunningServer};
+use sesam_store::{NewUser, Store};
+
+/// Runs `async fn $name(db: TestDb)` once per backend.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::harness::TestDb::sqlite()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match crate::harness::TestDb::postgres().await {
+                    Some(db) => super::$name(db).await,
+                    None => eprintln!("SESAM_TEST_DATABASE_URL is not set: PostgreSQL case skipped"),
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_databases;
+
+/// A database of its own for one test: a SQLite file in a temporary directory, or a fresh
+/// PostgreSQL database created through SESAM_TEST_DATABASE_URL and dropped afterwards.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/sesam.db", dir.path().display());
+        TestDb {
+            url,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    pub async fn postgres() -> Option<TestDb> {
+        let admin_url = std::env::var("SESAM_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let name = format!("sesam_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+            .await
+            .expect("SESAM_TEST_DATABASE_URL must reach PostgreSQL");
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            _dir: None,
+            postgres: Some((admin_url, name)),
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&self.url).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.postgres.take() {
+            // Drop runs outside any runtime we may block; use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                rt.block_on(async {
+                    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.ok()?;
+                    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                        .await
+                        .ok()
+                })
+            })
+            .join();
+        }
+    }
+}
+
+pub fn test_config(db_url: &str) -> Config {
+    Config::load(
+        None,
+        [
+            ("SESAM_LISTEN", "127.0.0.1:0"),
+            ("SESAM_DATABASE_URL", db_url),
+            ("SESAM_PASSWORD_HASH_CONCURRENCY", "2"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .expect("test config is valid")
+}
+
+/// A running Sesam plus the clock it reads.
+pub struct TestServer {
+    pub server: RunningServer,
+    pub clock: ManualClock,
+}
+
+impl TestServer {
+    pub async fn start(db: &TestDb) -> TestServer {
+        Self::start_with_clock(db, ManualClock::starting_now()).await
+    }
+
+    pub async fn start_with_clock(db: &TestDb, clock: ManualClock) -> TestServer {
+        let server = sesam_server::start(test_config(&db.url), Arc::new(clock.clone()))
+            .await
+            .expect("server starts");
+        TestServer { server, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.server.store
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.server.addr, path)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.url(""))
+    }
+
+    pub async fn add_user(&self, name: &str, display: &str, password: &str) -> User {
+        add_user(self.store(), name, display, password, self.clock.now()).await
+    }
+
+    pub async fn audit_events(&self, subject: &str) -> Vec<String> {
+        self.store()
+            .list_audit(Some(subject), 1000)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.expect("server stops");
+    }
+}
+
+pub async fn add_user(store: &Store, name: &str, display: &str, password: &str, now: UnixTime) -> User {
+    store
+        .create_user(
+            NewUser {
+                username: Username::parse(name).unwrap(),
+                display_name: display.into(),
+                email: None,
+                password_hash: Some(sesam_server::password::hash_now(password).unwrap()),
+                is_admin: false,
+                password_only: false,
+                must_change_password: false,
+            },
+            now,
+        )
+        .await
+        .expect("create user")
+}
+
+/// A browser: keeps cookies, does not follow redirects (tests look at them).
+pub struct Browser {
+    pub client: Client,
+    base: String,
+}
+
+pub struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn location(&self) -> Option<&str> {
+        self.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    /// The hidden CSRF field of the page's form.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).unwrap_or_else(|| panic!("no csrf field in:\n{}", self.body)) + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_owned()
+    }
+
+    /// The value a `Set-Cookie` header gives `name` (empty when it deletes it).
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+    }
+
+    pub fn set_cookie_header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    }
+}
+
+impl Browser {
+    pub fn new(base: String) -> Browser {
+        Self::with_headers(base, HeaderMap::new())
+    }
+
+    pub fn with_headers(base: String, headers: HeaderMap) -> Browser {
+        let client = Client::builder()
+            .cookie_store(true)
+            .redirect(redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Browser { client, base }
+    }
+
+    /// The same cookies, pointed at another server (a restarted one).
+    pub fn retarget(&mut self, base: String) {
+        self.base = base;
+    }
+
+    pub async fn get(&self, path: &str) -> Page {
+        let r = self.client.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        Self::page(r).await
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded_pairs(fields);
+        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Self::page(r).await
+    }
+
+    async fn page(r: reqwest::Response) -> Page {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap_or_default();
+        Page { status, headers, body }
+    }
+
+    /// Username then password; returns the answer to the password.
+    pub async fn log_in(&self, username: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let first = self
+            .post_form("/login", &[("csrf", &form.csrf()), ("username", username)])
+            .await;
+        assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
+        assert_eq!(first.location(), Some("/login/password"));
+        self.submit_password(password).await
+    }
+
+    pub async fn submit_password(&self, password: &str) -> Page {
+        let page = self.get("/login/password").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        self.post_form("/login/password", &[("csrf", &page.csrf()), ("password", password)])
+            .await
+    }
+}
+
+fn serde_urlencoded_pairs(fields: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(&urlencode(k));
+        out.push('=');
+        out.push_str(&urlencode(v));
+    }
+    out
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
