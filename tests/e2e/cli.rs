@@ -16,7 +16,12 @@ fn sesam(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     }
     let mut child = cmd.spawn().expect("run sesam");
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     child.wait_with_output().unwrap()
@@ -38,24 +43,51 @@ fn config_check_accepts_the_documented_example() {
 fn config_check_rejects_a_bad_file_with_a_precise_message() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("listen = \"127.0.0.1:8080\"\nlissten = \"x\"\n", "unknown field `lissten`"),
-        ("listen = \"localhost\"\n", "listen: \"localhost\" is not an address"),
-        ("database_url = \"mysql://db/sesam\"\n", "database_url: must start with sqlite: or postgres://"),
-        ("log_format = \"xml\"\n", "log_format: \"xml\" is not one of human, json"),
+        (
+            "listen = \"127.0.0.1:8080\"\nlissten = \"x\"\n",
+            "unknown field `lissten`",
+        ),
+        (
+            "listen = \"localhost\"\n",
+            "listen: \"localhost\" is not an address",
+        ),
+        (
+            "database_url = \"mysql://db/sesam\"\n",
+            "database_url: must start with sqlite: or postgres://",
+        ),
+        (
+            "log_format = \"xml\"\n",
+            "log_format: \"xml\" is not one of human, json",
+        ),
         ("listen = \n", "line 1"),
     ];
     for (i, (content, expected)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&path, content).unwrap();
-        let out = sesam(&["--config", path.to_str().unwrap(), "config", "check"], &[], None);
+        let out = sesam(
+            &["--config", path.to_str().unwrap(), "config", "check"],
+            &[],
+            None,
+        );
         assert_eq!(out.status.code(), Some(2), "case {i}");
         let err = text(&out.stderr);
-        assert!(err.contains(expected), "case {i}: expected {expected:?} in {err:?}");
+        assert!(
+            err.contains(expected),
+            "case {i}: expected {expected:?} in {err:?}"
+        );
     }
-    let missing = sesam(&["--config", "/no/such/sesam.toml", "config", "check"], &[], None);
+    let missing = sesam(
+        &["--config", "/no/such/sesam.toml", "config", "check"],
+        &[],
+        None,
+    );
     assert_eq!(missing.status.code(), Some(2));
     assert!(text(&missing.stderr).contains("/no/such/sesam.toml"));
-    let env_bad = sesam(&["config", "check"], &[("SESAM_PASSWORD_HASH_CONCURRENCY", "many")], None);
+    let env_bad = sesam(
+        &["config", "check"],
+        &[("SESAM_PASSWORD_HASH_CONCURRENCY", "many")],
+        None,
+    );
     assert!(text(&env_bad.stderr).contains("SESAM_PASSWORD_HASH_CONCURRENCY"));
 }
 
@@ -69,27 +101,69 @@ fn users_are_managed_from_the_command_line() {
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
     assert!(text(&sesam(&["migrate"], &env, None).stdout).contains("0 migration(s) applied"));
 
-    let add = sesam(&["user", "add", "bob", "--display-name", "Bob Berg", "--password-only"], &env, None);
+    let add = sesam(
+        &[
+            "user",
+            "add",
+            "bob",
+            "--display-name",
+            "Bob Berg",
+            "--password-only",
+        ],
+        &env,
+        None,
+    );
     assert!(add.status.success(), "{}", text(&add.stderr));
     assert!(text(&add.stdout).contains("one-time password: "));
-    let dup = sesam(&["user", "add", "BOB", "--password-stdin"], &env, Some("a long enough password\n"));
+    let dup = sesam(
+        &["user", "add", "BOB", "--password-stdin"],
+        &env,
+        Some("a long enough password\n"),
+    );
     assert!(!dup.status.success());
-    assert!(text(&dup.stderr).contains("already exists"), "{}", text(&dup.stderr));
-    let short = sesam(&["user", "set-password", "bob", "--password-stdin"], &env, Some("short\n"));
+    assert!(
+        text(&dup.stderr).contains("already exists"),
+        "{}",
+        text(&dup.stderr)
+    );
+    let short = sesam(
+        &["user", "set-password", "bob", "--password-stdin"],
+        &env,
+        Some("short\n"),
+    );
     assert!(!short.status.success());
     assert!(text(&short.stderr).contains("at least 12"));
 
-    let set = sesam(&["user", "set-password", "bob", "--password-stdin"], &env, Some("a long enough password\n"));
+    let set = sesam(
+        &["user", "set-password", "bob", "--password-stdin"],
+        &env,
+        Some("a long enough password\n"),
+    );
     assert!(set.status.success(), "{}", text(&set.stderr));
-    assert!(!text(&set.stdout).contains("a long enough password"), "a typed password is never echoed");
+    assert!(
+        !text(&set.stdout).contains("a long enough password"),
+        "a typed password is never echoed"
+    );
 
     assert!(sesam(&["user", "lock", "bob"], &env, None).status.success());
     let list = text(&sesam(&["user", "list"], &env, None).stdout);
-    let bob_line = list.lines().find(|l| l.starts_with("bob ")).expect("bob listed");
-    assert!(bob_line.contains("locked") && bob_line.contains("password-only"), "{bob_line}");
-    assert!(sesam(&["user", "unlock", "bob"], &env, None).status.success());
+    let bob_line = list
+        .lines()
+        .find(|l| l.starts_with("bob "))
+        .expect("bob listed");
+    assert!(
+        bob_line.contains("locked") && bob_line.contains("password-only"),
+        "{bob_line}"
+    );
+    assert!(sesam(&["user", "unlock", "bob"], &env, None)
+        .status
+        .success());
     let list = text(&sesam(&["user", "list"], &env, None).stdout);
-    assert!(list.lines().any(|l| l.starts_with("bob ") && l.contains("active")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("bob ") && l.contains("active")),
+        "{list}"
+    );
 
     let unknown = sesam(&["user", "lock", "nobody"], &env, None);
     assert!(!unknown.status.success());

@@ -48,7 +48,9 @@ impl TestDb {
     }
 
     pub async fn postgres() -> Option<TestDb> {
-        let admin_url = std::env::var("SESAM_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let admin_url = std::env::var("SESAM_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
         let name = format!("sesam_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
             .await
@@ -56,7 +58,10 @@ impl TestDb {
         sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create test database");
-        let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin_url);
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&admin_url);
         Some(TestDb {
             url: format!("{base}/{name}"),
             _dir: None,
@@ -80,12 +85,20 @@ impl Drop for TestDb {
         if let Some((admin_url, name)) = self.postgres.take() {
             // Drop runs outside any runtime we may block; use a thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
                 rt.block_on(async {
-                    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.ok()?;
-                    sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
                         .await
-                        .ok()
+                        .ok()?;
+                    sqlx::Executor::execute(
+                        &mut conn,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                    )
+                    .await
+                    .ok()
                 })
             })
             .join();
@@ -155,7 +168,13 @@ impl TestServer {
     }
 }
 
-pub async fn add_user(store: &Store, name: &str, display: &str, password: &str, now: UnixTime) -> User {
+pub async fn add_user(
+    store: &Store,
+    name: &str,
+    display: &str,
+    password: &str,
+    now: UnixTime,
+) -> User {
     store
         .create_user(
             NewUser {
@@ -193,7 +212,11 @@ impl Page {
     /// The hidden CSRF field of the page's form.
     pub fn csrf(&self) -> String {
         let marker = "name=\"csrf\" value=\"";
-        let start = self.body.find(marker).unwrap_or_else(|| panic!("no csrf field in:\n{}", self.body)) + marker.len();
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no csrf field in:\n{}", self.body))
+            + marker.len();
         let end = self.body[start..].find('"').unwrap() + start;
         self.body[start..end].to_owned()
     }
@@ -204,7 +227,10 @@ impl Page {
             .get_all(SET_COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+            .find_map(|v| {
+                v.strip_prefix(&format!("{name}="))
+                    .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+            })
     }
 
     pub fn set_cookie_header(&self, name: &str) -> Option<String> {
@@ -238,13 +264,19 @@ impl Browser {
     }
 
     pub async fn get(&self, path: &str) -> Page {
-        let r = self.client.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
         Self::page(r).await
     }
 
     pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded_pairs(fields);
-        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes()).await
+        self.post_raw(path, "application/x-www-form-urlencoded", body.into_bytes())
+            .await
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
@@ -263,7 +295,11 @@ impl Browser {
         let status = r.status();
         let headers = r.headers().clone();
         let body = r.text().await.unwrap_or_default();
-        Page { status, headers, body }
+        Page {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Username then password; returns the answer to the password.
@@ -280,8 +316,11 @@ impl Browser {
     pub async fn submit_password(&self, password: &str) -> Page {
         let page = self.get("/login/password").await;
         assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        self.post_form("/login/password", &[("csrf", &page.csrf()), ("password", password)])
-            .await
+        self.post_form(
+            "/login/password",
+            &[("csrf", &page.csrf()), ("password", password)],
+        )
+        .await
     }
 }
 
@@ -302,7 +341,9 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

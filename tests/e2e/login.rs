@@ -18,12 +18,16 @@ on_both_databases!(
 
 async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
 
     let before = browser.get("/login").await;
     assert_eq!(before.status, StatusCode::OK);
-    let session_before = before.set_cookie("sesam_session").expect("the form's session");
+    let session_before = before
+        .set_cookie("sesam_session")
+        .expect("the form's session");
     let session_header = before.set_cookie_header("sesam_session").unwrap();
     assert!(session_header.contains("HttpOnly"), "{session_header}");
     assert!(session_header.contains("SameSite=Lax"), "{session_header}");
@@ -31,43 +35,77 @@ async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
     let done = browser.log_in("Anna", "correct horse battery").await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), Some("/account"));
-    let session_after = done.set_cookie("sesam_session").expect("a new session id at login");
-    assert_ne!(session_before, session_after, "the session id is rotated at login");
+    let session_after = done
+        .set_cookie("sesam_session")
+        .expect("a new session id at login");
+    assert_ne!(
+        session_before, session_after,
+        "the session id is rotated at login"
+    );
 
     let account = browser.get("/account").await;
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("Anna Andersen"), "{}", account.body);
-    assert!(account.body.contains("data-level=\"low\""), "a password gives NSIS Low");
+    assert!(
+        account.body.contains("data-level=\"low\""),
+        "a password gives NSIS Low"
+    );
 
-    let logout = browser.post_form("/logout", &[("csrf", &account.csrf())]).await;
+    let logout = browser
+        .post_form("/logout", &[("csrf", &account.csrf())])
+        .await;
     assert_eq!(logout.status, StatusCode::OK);
     let after = browser.get("/account").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER);
     assert_eq!(after.location(), Some("/login"));
 
     let events = sesam.audit_events("anna").await;
-    assert!(events.contains(&"login.password.succeeded".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"login.password.succeeded".to_string()),
+        "{events:?}"
+    );
     assert!(events.contains(&"logout".to_string()), "{events:?}");
     sesam.stop().await;
 }
 
 async fn remembered_username_is_prefilled_and_switch_user_clears_it(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
 
     let form = browser.get("/login").await;
     let answer = browser
-        .post_form("/login", &[("csrf", &form.csrf()), ("username", "anna"), ("remember", "on")])
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("username", "anna"),
+                ("remember", "on"),
+            ],
+        )
         .await;
-    let cookie = answer.set_cookie_header("sesam_username").expect("remember cookie");
+    let cookie = answer
+        .set_cookie_header("sesam_username")
+        .expect("remember cookie");
     assert!(cookie.starts_with("sesam_username=anna;"), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("Max-Age=34560000"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Max-Age=34560000"),
+        "{cookie}"
+    );
 
     let again = browser.get("/login").await;
-    assert!(again.body.contains("<p class=\"who\">anna</p>"), "{}", again.body);
+    assert!(
+        again.body.contains("<p class=\"who\">anna</p>"),
+        "{}",
+        again.body
+    );
     assert!(again.body.contains("href=\"/login/switch\""));
-    assert!(!again.body.contains("id=\"username\""), "no empty username field when remembered");
+    assert!(
+        !again.body.contains("id=\"username\""),
+        "no empty username field when remembered"
+    );
 
     let switched = browser.get("/login/switch").await;
     assert_eq!(switched.status, StatusCode::SEE_OTHER);
@@ -80,7 +118,9 @@ async fn remembered_username_is_prefilled_and_switch_user_clears_it(db: TestDb) 
 
 async fn five_wrong_passwords_lock_the_name_until_the_lock_ends(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
 
     for attempt in 1..=4 {
@@ -88,15 +128,27 @@ async fn five_wrong_passwords_lock_the_name_until_the_lock_ends(db: TestDb) {
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "attempt {attempt}");
     }
     let fifth = browser.log_in("anna", "wrong guess").await;
-    assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS, "the fifth failure locks");
+    assert_eq!(
+        fifth.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fifth failure locks"
+    );
     assert!(fifth.body.contains("role=\"alert\""));
 
     let right = browser.log_in("anna", "correct horse battery").await;
-    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "the right password is refused while locked");
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right password is refused while locked"
+    );
 
     sesam.clock.advance(14 * 60);
     let still = browser.log_in("anna", "correct horse battery").await;
-    assert_eq!(still.status, StatusCode::TOO_MANY_REQUESTS, "still locked after 14 minutes");
+    assert_eq!(
+        still.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "still locked after 14 minutes"
+    );
 
     sesam.clock.advance(60 + 1);
     let open = browser.log_in("anna", "correct horse battery").await;
@@ -114,13 +166,16 @@ async fn five_wrong_passwords_lock_the_name_until_the_lock_ends(db: TestDb) {
 
 async fn unknown_user_and_wrong_password_look_the_same(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
 
     let known = sesam.browser().log_in("anna", "wrong guess").await;
     let unknown = sesam.browser().log_in("nobody", "wrong guess").await;
     assert_eq!(known.status, StatusCode::UNAUTHORIZED);
     assert_eq!(known.status, unknown.status);
-    let normalise = |body: &str, name: &str, csrf: &str| body.replace(name, "NAME").replace(csrf, "CSRF");
+    let normalise =
+        |body: &str, name: &str, csrf: &str| body.replace(name, "NAME").replace(csrf, "CSRF");
     assert_eq!(
         normalise(&known.body, "anna", &known.csrf()),
         normalise(&unknown.body, "nobody", &unknown.csrf()),
@@ -132,13 +187,18 @@ async fn unknown_user_and_wrong_password_look_the_same(db: TestDb) {
     for _ in 1..=4 {
         browser.log_in("nobody", "x").await;
     }
-    assert_eq!(browser.log_in("nobody", "x").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        browser.log_in("nobody", "x").await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
     sesam.stop().await;
 }
 
 async fn missing_or_wrong_csrf_is_refused_and_counts_nothing(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
     browser.get("/login").await;
 
@@ -148,21 +208,35 @@ async fn missing_or_wrong_csrf_is_refused_and_counts_nothing(db: TestDb) {
         .post_form("/login", &[("csrf", "not-the-token"), ("username", "anna")])
         .await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
-    assert!(wrong.body.contains("Formularen er udløbet") && wrong.body.contains("The form has expired"));
+    assert!(
+        wrong.body.contains("Formularen er udløbet") && wrong.body.contains("The form has expired")
+    );
 
     // A real username step, then password posts with a bad token: nothing is counted.
     let form = browser.get("/login").await;
-    browser.post_form("/login", &[("csrf", &form.csrf()), ("username", "anna")]).await;
+    browser
+        .post_form("/login", &[("csrf", &form.csrf()), ("username", "anna")])
+        .await;
     for _ in 0..6 {
         let forged = browser
-            .post_form("/login/password", &[("csrf", "forged"), ("password", "wrong guess")])
+            .post_form(
+                "/login/password",
+                &[("csrf", "forged"), ("password", "wrong guess")],
+            )
             .await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);
     }
     let events = sesam.audit_events("anna").await;
-    assert!(!events.iter().any(|e| e.starts_with("login.")), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("login.")),
+        "{events:?}"
+    );
     let right = browser.submit_password("correct horse battery").await;
-    assert_eq!(right.location(), Some("/account"), "no lock from forged posts");
+    assert_eq!(
+        right.location(),
+        Some("/account"),
+        "no lock from forged posts"
+    );
 
     // A cross-site page has no session, so it has no token to send.
     let stranger = sesam.browser();
@@ -173,12 +247,16 @@ async fn missing_or_wrong_csrf_is_refused_and_counts_nothing(db: TestDb) {
 
 async fn bad_form_fields_get_a_clear_4xx_and_change_nothing(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    let anna = sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
     let csrf = browser.get("/login").await.csrf();
 
     let long_name = "a".repeat(5000);
-    let oversized = browser.post_form("/login", &[("csrf", &csrf), ("username", &long_name)]).await;
+    let oversized = browser
+        .post_form("/login", &[("csrf", &csrf), ("username", &long_name)])
+        .await;
     assert_eq!(oversized.status, StatusCode::BAD_REQUEST);
 
     let not_utf8 = browser
@@ -190,37 +268,66 @@ async fn bad_form_fields_get_a_clear_4xx_and_change_nothing(db: TestDb) {
         .await;
     assert_eq!(not_utf8.status, StatusCode::BAD_REQUEST);
     let raw_bytes = browser
-        .post_raw("/login", "application/x-www-form-urlencoded", [b"csrf=x&username=\xff\xfe".as_slice()].concat())
+        .post_raw(
+            "/login",
+            "application/x-www-form-urlencoded",
+            [b"csrf=x&username=\xff\xfe".as_slice()].concat(),
+        )
         .await;
     assert_eq!(raw_bytes.status, StatusCode::BAD_REQUEST);
 
     let huge_body = browser
-        .post_raw("/login", "application/x-www-form-urlencoded", vec![b'a'; 200_000])
+        .post_raw(
+            "/login",
+            "application/x-www-form-urlencoded",
+            vec![b'a'; 200_000],
+        )
         .await;
     assert_eq!(huge_body.status, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let json = browser.post_raw("/login", "application/json", b"{\"username\":\"anna\"}".to_vec()).await;
+    let json = browser
+        .post_raw(
+            "/login",
+            "application/json",
+            b"{\"username\":\"anna\"}".to_vec(),
+        )
+        .await;
     assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     let missing_field = browser.post_form("/login", &[("csrf", &csrf)]).await;
     assert_eq!(missing_field.status, StatusCode::BAD_REQUEST);
 
-    let spaces = browser.post_form("/login", &[("csrf", &csrf), ("username", "anna hansen")]).await;
+    let spaces = browser
+        .post_form("/login", &[("csrf", &csrf), ("username", "anna hansen")])
+        .await;
     assert_eq!(spaces.status, StatusCode::BAD_REQUEST);
-    assert!(spaces.body.contains("role=\"alert\""), "the form comes back with a message");
+    assert!(
+        spaces.body.contains("role=\"alert\""),
+        "the form comes back with a message"
+    );
 
     // The password step with a password over the field limit.
-    browser.post_form("/login", &[("csrf", &csrf), ("username", "anna")]).await;
+    browser
+        .post_form("/login", &[("csrf", &csrf), ("username", "anna")])
+        .await;
     let long_password = "p".repeat(5000);
     let refused = browser
-        .post_form("/login/password", &[("csrf", &csrf), ("password", &long_password)])
+        .post_form(
+            "/login/password",
+            &[("csrf", &csrf), ("password", &long_password)],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
 
     // A garbage remembered-username cookie is ignored, not trusted.
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("cookie", "sesam_username=%FF%00; sesam_lang=xx".parse().unwrap());
-    let odd = Browser::with_headers(sesam.url(""), headers).get("/login").await;
+    headers.insert(
+        "cookie",
+        "sesam_username=%FF%00; sesam_lang=xx".parse().unwrap(),
+    );
+    let odd = Browser::with_headers(sesam.url(""), headers)
+        .get("/login")
+        .await;
     assert_eq!(odd.status, StatusCode::OK);
     assert!(!odd.body.contains("class=\"who\""));
 
@@ -234,9 +341,17 @@ async fn bad_form_fields_get_a_clear_4xx_and_change_nothing(db: TestDb) {
 
 async fn a_session_survives_a_server_restart(db: TestDb) {
     let first = TestServer::start(&db).await;
-    first.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    first
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let mut browser = first.browser();
-    assert_eq!(browser.log_in("anna", "correct horse battery").await.location(), Some("/account"));
+    assert_eq!(
+        browser
+            .log_in("anna", "correct horse battery")
+            .await
+            .location(),
+        Some("/account")
+    );
     let clock = first.clock.clone();
     first.stop().await;
 
@@ -250,30 +365,56 @@ async fn a_session_survives_a_server_restart(db: TestDb) {
 
 async fn first_start_admin_must_choose_a_new_password(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    let one_time = sesam.server.initial_admin_password.clone().expect("a one-time password on first start");
+    let one_time = sesam
+        .server
+        .initial_admin_password
+        .clone()
+        .expect("a one-time password on first start");
     let browser = sesam.browser();
     let login = browser.log_in("admin", &one_time).await;
     assert_eq!(login.location(), Some("/account/password"));
     let account = browser.get("/account").await;
-    assert_eq!(account.location(), Some("/account/password"), "nothing else until the password is changed");
+    assert_eq!(
+        account.location(),
+        Some("/account/password"),
+        "nothing else until the password is changed"
+    );
 
     let form = browser.get("/account/password").await;
     let csrf = form.csrf();
     let mismatch = browser
         .post_form(
             "/account/password",
-            &[("csrf", &csrf), ("current", &one_time), ("new", "a long new secret"), ("repeat", "another")],
+            &[
+                ("csrf", &csrf),
+                ("current", &one_time),
+                ("new", "a long new secret"),
+                ("repeat", "another"),
+            ],
         )
         .await;
     assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
     let short = browser
-        .post_form("/account/password", &[("csrf", &csrf), ("current", &one_time), ("new", "short"), ("repeat", "short")])
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", &one_time),
+                ("new", "short"),
+                ("repeat", "short"),
+            ],
+        )
         .await;
     assert_eq!(short.status, StatusCode::BAD_REQUEST);
     let wrong_current = browser
         .post_form(
             "/account/password",
-            &[("csrf", &csrf), ("current", "guess"), ("new", "a long new secret"), ("repeat", "a long new secret")],
+            &[
+                ("csrf", &csrf),
+                ("current", "guess"),
+                ("new", "a long new secret"),
+                ("repeat", "a long new secret"),
+            ],
         )
         .await;
     assert_eq!(wrong_current.status, StatusCode::BAD_REQUEST);
@@ -281,40 +422,85 @@ async fn first_start_admin_must_choose_a_new_password(db: TestDb) {
     let changed = browser
         .post_form(
             "/account/password",
-            &[("csrf", &csrf), ("current", &one_time), ("new", "a long new secret"), ("repeat", "a long new secret")],
+            &[
+                ("csrf", &csrf),
+                ("current", &one_time),
+                ("new", "a long new secret"),
+                ("repeat", "a long new secret"),
+            ],
         )
         .await;
-    assert_eq!(changed.location(), Some("/account?changed=1"), "{}", changed.body);
+    assert_eq!(
+        changed.location(),
+        Some("/account?changed=1"),
+        "{}",
+        changed.body
+    );
     assert_eq!(browser.get("/account").await.status, StatusCode::OK);
 
-    assert!(sesam.audit_events("admin").await.contains(&"password.changed".to_string()));
+    assert!(sesam
+        .audit_events("admin")
+        .await
+        .contains(&"password.changed".to_string()));
     let clock = sesam.clock.clone();
     sesam.stop().await;
     let again = TestServer::start_with_clock(&db, clock).await;
-    assert!(again.server.initial_admin_password.is_none(), "only the first start creates the admin");
+    assert!(
+        again.server.initial_admin_password.is_none(),
+        "only the first start creates the admin"
+    );
     let fresh = again.browser();
-    assert_eq!(fresh.log_in("admin", &one_time).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(fresh.log_in("admin", "a long new secret").await.location(), Some("/account"));
+    assert_eq!(
+        fresh.log_in("admin", &one_time).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        fresh.log_in("admin", "a long new secret").await.location(),
+        Some("/account")
+    );
     again.stop().await;
 }
 
 async fn an_inactive_account_is_refused_after_the_right_password(db: TestDb) {
     let sesam = TestServer::start(&db).await;
-    let anna = sesam.add_user("anna", "Anna Andersen", "correct horse battery").await;
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
     let browser = sesam.browser();
-    assert_eq!(browser.log_in("anna", "correct horse battery").await.location(), Some("/account"));
+    assert_eq!(
+        browser
+            .log_in("anna", "correct horse battery")
+            .await
+            .location(),
+        Some("/account")
+    );
 
     sesam
         .store()
-        .set_user_status(&anna.id, sesam_core::UserStatus::Locked, sesam_core::Clock::now(&sesam.clock))
+        .set_user_status(
+            &anna.id,
+            sesam_core::UserStatus::Locked,
+            sesam_core::Clock::now(&sesam.clock),
+        )
         .await
         .unwrap();
     let kicked = browser.get("/account").await;
-    assert_eq!(kicked.location(), Some("/login"), "a locked user's session ends");
+    assert_eq!(
+        kicked.location(),
+        Some("/login"),
+        "a locked user's session ends"
+    );
 
-    let refused = sesam.browser().log_in("anna", "correct horse battery").await;
+    let refused = sesam
+        .browser()
+        .log_in("anna", "correct horse battery")
+        .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let wrong = sesam.browser().log_in("anna", "wrong guess").await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "a wrong password says nothing about the lock");
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNAUTHORIZED,
+        "a wrong password says nothing about the lock"
+    );
     sesam.stop().await;
 }

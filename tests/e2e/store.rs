@@ -19,11 +19,25 @@ fn now() -> sesam_core::UnixTime {
 
 async fn migrations_run_twice_are_a_no_op(db: TestDb) {
     let store = sesam_store::Store::connect(&db.url).await.unwrap();
-    assert!(store.migrate().await.unwrap() >= 1, "the first run applies the migrations");
+    assert!(
+        store.migrate().await.unwrap() >= 1,
+        "the first run applies the migrations"
+    );
     let anna = add_user(&store, "anna", "Anna", "correct horse battery", now()).await;
-    assert_eq!(store.migrate().await.unwrap(), 0, "the second run applies nothing");
-    assert_eq!(store.get_user(&anna.id).await.unwrap(), anna, "and loses nothing");
-    assert_eq!(store.backend() == sesam_store::Backend::Postgres, db.is_postgres());
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        0,
+        "the second run applies nothing"
+    );
+    assert_eq!(
+        store.get_user(&anna.id).await.unwrap(),
+        anna,
+        "and loses nothing"
+    );
+    assert_eq!(
+        store.backend() == sesam_store::Backend::Postgres,
+        db.is_postgres()
+    );
 }
 
 async fn usernames_are_unique_whatever_the_case(db: TestDb) {
@@ -44,41 +58,87 @@ async fn usernames_are_unique_whatever_the_case(db: TestDb) {
         )
         .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-    let found = store.find_user_by_username(&Username::parse("aNnA").unwrap()).await.unwrap().unwrap();
+    let found = store
+        .find_user_by_username(&Username::parse("aNnA").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.display_name, "Anna");
-    assert_eq!(found.username.as_str(), "Anna", "the spelling the user chose is kept");
+    assert_eq!(
+        found.username.as_str(),
+        "Anna",
+        "the spelling the user chose is kept"
+    );
 }
 
 async fn the_audit_log_is_append_only(db: TestDb) {
     let store = db.store().await;
     store
-        .append_audit(&AuditEvent::new("test.event").actor("cli").subject("anna").detail("first"), now())
+        .append_audit(
+            &AuditEvent::new("test.event")
+                .actor("cli")
+                .subject("anna")
+                .detail("first"),
+            now(),
+        )
         .await
         .unwrap();
     let url = db.url.clone();
     let tampered = if db.is_postgres() {
         let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE audit_log SET detail = 'changed'").execute(&pool).await.map(|_| ())
+        sqlx::query("UPDATE audit_log SET detail = 'changed'")
+            .execute(&pool)
+            .await
+            .map(|_| ())
     } else {
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query("DELETE FROM audit_log").execute(&pool).await.map(|_| ())
+        sqlx::query("DELETE FROM audit_log")
+            .execute(&pool)
+            .await
+            .map(|_| ())
     };
-    assert!(tampered.is_err(), "the database refuses to change the audit log");
+    assert!(
+        tampered.is_err(),
+        "the database refuses to change the audit log"
+    );
     let entries = store.list_audit(Some("anna"), 10).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].detail, "first");
-    assert!(store.list_audit(Some("someone else"), 10).await.unwrap().is_empty());
+    assert!(store
+        .list_audit(Some("someone else"), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn settings_are_checked_before_they_are_stored(db: TestDb) {
     let store = db.store().await;
-    assert_eq!(store.load_settings().await.unwrap().passwordless, PasswordlessMode::Off);
-    assert_eq!(store.set_setting("passwordless", "pilot", now()).await.unwrap(), "off");
-    assert!(store.set_setting("passwordless", "sometimes", now()).await.is_err());
+    assert_eq!(
+        store.load_settings().await.unwrap().passwordless,
+        PasswordlessMode::Off
+    );
+    assert_eq!(
+        store
+            .set_setting("passwordless", "pilot", now())
+            .await
+            .unwrap(),
+        "off"
+    );
+    assert!(store
+        .set_setting("passwordless", "sometimes", now())
+        .await
+        .is_err());
     assert!(store.set_setting("no_such_key", "1", now()).await.is_err());
-    assert!(store.set_setting("lockout_max_failures", "-3", now()).await.is_err());
+    assert!(store
+        .set_setting("lockout_max_failures", "-3", now())
+        .await
+        .is_err());
     let settings = store.load_settings().await.unwrap();
-    assert_eq!(settings.passwordless, PasswordlessMode::Pilot, "a refused value leaves the stored one");
+    assert_eq!(
+        settings.passwordless,
+        PasswordlessMode::Pilot,
+        "a refused value leaves the stored one"
+    );
     assert_eq!(settings.lockout_max_failures, 5);
 }
 
@@ -93,12 +153,29 @@ async fn concurrent_failures_are_all_counted(db: TestDb) {
     for _ in 0..19 {
         let store = store.clone();
         let settings = settings.clone();
-        tasks.push(tokio::spawn(async move { store.record_login_failure("anna", t, &settings).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_login_failure("anna", t, &settings)
+                .await
+                .unwrap()
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), None, "19 failures do not lock at 20");
     }
-    assert!(store.throttle_state("anna", t).await.unwrap().locked_until.is_none());
-    let lock = store.record_login_failure("anna", t, &settings).await.unwrap();
-    assert_eq!(lock, Some(t.plus_seconds(settings.lockout_duration_seconds)), "the 20th locks");
+    assert!(store
+        .throttle_state("anna", t)
+        .await
+        .unwrap()
+        .locked_until
+        .is_none());
+    let lock = store
+        .record_login_failure("anna", t, &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        lock,
+        Some(t.plus_seconds(settings.lockout_duration_seconds)),
+        "the 20th locks"
+    );
 }

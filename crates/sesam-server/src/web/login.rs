@@ -143,7 +143,10 @@ pub async fn submit_password(
     let t = lang.catalog();
     let user = state.store.find_user_by_username(&username).await?;
     // Audit under the stored spelling when the user exists, so one user's events group.
-    let subject = user.as_ref().map_or(username.as_str(), |u| u.username.as_str()).to_owned();
+    let subject = user
+        .as_ref()
+        .map_or(username.as_str(), |u| u.username.as_str())
+        .to_owned();
     let audit = |event: &str| {
         AuditEvent::new(event)
             .actor(subject.as_str())
