@@ -176,3 +176,40 @@ fn users_are_managed_from_the_command_line() {
     assert!(text(&bad_mode.stderr).contains("not one of off, pilot, on"));
     assert!(text(&sesam(&["settings", "list"], &env, None).stdout).contains("passwordless = pilot"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_code_from_the_command_line_enrols_an_app() {
+    let db = crate::harness::TestDb::sqlite();
+    let server = crate::harness::TestServer::start(&db).await;
+    server
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let env = [("SESAM_DATABASE_URL", db.url.as_str())];
+
+    let out = sesam(&["device", "activation-code", "--user", "anna"], &env, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let code = stdout
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a code")
+        .to_owned();
+    let (_, device) =
+        sesam_app::AppClient::enroll(&server.url(""), &code, sesam_app::EnrolOptions::default())
+            .await
+            .expect("the code enrols");
+    let list = text(&sesam(&["device", "list", "--user", "anna"], &env, None).stdout);
+    assert!(
+        list.contains(&device.device_id) && list.contains("passwordless: yes"),
+        "{list}"
+    );
+    let nobody = sesam(
+        &["device", "activation-code", "--user", "nobody"],
+        &env,
+        None,
+    );
+    assert!(!nobody.status.success());
+    assert!(text(&nobody.stderr).contains("no user named nobody"));
+    server.stop().await;
+}

@@ -107,16 +107,21 @@ impl Drop for TestDb {
 }
 
 pub fn test_config(db_url: &str) -> Config {
-    Config::load(
-        None,
-        [
-            ("SESAM_LISTEN", "127.0.0.1:0"),
-            ("SESAM_DATABASE_URL", db_url),
-            ("SESAM_PASSWORD_HASH_CONCURRENCY", "2"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    )
-    .expect("test config is valid")
+    test_config_with(db_url, &[])
+}
+
+/// The test configuration plus `SESAM_*` variables.
+pub fn test_config_with(db_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(String, String)> = [
+        ("SESAM_LISTEN", "127.0.0.1:0"),
+        ("SESAM_DATABASE_URL", db_url),
+        ("SESAM_PASSWORD_HASH_CONCURRENCY", "2"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::load(None, env).expect("test config is valid")
 }
 
 /// A running Sesam plus the clock it reads.
@@ -131,7 +136,11 @@ impl TestServer {
     }
 
     pub async fn start_with_clock(db: &TestDb, clock: ManualClock) -> TestServer {
-        let server = sesam_server::start(test_config(&db.url), Arc::new(clock.clone()))
+        Self::start_with(clock, test_config(&db.url)).await
+    }
+
+    pub async fn start_with(clock: ManualClock, config: Config) -> TestServer {
+        let server = sesam_server::start(config, Arc::new(clock.clone()))
             .await
             .expect("server starts");
         TestServer { server, clock }
@@ -161,6 +170,24 @@ impl TestServer {
             .into_iter()
             .map(|e| e.event)
             .collect()
+    }
+
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// Enrols a `sesam-app` client for `user` with a fresh activation code.
+    pub async fn enrol(
+        &self,
+        user: &User,
+        opts: sesam_app::EnrolOptions,
+    ) -> (sesam_app::AppClient, sesam_app::DeviceView) {
+        let code = sesam_server::activation::issue(self.store(), &user.id, self.now())
+            .await
+            .unwrap();
+        sesam_app::AppClient::enroll(&self.url(""), &code, opts)
+            .await
+            .expect("enrolment succeeds")
     }
 
     pub async fn stop(self) {

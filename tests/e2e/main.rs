@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod app_api;
 mod cli;
 mod login;
 mod pages;

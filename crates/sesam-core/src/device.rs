@@ -45,6 +45,28 @@ pub enum DeviceStatus {
     Disabled,
 }
 
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Locked => "locked",
+            DeviceStatus::Disabled => "disabled",
+        }
+    }
+}
+
+impl FromStr for DeviceStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(DeviceStatus::Active),
+            "locked" => Ok(DeviceStatus::Locked),
+            "disabled" => Ok(DeviceStatus::Disabled),
+            other => Err(format!("unknown device status {other:?}")),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
     pub id: String,

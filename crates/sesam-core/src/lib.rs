@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assurance;
+pub mod challenge;
 pub mod clock;
 pub mod device;
 pub mod login;
@@ -10,6 +11,10 @@ pub mod settings;
 pub mod user;
 
 pub use assurance::{AssuranceLevel, Factor};
+pub use challenge::{
+    Answer, AnswerError, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Outcome,
+    TwoDigitCode,
+};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use login::{choose_login_branch, LoginBranch};

@@ -10,8 +10,8 @@ pub enum LoginBranch {
     Passwordless,
 }
 
-/// Passwordless only when the organisation offers it to this user, the user is active and
-/// not password-only, and at least one device is eligible. Unknown users (`None`) get the
+/// Passwordless only when the organisation offers it to this user, the user is active, not
+/// password-only and has not reported a push as fraud, and at least one device is eligible. Unknown users (`None`) get the
 /// password form like everyone else who does not qualify.
 pub fn choose_login_branch(
     settings: &Settings,
@@ -29,6 +29,7 @@ pub fn choose_login_branch(
     if offered
         && user.is_active()
         && !user.password_only
+        && !user.passwordless_locked
         && devices.iter().any(|d| d.is_passwordless_capable(settings))
     {
         LoginBranch::Passwordless
@@ -56,6 +57,7 @@ mod tests {
             is_admin: false,
             must_change_password: false,
             in_pilot: false,
+            passwordless_locked: false,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }
@@ -117,6 +119,14 @@ mod tests {
         };
         assert_eq!(
             choose_login_branch(&s, Some(&locked), &[phone()]),
+            LoginBranch::Password
+        );
+        let reported = User {
+            passwordless_locked: true,
+            ..user()
+        };
+        assert_eq!(
+            choose_login_branch(&s, Some(&reported), &[phone()]),
             LoginBranch::Password
         );
         let old = Device {

@@ -115,6 +115,8 @@ pub struct User {
     pub must_change_password: bool,
     /// Member of the pilot group for a staged passwordless rollout.
     pub in_pilot: bool,
+    /// Set when the user reported a push as fraud; cleared by an admin or a password login.
+    pub passwordless_locked: bool,
     pub created_at: crate::UnixTime,
     pub updated_at: crate::UnixTime,
 }

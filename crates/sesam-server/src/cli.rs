@@ -47,6 +47,23 @@ enum Command {
     /// Read and change organisation settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// MFA devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Make a one-time activation code (valid 10 minutes) to enrol an app for a user.
+    ActivationCode {
+        #[arg(long)]
+        user: String,
+    },
+    /// List a user's devices and whether each can be used for passwordless login.
+    List {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,11 +188,72 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                 config.password_hash_concurrency
             );
             println!("  demo                      = {}", config.demo);
+            println!(
+                "  push_provider             = {}",
+                if config.push.live { "live" } else { "outbox" }
+            );
             Ok(())
         }
         Command::User(cmd) => {
             let store = startup::open_store(&config).await?;
             user_command(&store, clock.as_ref(), cmd).await
+        }
+        Command::Device(cmd) => {
+            let store = startup::open_store(&config).await?;
+            let name = match &cmd {
+                DeviceCommand::ActivationCode { user } | DeviceCommand::List { user } => {
+                    user.clone()
+                }
+            };
+            let username = Username::parse(&name).with_context(|| format!("{name:?}"))?;
+            let user = store
+                .find_user_by_username(&username)
+                .await?
+                .with_context(|| format!("no user named {username}"))?;
+            match cmd {
+                DeviceCommand::ActivationCode { .. } => {
+                    let code = crate::activation::issue(&store, &user.id, clock.now()).await?;
+                    store
+                        .append_audit(
+                            &AuditEvent::new("device.activation_code.issued")
+                                .actor("cli")
+                                .subject(user.username.as_str()),
+                            clock.now(),
+                        )
+                        .await?;
+                    println!(
+                        "activation code for {}: {code} (valid {} minutes)",
+                        user.username,
+                        crate::activation::VALID_SECONDS / 60
+                    );
+                }
+                DeviceCommand::List { .. } => {
+                    let settings = store.load_settings().await?;
+                    for d in store.devices_of_user(&user.id).await? {
+                        let reasons = d.device.passwordless_ineligibility(&settings);
+                        let verdict = if reasons.is_empty() {
+                            "passwordless: yes".to_owned()
+                        } else {
+                            format!(
+                                "passwordless: no ({})",
+                                reasons
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            )
+                        };
+                        println!(
+                            "{}  {:<24} {} {}  {verdict}",
+                            d.device.id,
+                            d.display_name,
+                            d.device.platform.as_str(),
+                            d.device.app_version
+                        );
+                    }
+                }
+            }
+            Ok(())
         }
         Command::Settings(cmd) => {
             let store = startup::open_store(&config).await?;

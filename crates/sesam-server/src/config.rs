@@ -29,6 +29,22 @@ pub struct Config {
     pub password_hash_concurrency: usize,
     /// Seed demo users on start.
     pub demo: bool,
+    pub push: PushConfig,
+}
+
+/// Where pushes go: recorded in the database (`outbox`, for development and tests) or sent
+/// to Apple and Google (`live`, with the keys below).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushConfig {
+    pub live: bool,
+    pub apns_base_url: String,
+    pub apns_key_file: Option<PathBuf>,
+    pub apns_key_id: Option<String>,
+    pub apns_team_id: Option<String>,
+    pub apns_topic: Option<String>,
+    pub fcm_base_url: String,
+    pub fcm_project_id: Option<String>,
+    pub fcm_service_account_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +59,15 @@ struct RawConfig {
     trust_forwarded_for: Option<bool>,
     password_hash_concurrency: Option<i64>,
     demo: Option<bool>,
+    push_provider: Option<String>,
+    apns_base_url: Option<String>,
+    apns_key_file: Option<String>,
+    apns_key_id: Option<String>,
+    apns_team_id: Option<String>,
+    apns_topic: Option<String>,
+    fcm_base_url: Option<String>,
+    fcm_project_id: Option<String>,
+    fcm_service_account_file: Option<String>,
 }
 
 /// Every key, in the order the example file documents them.
@@ -56,6 +81,15 @@ pub const KEYS: &[&str] = &[
     "trust_forwarded_for",
     "password_hash_concurrency",
     "demo",
+    "push_provider",
+    "apns_base_url",
+    "apns_key_file",
+    "apns_key_id",
+    "apns_team_id",
+    "apns_topic",
+    "fcm_base_url",
+    "fcm_project_id",
+    "fcm_service_account_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +189,61 @@ impl Config {
             ));
         }
 
+        let live = match raw.push_provider.as_deref().unwrap_or("outbox") {
+            "outbox" => false,
+            "live" => true,
+            other => {
+                return Err(invalid(
+                    "push_provider",
+                    format!("{other:?} is not one of outbox, live"),
+                ))
+            }
+        };
+        let push = PushConfig {
+            live,
+            apns_base_url: raw
+                .apns_base_url
+                .unwrap_or_else(|| "https://api.push.apple.com".into()),
+            apns_key_file: raw.apns_key_file.map(PathBuf::from),
+            apns_key_id: raw.apns_key_id,
+            apns_team_id: raw.apns_team_id,
+            apns_topic: raw.apns_topic,
+            fcm_base_url: raw
+                .fcm_base_url
+                .unwrap_or_else(|| "https://fcm.googleapis.com".into()),
+            fcm_project_id: raw.fcm_project_id,
+            fcm_service_account_file: raw.fcm_service_account_file.map(PathBuf::from),
+        };
+        for (key, url) in [
+            ("apns_base_url", &push.apns_base_url),
+            ("fcm_base_url", &push.fcm_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{url:?} must start with https:// (or http:// for a local test server)"
+                    ),
+                ));
+            }
+        }
+        let apns_parts = [&push.apns_key_id, &push.apns_team_id, &push.apns_topic];
+        let apns_given = push.apns_key_file.is_some() || apns_parts.iter().any(|p| p.is_some());
+        if apns_given && (push.apns_key_file.is_none() || apns_parts.iter().any(|p| p.is_none())) {
+            return Err(invalid(
+                "apns_key_file",
+                "APNs needs apns_key_file, apns_key_id, apns_team_id and apns_topic together",
+            ));
+        }
+        if push.fcm_project_id.is_some() != push.fcm_service_account_file.is_some() {
+            return Err(invalid(
+                "fcm_project_id",
+                "FCM needs fcm_project_id and fcm_service_account_file together",
+            ));
+        }
+
         Ok(Config {
+            push,
             listen,
             public_url,
             database_url,
@@ -235,6 +323,15 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                     Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
             }
             "demo" => raw.demo = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?),
+            "push_provider" => raw.push_provider = Some(value.clone()),
+            "apns_base_url" => raw.apns_base_url = Some(value.clone()),
+            "apns_key_file" => raw.apns_key_file = Some(value.clone()),
+            "apns_key_id" => raw.apns_key_id = Some(value.clone()),
+            "apns_team_id" => raw.apns_team_id = Some(value.clone()),
+            "apns_topic" => raw.apns_topic = Some(value.clone()),
+            "fcm_base_url" => raw.fcm_base_url = Some(value.clone()),
+            "fcm_project_id" => raw.fcm_project_id = Some(value.clone()),
+            "fcm_service_account_file" => raw.fcm_service_account_file = Some(value.clone()),
             _ => unreachable!("every key in KEYS is handled"),
         }
     }

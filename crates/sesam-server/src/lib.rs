@@ -2,11 +2,15 @@
 //! Handlers stay thin; decisions live in sesam-core, data in sesam-store.
 #![forbid(unsafe_code)]
 
+pub mod activation;
+pub mod api;
+pub mod challenges;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod i18n;
 pub mod password;
+pub mod push;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -20,6 +20,8 @@ use crate::web;
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub store: Store,
+    /// What the handlers share (tests start challenges through it).
+    pub state: AppState,
     /// Set on the very first start: the administrator's one-time password.
     pub initial_admin_password: Option<String>,
     shutdown: oneshot::Sender<()>,
@@ -78,7 +80,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config, store.clone(), clock);
+    let pusher = crate::push::build(&config.push, &store, clock.clone())?;
+    let state = AppState::new(config, store.clone(), clock, pusher);
+    let shared = state.clone();
     let (app, cleanup) = match store.session_store() {
         SessionStore::Sqlite(s) => (
             web::router(state, s.clone(), settings.session_idle_seconds),
@@ -105,6 +109,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     Ok(RunningServer {
         addr,
         store,
+        state: shared,
         initial_admin_password,
         shutdown,
         serving,

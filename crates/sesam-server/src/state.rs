@@ -19,16 +19,27 @@ pub struct Inner {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub passwords: Passwords,
+    pub pusher: sesam_push::Pusher,
+    /// Ids of challenges that changed on this node.
+    pub challenge_events: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, clock: Arc<dyn Clock>) -> AppState {
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        pusher: sesam_push::Pusher,
+    ) -> AppState {
         let passwords = Passwords::new(config.password_hash_concurrency);
+        let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
         AppState(Arc::new(Inner {
             config,
             store,
             clock,
             passwords,
+            pusher,
+            challenge_events,
         }))
     }
     pub fn now(&self) -> UnixTime {

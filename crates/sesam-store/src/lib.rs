@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod challenges;
+mod devices;
 mod error;
 mod settings;
 mod throttle;
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditEntry, AuditEvent};
+pub use devices::{DeviceChange, DeviceRecord, NewDevice};
 pub use error::StoreError;
 pub use throttle::ThrottleState;
 pub use users::NewUser;

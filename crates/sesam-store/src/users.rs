@@ -27,6 +27,7 @@ struct UserRow {
     is_admin: bool,
     must_change_password: bool,
     in_pilot: bool,
+    passwordless_locked: bool,
     created_at: i64,
     updated_at: i64,
 }
@@ -46,6 +47,7 @@ impl TryFrom<UserRow> for User {
             is_admin: r.is_admin,
             must_change_password: r.must_change_password,
             in_pilot: r.in_pilot,
+            passwordless_locked: r.passwordless_locked,
             created_at: UnixTime(r.created_at),
             updated_at: UnixTime(r.updated_at),
         })
@@ -53,7 +55,7 @@ impl TryFrom<UserRow> for User {
 }
 
 const COLUMNS: &str = "id, username, display_name, email, status, password_hash, password_only, \
-                       is_admin, must_change_password, in_pilot, created_at, updated_at";
+                       is_admin, must_change_password, in_pilot, passwordless_locked, created_at, updated_at";
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User, StoreError> {
@@ -145,6 +147,24 @@ impl Store {
         if done == 0 {
             return Err(StoreError::NotFound(format!("user {id}")));
         }
+        Ok(())
+    }
+
+    pub async fn set_passwordless_locked(
+        &self,
+        id: &UserId,
+        locked: bool,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE users SET passwordless_locked = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(&id.0)
+        .bind(locked)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(())
     }
 

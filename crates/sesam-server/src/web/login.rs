@@ -240,6 +240,20 @@ pub async fn submit_password(
     }
 
     state.store.clear_login_failures(&key).await?;
+    if user.passwordless_locked {
+        // DESIGN: a password login clears the lock a fraud report put on passwordless.
+        state
+            .store
+            .set_passwordless_locked(&user.id, false, now)
+            .await?;
+        state
+            .store
+            .append_audit(
+                &audit("passwordless.unlocked").detail("cleared by a password login"),
+                now,
+            )
+            .await?;
+    }
     session.remove::<String>(PENDING_KEY).await?;
     auth::sign_in(
         &session,

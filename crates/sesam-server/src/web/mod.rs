@@ -4,6 +4,7 @@ pub mod account;
 pub mod auth;
 pub mod cookies;
 pub mod csrf;
+pub mod devices;
 pub mod error;
 pub mod form;
 pub mod login;
@@ -12,7 +13,7 @@ pub mod pages;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Redirect;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_sessions::cookie::SameSite;
@@ -47,6 +48,13 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             "/account/password",
             get(account::show_change_password).post(account::submit_change_password),
         )
+        .route("/account/devices", get(devices::show))
+        .route(
+            "/account/devices/activation",
+            post(devices::new_activation_code),
+        )
+        .route("/account/devices/{id}/rename", post(devices::rename))
+        .route("/account/devices/{id}/remove", post(devices::remove))
         .route(
             "/logout",
             get(account::show_logout).post(account::submit_logout),
@@ -60,6 +68,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
 
     Router::new()
         .merge(pages)
+        .nest("/api/app/v1", crate::api::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/static/sesam.css", get(ops::stylesheet))

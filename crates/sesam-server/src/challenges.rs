@@ -1,0 +1,143 @@
+//! Starting a challenge (code, row, pushes) and telling waiting browsers that one changed.
+//! Push failures never stop a challenge: the app can always pull it.
+
+use rand::rngs::OsRng;
+use sesam_core::{Challenge, ChallengeContext, ChallengeKind, ChallengeState, TwoDigitCode, User};
+use sesam_push::{Delivery, Notification, Provider, PushToken};
+use sesam_store::{AuditEvent, StoreError};
+
+use crate::state::AppState;
+
+/// Push texts: neutral on purpose (they show on a locked screen).
+const PUSH_TITLE: &str = "Sesam";
+const PUSH_BODY: &str = "Open the app to see a login request.";
+
+pub struct Started {
+    pub challenge: Challenge,
+    /// Devices whose push did not go through (the app can still pull the challenge).
+    pub unreached: usize,
+}
+
+/// Starts a challenge of `kind` for `user` on `devices`: a fresh code, the row (cancelling
+/// the user's older pending one), a push to each device with a token, audit events.
+pub async fn start(
+    state: &AppState,
+    user: &User,
+    kind: ChallengeKind,
+    devices: &[sesam_store::DeviceRecord],
+    context: ChallengeContext,
+    lifetime_seconds: i64,
+) -> Result<Started, StoreError> {
+    let now = state.now();
+    let challenge = Challenge {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.id.0.clone(),
+        kind,
+        code: TwoDigitCode::random(&mut OsRng),
+        state: ChallengeState::Pending,
+        created_at: now,
+        expires_at: now.plus_seconds(lifetime_seconds),
+        context,
+        fraud_reported: false,
+    };
+    let ids: Vec<String> = devices.iter().map(|d| d.device.id.clone()).collect();
+    let cancelled = state.store.create_challenge(&challenge, &ids).await?;
+    let audit = |event: &str| {
+        AuditEvent::new(event)
+            .actor("system")
+            .subject(user.username.as_str())
+    };
+    for old in &cancelled {
+        state
+            .store
+            .append_audit(
+                &audit("challenge.cancelled")
+                    .detail(format!("challenge {old}: replaced by a newer login")),
+                now,
+            )
+            .await?;
+        announce(state, old);
+    }
+    state
+        .store
+        .append_audit(
+            &audit("challenge.created").detail(format!(
+                "challenge {} ({}) to {} device(s)",
+                challenge.id,
+                kind.as_str(),
+                ids.len()
+            )),
+            now,
+        )
+        .await?;
+
+    let notification = Notification {
+        challenge_id: challenge.id.clone(),
+        title: PUSH_TITLE.into(),
+        body: PUSH_BODY.into(),
+    };
+    let mut unreached = 0;
+    for device in devices {
+        let (Some(provider), Some(token)) = (&device.push_provider, &device.push_token) else {
+            unreached += 1;
+            continue;
+        };
+        let Ok(provider) = provider.parse::<Provider>() else {
+            unreached += 1;
+            continue;
+        };
+        let to = PushToken {
+            provider,
+            token: token.clone(),
+        };
+        let id = &device.device.id;
+        match state.pusher.send(&to, &notification).await {
+            Delivery::Delivered => {
+                state
+                    .store
+                    .append_audit(
+                        &audit("push.sent")
+                            .detail(format!("challenge {} to device {id}", challenge.id)),
+                        now,
+                    )
+                    .await?;
+            }
+            Delivery::TokenInvalid => {
+                unreached += 1;
+                state.store.remove_push_token(id, token, now).await?;
+                state
+                    .store
+                    .append_audit(
+                        &audit("push.token_removed").detail(format!(
+                            "device {id}: the push service called its token invalid"
+                        )),
+                        now,
+                    )
+                    .await?;
+            }
+            Delivery::Failed(reason) => {
+                unreached += 1;
+                tracing::warn!(device = %id, %reason, "push failed");
+                state
+                    .store
+                    .append_audit(
+                        &audit("push.failed").detail(format!(
+                            "challenge {} to device {id}: {reason}",
+                            challenge.id
+                        )),
+                        now,
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(Started {
+        challenge,
+        unreached,
+    })
+}
+
+/// Tells whoever waits on `challenge_id` on this node to re-read it.
+pub fn announce(state: &AppState, challenge_id: &str) {
+    let _ = state.challenge_events.send(challenge_id.to_owned());
+}

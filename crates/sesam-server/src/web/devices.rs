@@ -1,0 +1,234 @@
+//! Self-service for the MFA app: the user's devices with their eligibility and why not,
+//! a new activation code with its QR code, rename and remove.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use qrcode::render::svg;
+use qrcode::QrCode;
+use serde::Deserialize;
+use sesam_core::Ineligibility;
+use sesam_store::{AuditEvent, DeviceChange, DeviceRecord};
+
+use crate::activation;
+use crate::i18n::{Catalog, Lang};
+use crate::state::{AppState, ClientIp};
+use crate::web::auth::SignedIn;
+use crate::web::csrf;
+use crate::web::error::AppError;
+use crate::web::form::StrictForm;
+use crate::web::pages::{format_time, render, Chrome};
+
+pub struct DeviceRow {
+    pub id: String,
+    pub name: String,
+    pub platform: &'static str,
+    pub app_version: String,
+    pub eligible: bool,
+    pub reasons: String,
+    pub last_used: String,
+}
+
+#[derive(Template)]
+#[template(path = "devices.html")]
+pub struct DevicesPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub devices: Vec<DeviceRow>,
+    pub error_key: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "activation.html")]
+pub struct ActivationPage {
+    pub chrome: Chrome,
+    pub code: String,
+    pub body: String,
+    pub qr_svg: String,
+}
+
+/// One reason in the reader's language.
+pub fn reason_text(t: &Catalog, reason: &Ineligibility) -> String {
+    match reason {
+        Ineligibility::NotPhoneApp(_) => t.get("reason.not_phone_app").to_owned(),
+        Ineligibility::AppTooOld { has, needs } => t
+            .fill("reason.app_too_old", "has", &has.to_string())
+            .replace("{needs}", &needs.to_string()),
+        Ineligibility::PinTooShort { has, needs } => t
+            .fill("reason.pin_too_short", "has", &has.to_string())
+            .replace("{needs}", &needs.to_string()),
+        Ineligibility::Locked => t.get("reason.locked").to_owned(),
+        Ineligibility::Disabled => t.get("reason.disabled").to_owned(),
+    }
+}
+
+async fn page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    lang: Lang,
+    error_key: Option<&'static str>,
+) -> Result<DevicesPage, AppError> {
+    let settings = state.store.load_settings().await?;
+    let t = lang.catalog();
+    let devices = state
+        .store
+        .devices_of_user(&signed_in.user.id)
+        .await?
+        .into_iter()
+        .map(|d| {
+            let reasons = d.device.passwordless_ineligibility(&settings);
+            DeviceRow {
+                id: d.device.id.clone(),
+                name: d.display_name.clone(),
+                platform: d.device.platform.as_str(),
+                app_version: d.device.app_version.to_string(),
+                eligible: reasons.is_empty(),
+                reasons: reasons
+                    .iter()
+                    .map(|r| reason_text(t, r))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                last_used: d
+                    .last_used_at
+                    .map(format_time)
+                    .unwrap_or_else(|| t.get("devices.never").to_owned()),
+            }
+        })
+        .collect();
+    Ok(DevicesPage {
+        chrome: Chrome::new(lang, "/account/devices"),
+        csrf: csrf::token(&signed_in.session).await?,
+        devices,
+        error_key,
+    })
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    lang: Lang,
+) -> Result<Response, AppError> {
+    render(StatusCode::OK, &page(&state, &signed_in, lang, None).await?)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: Option<String>,
+}
+
+pub async fn new_activation_code(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    lang: Lang,
+    ip: ClientIp,
+    StrictForm(form): StrictForm<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
+    let now = state.now();
+    let code = activation::issue(&state.store, &signed_in.user.id, now).await?;
+    let username = signed_in.user.username.as_str();
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("device.activation_code.issued")
+                .actor(username)
+                .subject(username)
+                .client_ip(ip.text()),
+            now,
+        )
+        .await?;
+    let t = lang.catalog();
+    let payload =
+        serde_json::json!({ "server": state.config.public_url, "code": code }).to_string();
+    let qr_svg = QrCode::new(payload.as_bytes())
+        .map(|qr| qr.render::<svg::Color>().min_dimensions(200, 200).build())
+        .map_err(|e| AppError::Internal(format!("qr: {e}")))?;
+    let page = ActivationPage {
+        chrome: Chrome::new(lang, "/account/devices"),
+        body: t.fill(
+            "devices.code_body",
+            "minutes",
+            &(activation::VALID_SECONDS / 60).to_string(),
+        ),
+        code,
+        qr_svg,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// The signed-in user's device, or 404 (another user's device looks like no device).
+async fn own_device(
+    state: &AppState,
+    signed_in: &SignedIn,
+    id: &str,
+) -> Result<DeviceRecord, AppError> {
+    if id.len() > 64 {
+        return Err(AppError::NotFound);
+    }
+    match state.store.get_device(id).await? {
+        Some(d) if d.user_id == signed_in.user.id => Ok(d),
+        _ => Err(AppError::NotFound),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RenameForm {
+    csrf: Option<String>,
+    name: String,
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    lang: Lang,
+    Path(id): Path<String>,
+    StrictForm(form): StrictForm<RenameForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
+    let device = own_device(&state, &signed_in, &id).await?;
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return render(
+            StatusCode::BAD_REQUEST,
+            &page(&state, &signed_in, lang, Some("devices.name_invalid")).await?,
+        );
+    }
+    let change = DeviceChange {
+        display_name: Some(name.to_owned()),
+        ..DeviceChange::default()
+    };
+    state
+        .store
+        .update_device(&device.device.id, &change, state.now())
+        .await?;
+    Ok(Redirect::to("/account/devices").into_response())
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    StrictForm(form): StrictForm<CsrfOnly>,
+) -> Result<Response, AppError> {
+    csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
+    let device = own_device(&state, &signed_in, &id).await?;
+    state.store.delete_device(&device.device.id).await?;
+    let username = signed_in.user.username.as_str();
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("device.removed")
+                .actor(username)
+                .subject(username)
+                .client_ip(ip.text())
+                .detail(format!(
+                    "device {} removed on the account page",
+                    device.device.id
+                )),
+            state.now(),
+        )
+        .await?;
+    Ok(Redirect::to("/account/devices").into_response())
+}
