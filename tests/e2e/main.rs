@@ -8,4 +8,5 @@ mod app_api;
 mod cli;
 mod login;
 mod pages;
+mod passwordless;
 mod store;

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::assurance::AssuranceLevel;
+
 /// Whether the passwordless branch is offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PasswordlessMode {
@@ -61,6 +63,15 @@ pub struct Settings {
     pub session_idle_seconds: i64,
     pub session_absolute_seconds: i64,
     pub organisation_name: String,
+    /// How long the app has to answer a challenge.
+    pub challenge_lifetime_seconds: i64,
+    /// Challenges per user, and per client address, within the window; beyond that the
+    /// login falls back to the password form (push-bombing).
+    pub challenge_limit_per_user: u32,
+    pub challenge_limit_per_ip: u32,
+    pub challenge_limit_window_seconds: i64,
+    /// The least level every login must reach; services may ask for more.
+    pub required_level: AssuranceLevel,
 }
 
 impl Default for Settings {
@@ -75,6 +86,11 @@ impl Default for Settings {
             session_idle_seconds: 60 * 60,
             session_absolute_seconds: 10 * 60 * 60,
             organisation_name: String::new(),
+            challenge_lifetime_seconds: 120,
+            challenge_limit_per_user: 5,
+            challenge_limit_per_ip: 20,
+            challenge_limit_window_seconds: 15 * 60,
+            required_level: AssuranceLevel::Low,
         }
     }
 }
@@ -121,6 +137,11 @@ impl Settings {
         "session_idle_seconds",
         "session_absolute_seconds",
         "organisation_name",
+        "challenge_lifetime_seconds",
+        "challenge_limit_per_user",
+        "challenge_limit_per_ip",
+        "challenge_limit_window_seconds",
+        "required_level",
     ];
 
     /// Applies one stored or typed-in value, checking it.
@@ -156,6 +177,30 @@ impl Settings {
                 }
                 self.organisation_name = value.trim().to_owned()
             }
+            "challenge_lifetime_seconds" => {
+                self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
+            }
+            "challenge_limit_per_user" => {
+                self.challenge_limit_per_user = int_in(key, value, 1, 1000)?
+            }
+            "challenge_limit_per_ip" => {
+                self.challenge_limit_per_ip = int_in(key, value, 1, 100_000)?
+            }
+            "challenge_limit_window_seconds" => {
+                self.challenge_limit_window_seconds = int_in(key, value, 60, DAY)?
+            }
+            "required_level" => {
+                self.required_level = match value.trim() {
+                    "low" => AssuranceLevel::Low,
+                    "substantial" => AssuranceLevel::Substantial,
+                    other => {
+                        return Err(bad(
+                            key,
+                            format!("{other:?} is not one of low, substantial"),
+                        ))
+                    }
+                }
+            }
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         }
         Ok(())
@@ -172,6 +217,11 @@ impl Settings {
             "session_idle_seconds" => self.session_idle_seconds.to_string(),
             "session_absolute_seconds" => self.session_absolute_seconds.to_string(),
             "organisation_name" => self.organisation_name.clone(),
+            "challenge_lifetime_seconds" => self.challenge_lifetime_seconds.to_string(),
+            "challenge_limit_per_user" => self.challenge_limit_per_user.to_string(),
+            "challenge_limit_per_ip" => self.challenge_limit_per_ip.to_string(),
+            "challenge_limit_window_seconds" => self.challenge_limit_window_seconds.to_string(),
+            "required_level" => self.required_level.as_str().to_owned(),
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         })
     }

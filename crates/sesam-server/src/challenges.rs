@@ -56,7 +56,7 @@ pub async fn start(
                 now,
             )
             .await?;
-        announce(state, old);
+        announce(state, old).await;
     }
     state
         .store
@@ -137,7 +137,34 @@ pub async fn start(
     })
 }
 
-/// Tells whoever waits on `challenge_id` on this node to re-read it.
-pub fn announce(state: &AppState, challenge_id: &str) {
+/// Tells whoever waits on `challenge_id`, on this node at once and on other nodes through
+/// the database, to re-read it. A lost announcement only delays: waiters also poll.
+pub async fn announce(state: &AppState, challenge_id: &str) {
     let _ = state.challenge_events.send(challenge_id.to_owned());
+    if let Err(e) = state.store.notify_challenge(challenge_id).await {
+        tracing::warn!(error = %e, "could not announce a challenge change to other nodes");
+    }
+}
+
+/// Forwards other nodes' announcements (PostgreSQL LISTEN) to this node's waiters, and
+/// reconnects after a lost connection. Returns at once with SQLite.
+pub async fn relay_notifications(state: AppState) {
+    loop {
+        match state.store.challenge_listener().await {
+            Ok(None) => return,
+            Ok(Some(mut listener)) => loop {
+                match listener.recv().await {
+                    Ok(id) => {
+                        let _ = state.challenge_events.send(id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "challenge notifications interrupted");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot listen for challenge notifications"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     /// Seed demo users on start.
     pub demo: bool,
     pub push: PushConfig,
+    /// How often a waiting browser's stream re-reads its challenge when no notification came.
+    pub challenge_reread_seconds: u64,
 }
 
 /// Where pushes go: recorded in the database (`outbox`, for development and tests) or sent
@@ -59,6 +61,7 @@ struct RawConfig {
     trust_forwarded_for: Option<bool>,
     password_hash_concurrency: Option<i64>,
     demo: Option<bool>,
+    challenge_reread_seconds: Option<i64>,
     push_provider: Option<String>,
     apns_base_url: Option<String>,
     apns_key_file: Option<String>,
@@ -81,6 +84,7 @@ pub const KEYS: &[&str] = &[
     "trust_forwarded_for",
     "password_hash_concurrency",
     "demo",
+    "challenge_reread_seconds",
     "push_provider",
     "apns_base_url",
     "apns_key_file",
@@ -242,7 +246,16 @@ impl Config {
             ));
         }
 
+        let reread = raw.challenge_reread_seconds.unwrap_or(2);
+        if !(1..=600).contains(&reread) {
+            return Err(invalid(
+                "challenge_reread_seconds",
+                format!("{reread} is outside 1..=600"),
+            ));
+        }
+
         Ok(Config {
+            challenge_reread_seconds: reread as u64,
             push,
             listen,
             public_url,
@@ -324,6 +337,10 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             }
             "demo" => raw.demo = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?),
             "push_provider" => raw.push_provider = Some(value.clone()),
+            "challenge_reread_seconds" => {
+                raw.challenge_reread_seconds =
+                    Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
+            }
             "apns_base_url" => raw.apns_base_url = Some(value.clone()),
             "apns_key_file" => raw.apns_key_file = Some(value.clone()),
             "apns_key_id" => raw.apns_key_id = Some(value.clone()),

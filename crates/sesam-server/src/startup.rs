@@ -27,6 +27,7 @@ pub struct RunningServer {
     shutdown: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
     cleanup: JoinHandle<()>,
+    relay: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -35,6 +36,7 @@ impl RunningServer {
         let _ = self.shutdown.send(());
         self.serving.await??;
         self.cleanup.abort();
+        self.relay.abort();
         self.store.close().await;
         Ok(())
     }
@@ -83,6 +85,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let pusher = crate::push::build(&config.push, &store, clock.clone())?;
     let state = AppState::new(config, store.clone(), clock, pusher);
     let shared = state.clone();
+    let relay = tokio::spawn(crate::challenges::relay_notifications(state.clone()));
     let (app, cleanup) = match store.session_store() {
         SessionStore::Sqlite(s) => (
             web::router(state, s.clone(), settings.session_idle_seconds),
@@ -114,6 +117,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         shutdown,
         serving,
         cleanup,
+        relay,
     })
 }
 

@@ -45,6 +45,19 @@ impl TryFrom<ChallengeRow> for Challenge {
     }
 }
 
+const CHALLENGE_CHANNEL: &str = "sesam_challenge";
+
+/// Challenge ids announced by any node (PostgreSQL LISTEN).
+pub struct ChallengeListener(sqlx::postgres::PgListener);
+
+impl ChallengeListener {
+    /// The next announced challenge id. The listener reconnects by itself after a lost
+    /// connection; notifications sent meanwhile are lost, which is why waiters also poll.
+    pub async fn recv(&mut self) -> Result<String, StoreError> {
+        Ok(self.0.recv().await?.payload().to_owned())
+    }
+}
+
 const COLUMNS: &str =
     "c.id, c.user_id, c.kind, c.code, c.state, c.fraud_reported, c.created_at, c.expires_at, \
                        c.service, c.browser, c.os, c.client_ip, c.location";
@@ -170,6 +183,76 @@ impl Store {
         .rows_affected()
         });
         Ok(n == 1)
+    }
+
+    /// Marks one pending challenge past its deadline as expired; false when it was not.
+    pub async fn expire_challenge(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+            "UPDATE challenges SET state = 'expired', answered_at = $2 WHERE id = $1 AND state = 'pending' AND expires_at <= $2"
+        )
+        .bind(id)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Cancels a pending challenge (the browser gave up on it).
+    pub async fn cancel_challenge(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |p| {
+            sqlx::query(
+            "UPDATE challenges SET state = 'cancelled', answered_at = $2 WHERE id = $1 AND state = 'pending'"
+        )
+        .bind(id)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Challenges created for `user_id` since `since` (for the per-user limit).
+    pub async fn count_challenges_since(
+        &self,
+        user_id: &str,
+        since: UnixTime,
+    ) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM challenges WHERE user_id = $1 AND created_at > $2"
+        )
+        .bind(user_id)
+        .bind(since.0)
+        .fetch_one(p)
+        .await?))
+    }
+
+    /// Tells other nodes that a challenge changed (PostgreSQL NOTIFY; nothing with SQLite,
+    /// where every waiter is in this process).
+    pub async fn notify_challenge(&self, id: &str) -> Result<(), StoreError> {
+        if let crate::Pool::Postgres(p) = &self.pool {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHALLENGE_CHANNEL)
+                .bind(id)
+                .execute(p)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A listener for other nodes' challenge notifications; `None` with SQLite.
+    pub async fn challenge_listener(&self) -> Result<Option<ChallengeListener>, StoreError> {
+        match &self.pool {
+            crate::Pool::Sqlite(_) => Ok(None),
+            crate::Pool::Postgres(p) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(p).await?;
+                listener.listen(CHALLENGE_CHANNEL).await?;
+                Ok(Some(ChallengeListener(listener)))
+            }
+        }
     }
 
     /// Marks pending challenges past their deadline as expired; returns them (for audit).

@@ -198,6 +198,24 @@ impl Store {
         Ok(())
     }
 
+    pub async fn set_device_status(
+        &self,
+        id: &str,
+        status: sesam_core::DeviceStatus,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE devices SET status = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
     pub async fn touch_device(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
         on_pool!(self, |p| sqlx::query(
             "UPDATE devices SET last_used_at = $2 WHERE id = $1"

@@ -19,6 +19,7 @@ use sqlx::sqlite::{
 };
 
 pub use audit::{AuditEntry, AuditEvent};
+pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
 pub use error::StoreError;
 pub use throttle::ThrottleState;

@@ -150,6 +150,42 @@ impl Store {
         Ok(())
     }
 
+    pub async fn set_in_pilot(
+        &self,
+        id: &UserId,
+        in_pilot: bool,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE users SET in_pilot = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(&id.0)
+        .bind(in_pilot)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
+    pub async fn set_password_only(
+        &self,
+        id: &UserId,
+        password_only: bool,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE users SET password_only = $2, updated_at = $3 WHERE id = $1"
+        )
+        .bind(&id.0)
+        .bind(password_only)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
     pub async fn set_passwordless_locked(
         &self,
         id: &UserId,

@@ -537,7 +537,7 @@ async fn answer_challenge(
             )
             .await?;
     }
-    crate::challenges::announce(&state, &challenge.id);
+    crate::challenges::announce(&state, &challenge.id).await;
     let status = match outcome.state {
         ChallengeState::Approved => "approved",
         ChallengeState::WrongCode => "wrong_code",

@@ -57,6 +57,20 @@ pub async fn sign_in(
     Ok(())
 }
 
+/// Adds a factor proven now to the session's login (step-up after a password).
+pub async fn add_factor(session: &Session, factor: Factor, now: UnixTime) -> Result<(), AppError> {
+    let Some(mut auth) = current(session).await? else {
+        return Err(AppError::Internal("step-up without a login".into()));
+    };
+    if !auth.factors.iter().any(|f| f.factor == factor) {
+        auth.factors.push(ProvenFactor { factor, at: now.0 });
+    }
+    // A new id: the session is worth more now, as after a login.
+    session.cycle_id().await?;
+    session.insert(AUTH_KEY, auth).await?;
+    Ok(())
+}
+
 pub async fn current(session: &Session) -> Result<Option<Authenticated>, AppError> {
     Ok(session.get::<Authenticated>(AUTH_KEY).await?)
 }

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use sesam_core::{choose_login_branch, Factor, LoginBranch, Username};
+use sesam_core::{
+    choose_login_branch, AssuranceLevel, ChallengeKind, Factor, LoginBranch, Username,
+};
 use sesam_store::AuditEvent;
 use tower_sessions::Session;
 
@@ -17,10 +19,11 @@ use crate::web::csrf;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{format_time, render, Chrome, MessagePage, PasswordPage, UsernamePage};
+use crate::web::wait;
 
 pub const REMEMBER_COOKIE: &str = "sesam_username";
 const REMEMBER_SECONDS: i64 = 400 * 24 * 60 * 60;
-const PENDING_KEY: &str = "login.username";
+pub const PENDING_KEY: &str = "login.username";
 
 fn remembered(headers: &HeaderMap) -> Option<String> {
     cookies::get(headers, REMEMBER_COOKIE)
@@ -57,6 +60,8 @@ pub async fn submit_username(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    headers: HeaderMap,
+    ip: ClientIp,
     StrictForm(form): StrictForm<UsernameForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, form.csrf.as_deref()).await?;
@@ -87,11 +92,34 @@ pub async fn submit_username(
 
     let settings = state.store.load_settings().await?;
     let user = state.store.find_user_by_username(&username).await?;
-    // Devices arrive with the MFA app API; until then no user has an eligible one.
-    let branch = choose_login_branch(&settings, user.as_ref(), &[]);
+    // The device lookup runs for unknown names too, so both take the same path and time.
+    let user_id = user
+        .as_ref()
+        .map_or_else(|| sesam_core::UserId("-".into()), |u| u.id.clone());
+    let devices: Vec<sesam_core::Device> = state
+        .store
+        .devices_of_user(&user_id)
+        .await?
+        .into_iter()
+        .map(|d| d.device)
+        .collect();
+    let branch = choose_login_branch(&settings, user.as_ref(), &devices);
     session.insert(PENDING_KEY, username.as_str()).await?;
-    let next = match branch {
-        LoginBranch::Password | LoginBranch::Passwordless => "/login/password",
+    session.remove::<String>(wait::NOTICE_KEY).await?;
+    let next = match (branch, user) {
+        (LoginBranch::Passwordless, Some(user)) => {
+            match wait::start_for(&state, &session, &user, ChallengeKind::Code, &headers, &ip)
+                .await?
+            {
+                wait::Start::Started => "/login/wait",
+                wait::Start::RateLimited => {
+                    session.insert(wait::NOTICE_KEY, "rate_limited").await?;
+                    "/login/password"
+                }
+                wait::Start::NoDevice => "/login/password",
+            }
+        }
+        _ => "/login/password",
     };
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response())
 }
@@ -105,15 +133,26 @@ pub async fn switch_user(
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/login")).into_response())
 }
 
-pub async fn show_password(session: Session, lang: Lang) -> Result<Response, AppError> {
+pub async fn show_password(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+) -> Result<Response, AppError> {
     let Some(username) = session.get::<String>(PENDING_KEY).await? else {
         return Ok(Redirect::to("/login").into_response());
+    };
+    // "Log in with password instead": the app request shown before is no longer wanted.
+    wait::abandon(&state, &session).await?;
+    let notice = match session.get::<String>(wait::NOTICE_KEY).await?.as_deref() {
+        Some("rate_limited") => Some("login.notice.rate_limited"),
+        _ => None,
     };
     let page = PasswordPage {
         chrome: Chrome::new(lang, "/login/password"),
         csrf: csrf::token(&session).await?,
         username,
         failed: false,
+        notice,
     };
     render(StatusCode::OK, &page)
 }
@@ -128,6 +167,7 @@ pub async fn submit_password(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    headers: HeaderMap,
     ip: ClientIp,
     StrictForm(form): StrictForm<PasswordForm>,
 ) -> Result<Response, AppError> {
@@ -215,6 +255,7 @@ pub async fn submit_password(
                 csrf: csrf::token(&session).await?,
                 username: username.as_str().to_owned(),
                 failed: true,
+                notice: None,
             };
             return render(StatusCode::UNAUTHORIZED, &page);
         }
@@ -267,11 +308,31 @@ pub async fn submit_password(
         .store
         .append_audit(&audit("login.password.succeeded"), now)
         .await?;
+    session.remove::<String>(wait::NOTICE_KEY).await?;
     tracing::info!(user = %user.username, "password login");
-    let next = if user.must_change_password {
-        "/account/password"
-    } else {
-        "/account"
-    };
-    Ok(Redirect::to(next).into_response())
+    if user.must_change_password {
+        return Ok(Redirect::to("/account/password").into_response());
+    }
+    if wait::required_level(&state, &session).await? > AssuranceLevel::Low {
+        // A password gives Low: the app must approve before the login counts as more.
+        return match wait::start_for(
+            &state,
+            &session,
+            &user,
+            ChallengeKind::Approve,
+            &headers,
+            &ip,
+        )
+        .await?
+        {
+            wait::Start::Started => Ok(Redirect::to("/login/wait").into_response()),
+            _ => wait::step_up_impossible(lang),
+        };
+    }
+    let next = session
+        .remove::<String>(wait::RETURN_TO_KEY)
+        .await?
+        .filter(|p| crate::web::ops::local_path(Some(p)) == p)
+        .unwrap_or_else(|| "/account".to_owned());
+    Ok(Redirect::to(&next).into_response())
 }

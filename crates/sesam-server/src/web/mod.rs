@@ -1,6 +1,7 @@
 //! Routes and the middleware around them.
 
 pub mod account;
+pub mod agent;
 pub mod auth;
 pub mod cookies;
 pub mod csrf;
@@ -10,6 +11,7 @@ pub mod form;
 pub mod login;
 pub mod ops;
 pub mod pages;
+pub mod wait;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Redirect;
@@ -43,6 +45,16 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             get(login::show_password).post(login::submit_password),
         )
         .route("/login/switch", get(login::switch_user))
+        .route(
+            "/login/wait",
+            get(wait::show).post(wait::continue_without_js),
+        )
+        .route("/login/wait/status", get(wait::status))
+        .route("/login/wait/events", get(wait::events))
+        .route("/login/complete", get(wait::complete))
+        .route("/login/cancel", post(wait::cancel))
+        .route("/login/retry", post(wait::retry))
+        .route("/login/step-up", get(wait::step_up))
         .route("/account", get(account::show_account))
         .route(
             "/account/password",
@@ -71,7 +83,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .nest("/api/app/v1", crate::api::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/static/sesam.css", get(ops::stylesheet))
+        .route("/static/{file}", get(ops::static_file))
         .fallback(error::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,

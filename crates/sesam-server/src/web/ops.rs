@@ -24,15 +24,32 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn stylesheet() -> Response {
+/// The few static files, compiled into the binary so Sesam stays one file.
+const STATIC_FILES: &[(&str, &str, &str)] = &[
     (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
+        "sesam.css",
+        "text/css; charset=utf-8",
         include_str!("../../../../static/sesam.css"),
-    )
-        .into_response()
+    ),
+    (
+        "wait.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../static/wait.js"),
+    ),
+];
+
+pub async fn static_file(Path(name): Path<String>) -> Response {
+    match STATIC_FILES.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => AppError::NotFound.into_response(),
+    }
 }
 
 #[derive(Deserialize)]

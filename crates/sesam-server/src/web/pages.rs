@@ -54,6 +54,8 @@ pub struct PasswordPage {
     pub csrf: String,
     pub username: String,
     pub failed: bool,
+    /// Why the password form is shown instead of the app, when there is a reason to say.
+    pub notice: Option<&'static str>,
 }
 
 /// A title, a sentence and one way forward.
@@ -89,6 +91,30 @@ pub struct ChangePasswordPage {
     pub username: String,
     pub must_change: bool,
     pub error_key: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "wait.html")]
+pub struct WaitPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub title: &'static str,
+    pub instruction: String,
+    pub code: String,
+    /// Not after a password (step-up): then the password is already given.
+    pub offer_password: bool,
+    pub expires_in: i64,
+}
+
+/// How a challenge ended, and the ways forward.
+#[derive(Template)]
+#[template(path = "outcome.html")]
+pub struct OutcomePage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub title: &'static str,
+    pub body: &'static str,
+    pub offer_password: bool,
 }
 
 #[derive(Template)]
