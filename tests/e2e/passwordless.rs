@@ -643,3 +643,99 @@ async fn an_answer_on_another_node_reaches_the_waiting_browser() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A real `sesam` process, so it can be killed without any chance to clean up.
+struct Process {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Process {
+    async fn start(db_url: &str, port: u16) -> Process {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sesam"))
+            .arg("serve")
+            .env_remove("SESAM_CONFIG")
+            .env("SESAM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SESAM_DATABASE_URL", db_url)
+            .env("SESAM_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sesam");
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+                if r.status() == StatusCode::OK {
+                    return Process { child, base };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("sesam did not become ready on port {port}");
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+on_both_databases!(a_login_survives_the_server_being_killed_while_the_browser_waits);
+
+async fn a_login_survives_the_server_being_killed_while_the_browser_waits(db: TestDb) {
+    let store = db.store().await;
+    let now = sesam_core::Clock::now(&sesam_core::SystemClock);
+    store.set_setting("passwordless", "on", now).await.unwrap();
+    let anna = crate::harness::add_user(
+        &store,
+        "anna",
+        "Anna Andersen",
+        "correct horse battery",
+        now,
+    )
+    .await;
+    let code = sesam_server::activation::issue(&store, &anna.id, now)
+        .await
+        .unwrap();
+
+    let port = free_port();
+    let first = Process::start(&db.url, port).await;
+    let (app, _) = AppClient::enroll(&first.base, &code, phone())
+        .await
+        .unwrap();
+    let browser = Browser::new(first.base.clone());
+    assert_eq!(start_login(&browser, "anna").await, "/login/wait");
+    let shown = code_on(&browser.get("/login/wait").await);
+    first.kill();
+
+    let second = Process::start(&db.url, port).await;
+    let pending = app.pending().await.unwrap();
+    assert_eq!(pending.len(), 1, "the challenge lived through the crash");
+    assert_eq!(
+        app.answer(&pending[0].id, &Answer::Code(shown))
+            .await
+            .unwrap()
+            .status,
+        "approved"
+    );
+    assert_eq!(status(&browser).await["status"], "approved");
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/account")
+    );
+    assert!(browser
+        .get("/account")
+        .await
+        .body
+        .contains("data-level=\"substantial\""));
+    second.kill();
+    store.close().await;
+}
