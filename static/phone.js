@@ -132,18 +132,18 @@
       fraud: "This was not me",
       badCode: "Type the two digits (10 to 99) shown in your browser.",
       sending: "Sending…",
-      approved: "Approved: the browser logs you in.",
-      wrongCode:
-        "Wrong number: this login was stopped. Start the login again in the browser to get a new number.",
-      denied: "Denied: the login was stopped.",
+      approved: "the browser now logs you in.",
+      wrongCode: "this login was stopped. Start the login again in the browser to get a new number.",
+      denied: "you denied it, and the login was stopped.",
       fraudReported:
-        "Reported as not you: the login was stopped, and passwordless login is paused for your account until an admin or a password login clears it.",
-      rejected: "Rejected: the login was stopped.",
+        "reported as not you. The login was stopped, and passwordless login is paused for your account until an admin or a password login clears it.",
+      rejected: "the login was stopped.",
       expired: "The request expired.",
       ended: "The request ended (answered elsewhere, cancelled or expired).",
-      status_approved: "approved",
-      status_wrong_code: "wrong code",
-      status_rejected: "rejected",
+      status_approved: "Approved",
+      status_wrong_code: "Wrong number",
+      status_rejected: "Rejected",
+      apiStatus: "API status",
     },
     da: {
       title: "Sesam demo-telefon",
@@ -213,18 +213,18 @@
       fraud: "Det var ikke mig",
       badCode: "Indtast de to cifre (10 til 99), der vises i din browser.",
       sending: "Sender…",
-      approved: "Godkendt: browseren logger dig ind.",
-      wrongCode:
-        "Forkert tal: dette login blev stoppet. Start login forfra i browseren for at få et nyt tal.",
-      denied: "Afvist: login blev stoppet.",
+      approved: "browseren logger dig ind nu.",
+      wrongCode: "dette login blev stoppet. Start login forfra i browseren for at få et nyt tal.",
+      denied: "du afviste det, og login blev stoppet.",
       fraudReported:
-        "Meldt som ikke dig: login blev stoppet, og login uden adgangskode er sat på pause for din konto, indtil en administrator eller et login med adgangskode åbner det igen.",
-      rejected: "Afvist: login blev stoppet.",
+        "meldt som ikke dig. Login blev stoppet, og login uden adgangskode er sat på pause for din konto, indtil en administrator eller et login med adgangskode åbner det igen.",
+      rejected: "login blev stoppet.",
       expired: "Anmodningen er udløbet.",
       ended: "Anmodningen er afsluttet (besvaret et andet sted, annulleret eller udløbet).",
-      status_approved: "godkendt",
-      status_wrong_code: "forkert tal",
-      status_rejected: "afvist",
+      status_approved: "Godkendt",
+      status_wrong_code: "Forkert tal",
+      status_rejected: "Afvist",
+      apiStatus: "API-status",
     },
   };
 
@@ -368,15 +368,17 @@
   }
 
   let clockOffset = 0; // seconds to add to this browser's clock to get Sesam's
-  let clockNoticeShown = false;
+  let clockChanged = false; // learned a new offset that the user has not been told about
   const nowSeconds = () => Math.floor(Date.now() / 1000 + clockOffset);
 
   /** After a stale_proof, learn Sesam's time from the Date header; true when it helps. */
   function learnClock(response) {
     const date = Date.parse(response.headers.get("Date") || "");
     if (Number.isNaN(date)) return false;
-    const offset = Math.round(date / 1000 - Date.now() / 1000);
-    if (Math.abs(offset - clockOffset) < 30) return false;
+    // The header has whole seconds: a few seconds' difference is noise, well inside Sesam's ±60 s.
+    let offset = Math.round(date / 1000 - Date.now() / 1000);
+    if (Math.abs(offset) < 30) offset = 0;
+    if (offset === clockOffset) return false;
     clockOffset = offset;
     return true;
   }
@@ -418,7 +420,7 @@
       data && typeof data.message === "string" ? data.message : t("httpError", { status: response.status });
     if (error === "stale_proof") {
       if (!retried && learnClock(response)) {
-        clockNoticeShown = false;
+        clockChanged = true;
         return call(method, path, payload, signer, true);
       }
       throw new ApiError(error, t("clockOffPlain") + " (" + message + ")", response.status);
@@ -426,13 +428,13 @@
     throw new ApiError(error, message, response.status);
   }
 
+  /** Tells the user once about a newly learned clock offset; true when it said something. */
   function showClockNotice() {
-    if (clockOffset !== 0 && !clockNoticeShown) {
-      clockNoticeShown = true;
-      say(t("clockOff", { seconds: Math.abs(clockOffset) }), "error");
-      return true;
-    }
-    return false;
+    if (!clockChanged) return false;
+    clockChanged = false;
+    if (clockOffset !== 0) say(t("clockOff", { seconds: Math.abs(clockOffset) }), "error");
+    else if (phone) say(t("waiting", { username: phone.username }));
+    return true;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -732,7 +734,8 @@
 
     const entry = { challenge, el: card, countdown, done: false, busy: false, buttons: [], removeTimer: null };
 
-    if (isCode) {
+    // Number matching for both kinds: the person types the number the browser shows.
+    {
       const form = make("form", "code-form");
       form.noValidate = true;
       const inputId = "request-" + n + "-code";
@@ -773,12 +776,6 @@
       card.append(form);
       entry.input = input;
       entry.buttons.push(send);
-    } else {
-      const approve = make("button", "approve", t("approve"));
-      approve.type = "button";
-      approve.addEventListener("click", () => answer(entry, { decision: "approve" }, "approve"));
-      card.append(approve);
-      entry.buttons.push(approve);
     }
 
     const actions = make("div", "request-actions");
@@ -815,6 +812,9 @@
 
   /** Ends a card: shows `text`, disables its controls, and removes it after a while. */
   function finish(entry, text, status) {
+    // Controls lose focus while disabled; answer() remembers whether the user was on this card.
+    const hadFocus = entry.el.contains(document.activeElement) || Boolean(entry.focusBefore);
+    entry.focusBefore = null;
     entry.done = true;
     setBusy(entry, false);
     entry.el.classList.add("done", "status-" + status);
@@ -822,10 +822,22 @@
     entry.result.dataset.status = status;
     entry.result.replaceChildren();
     const label = t("status_" + status);
-    if (label !== "status_" + status) entry.result.append(make("strong", "status-word", label), " — ");
-    entry.result.append(text);
+    if (label !== "status_" + status) {
+      // "Approved — the browser now logs you in. (API status: approved)"
+      entry.result.append(make("strong", "status-word", label), " — ", text, " ");
+      const raw = make("span", "status-raw small", "(" + t("apiStatus") + ": ");
+      raw.append(make("code", null, status), ")");
+      entry.result.append(raw);
+    } else {
+      entry.result.append(text);
+    }
     entry.result.hidden = false;
     entry.countdown.hidden = true;
+    if (hadFocus) {
+      // The card's controls are hidden now; keep keyboard users on the card.
+      entry.result.tabIndex = -1;
+      entry.result.focus();
+    }
     const kind = status === "approved" ? "ok" : status === "ended" ? undefined : "error";
     say(entry.result.textContent, kind);
     entry.removeTimer = window.setTimeout(() => {
@@ -835,6 +847,12 @@
         updateEmpty();
       }
     }, status === "ended" ? 8000 : 20000);
+  }
+
+  function restoreFocus(entry) {
+    const element = entry.focusBefore;
+    entry.focusBefore = null;
+    if (element && entry.el.contains(element)) element.focus();
   }
 
   function resultText(status, how) {
@@ -848,6 +866,7 @@
   async function answer(entry, payload, how) {
     if (entry.done || entry.busy || !phone) return;
     entry.busy = true;
+    entry.focusBefore = entry.el.contains(document.activeElement) ? document.activeElement : null;
     setBusy(entry, true);
     say(t("sending"));
     try {
@@ -860,6 +879,7 @@
       entry.busy = false;
       if (!(e instanceof ApiError)) {
         setBusy(entry, false);
+        restoreFocus(entry);
         return say(String(e), "error");
       }
       if (e.error === "unknown_device") return deviceGone();
@@ -868,6 +888,7 @@
       }
       // Nothing changed on the server (refused proof, bad answer, offline): let the user retry.
       setBusy(entry, false);
+      restoreFocus(entry);
       say(e.message, "error");
     }
   }

@@ -5,6 +5,7 @@
 mod harness;
 
 mod app_api;
+mod browser;
 mod cli;
 mod login;
 mod pages;

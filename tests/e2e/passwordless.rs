@@ -502,13 +502,36 @@ async fn a_password_is_stepped_up_with_an_app_approval(db: TestDb) {
         pending[0].kind, "approve",
         "an old app still approves a push"
     );
-    let wrong_kind = app
-        .answer(&pending[0].id, &Answer::Code(code))
-        .await
-        .unwrap_err();
-    assert_eq!(wrong_kind.status(), Some(400));
+    let wrong = if code == "42" { "24" } else { "42" };
+    let other_login = sesam.browser();
     assert_eq!(
-        app.answer(&pending[0].id, &Answer::Approve)
+        other_login
+            .log_in("anna", "correct horse battery")
+            .await
+            .location(),
+        Some("/login/wait")
+    );
+    // The second login cancelled the first request; use the newest, and match its number.
+    let newest = app.pending().await.unwrap()[0].id.clone();
+    assert_eq!(
+        app.answer(&newest, &Answer::Code(wrong.into()))
+            .await
+            .unwrap()
+            .status,
+        "wrong_code",
+        "number matching: a wrong number ends the approval"
+    );
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/login/wait"),
+        "the first request was cancelled: its page says so, no login"
+    );
+    let browser = sesam.browser();
+    browser.log_in("anna", "correct horse battery").await;
+    let code = code_on(&browser.get("/login/wait").await);
+    let pending = app.pending().await.unwrap();
+    assert_eq!(
+        app.answer(&pending[0].id, &Answer::Code(code))
             .await
             .unwrap()
             .status,
@@ -519,6 +542,26 @@ async fn a_password_is_stepped_up_with_an_app_approval(db: TestDb) {
         Some("/account")
     );
     let account = browser.get("/account").await;
+    assert!(
+        account.body.contains("data-level=\"substantial\""),
+        "password + app is Substantial"
+    );
+    // An app that cannot type the number may still approve plainly.
+    let plain = sesam.browser();
+    plain.log_in("anna", "correct horse battery").await;
+    let pending = app.pending().await.unwrap();
+    assert_eq!(
+        app.answer(&pending[0].id, &Answer::Approve)
+            .await
+            .unwrap()
+            .status,
+        "approved"
+    );
+    assert_eq!(
+        plain.get("/login/complete").await.location(),
+        Some("/account")
+    );
+    let account = plain.get("/account").await;
     assert!(
         account.body.contains("data-level=\"substantial\""),
         "password + app is Substantial"
@@ -662,11 +705,14 @@ impl Process {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start sesam");
-        let base = format!("http://127.0.0.1:{port}");
+        let process = Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
-            if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", process.base)).await {
                 if r.status() == StatusCode::OK {
-                    return Process { child, base };
+                    return process;
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -674,9 +720,14 @@ impl Process {
         panic!("sesam did not become ready on port {port}");
     }
 
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
+    /// SIGKILL: no graceful shutdown, nothing flushed.
+    fn kill(self) {}
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

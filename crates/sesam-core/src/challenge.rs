@@ -55,7 +55,8 @@ impl fmt::Debug for TwoDigitCode {
 pub enum ChallengeKind {
     /// Passwordless: type the code shown in the browser.
     Code,
-    /// After a password: approve (the browser still shows the code for number matching).
+    /// After a password: type the code shown in the browser (number matching), or, for
+    /// an app that cannot, approve.
     Approve,
 }
 
@@ -185,7 +186,8 @@ impl Challenge {
             fraud_reported: false,
         };
         Ok(match (answer, self.kind) {
-            (Answer::Code(typed), ChallengeKind::Code) => {
+            // Number matching for both kinds: the typed number is the strongest answer.
+            (Answer::Code(typed), ChallengeKind::Code | ChallengeKind::Approve) => {
                 if self.code.matches(typed) {
                     outcome(ChallengeState::Approved)
                 } else {
@@ -193,9 +195,7 @@ impl Challenge {
                 }
             }
             (Answer::Approve, ChallengeKind::Approve) => outcome(ChallengeState::Approved),
-            (Answer::Code(_), kind) | (Answer::Approve, kind) => {
-                return Err(AnswerError::WrongKind(kind))
-            }
+            (Answer::Approve, kind) => return Err(AnswerError::WrongKind(kind)),
             (Answer::Deny, _) => outcome(ChallengeState::Rejected),
             (Answer::ReportFraud, _) => Outcome {
                 state: ChallengeState::Rejected,

@@ -1,5 +1,5 @@
-//! Demo users for trying Sesam on a laptop (`sesam serve --demo`). Never for production:
-//! their passwords are in the README.
+//! Demo users for trying Sesam on a laptop (`sesam serve --demo`), with passwordless on.
+//! Never for production: their passwords are in the README.
 
 use sesam_core::{Clock, Username};
 use sesam_store::{NewUser, Store, StoreError};
@@ -31,6 +31,10 @@ pub async fn seed(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    // The demo is about passwordless: switch it on unless someone already chose.
+    if !store.setting_is_stored("passwordless").await? {
+        store.set_setting("passwordless", "on", clock.now()).await?;
     }
     tracing::info!(
         "demo users: anna / Anna-demo-login-1, robot / Robot-demo-login-1 (password only)"

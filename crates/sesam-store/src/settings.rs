@@ -15,6 +15,17 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
+    /// Whether `key` has ever been set (as opposed to running on its default).
+    pub async fn setting_is_stored(&self, key: &str) -> Result<bool, StoreError> {
+        let n: i64 = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM settings WHERE key = $1"
+        )
+        .bind(key)
+        .fetch_one(p)
+        .await?);
+        Ok(n > 0)
+    }
+
     /// Checks the value against the typed settings before anything is written.
     /// Returns the value it replaced.
     pub async fn set_setting(

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod auth;
 pub mod cookies;
 pub mod csrf;
+pub mod demo;
 pub mod devices;
 pub mod error;
 pub mod form;
@@ -72,6 +73,10 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             get(account::show_logout).post(account::submit_logout),
         )
         .route("/lang/{code}", get(ops::switch_language))
+        .route("/demo", get(demo::show))
+        .route("/demo/login", get(demo::login))
+        .route("/demo/activation", post(demo::activation))
+        .route("/demo/phone", get(demo::phone))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

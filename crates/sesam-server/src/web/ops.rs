@@ -27,6 +27,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// The few static files, compiled into the binary so Sesam stays one file.
 const STATIC_FILES: &[(&str, &str, &str)] = &[
     (
+        "phone.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../static/phone.js"),
+    ),
+    (
+        "phone.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../../static/phone.css"),
+    ),
+    (
         "sesam.css",
         "text/css; charset=utf-8",
         include_str!("../../../../static/sesam.css"),

@@ -1,0 +1,239 @@
+//! Headless Chromium through chromedriver: a person's whole passwordless tour of the demo —
+//! the demo phone (the app, in a second browser) enrols with WebCrypto over the real app
+//! API, the computer's browser logs in, the number typed on the phone finishes it.
+//! Screenshots land in tests/artifacts/.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::harness::{test_config_with, TestDb, TestServer};
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+async fn start_driver(path: &PathBuf) -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/status", driver.url)).await.is_ok() {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=900,1000",
+                "--lang=en-GB", format!("--user-data-dir={}", profile.display()),
+            ],
+            "prefs": {"intl.accept_languages": "en-GB,en"}
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(artifacts().join(name), png).unwrap();
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    match client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+    {
+        // Under load the element can exist before it is laid out; its text then reads empty.
+        Ok(element) => {
+            for _ in 0..50 {
+                let text = element.text().await.unwrap_or_default();
+                if !text.is_empty() {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            String::new()
+        }
+        Err(e) => {
+            screenshot(client, "failure.png").await;
+            let url = client
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let source = client.source().await.unwrap_or_default();
+            panic!("{css} did not appear ({e}) at {url} (tests/artifacts/failure.png):\n{source}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
+    let Some(path) = chromedriver() else {
+        eprintln!("chromedriver is not installed (Debian: chromium-driver): browser test skipped");
+        return;
+    };
+    let db = TestDb::sqlite();
+    let sesam = TestServer::start_with(
+        sesam_core::ManualClock::starting_now(),
+        test_config_with(&db.url, &[("SESAM_DEMO", "true")]),
+    )
+    .await;
+    let base = sesam.url("");
+    let driver = start_driver(&path).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let computer = browser(&driver, &profiles.path().join("computer")).await;
+    let phone = browser(&driver, &profiles.path().join("phone")).await;
+
+    // The computer gets an activation code from the demo service.
+    computer.goto(&format!("{base}/demo")).await.unwrap();
+    computer
+        .find(Locator::Css("#demo-code-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let code = text_of(&computer, "#demo-activation-code").await;
+    assert_eq!(code.len(), 11, "{code}");
+    screenshot(&computer, "demo-service.png").await;
+
+    // The phone enrols with it through the real app API.
+    phone.goto(&format!("{base}/demo/phone")).await.unwrap();
+    let field = phone
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#setup:not([hidden]) #activation-code"))
+        .await
+        .unwrap();
+    field.send_keys(&code).await.unwrap();
+    phone
+        .find(Locator::Css("#enrol-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let enrolled_as = text_of(&phone, "#enrolled #username").await;
+    assert_eq!(enrolled_as, "anna");
+    screenshot(&phone, "phone-enrolled.png").await;
+
+    // The computer logs in: username first, then the code.
+    computer
+        .find(Locator::Css("#demo-login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let username = computer
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#username"))
+        .await
+        .unwrap();
+    screenshot(&computer, "login-username.png").await;
+    username.send_keys("anna").await.unwrap();
+    computer
+        .find(Locator::Css("form[action='/login'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = text_of(&computer, "#code").await;
+    assert_eq!(shown.len(), 2, "{shown}");
+    screenshot(&computer, "login-wait.png").await;
+
+    // The phone shows the request; the person types the number.
+    let input = phone
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".request input.code-input"))
+        .await
+        .expect("the request reaches the phone");
+    screenshot(&phone, "phone-request.png").await;
+    input.send_keys(&shown).await.unwrap();
+    phone
+        .find(Locator::Css(".request button.send-code"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The wait page notices by itself and the demo service shows the result.
+    let level = computer
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#demo-level"))
+        .await
+        .expect("back at the demo service, logged in");
+    assert_eq!(
+        level.attr("data-level").await.unwrap().as_deref(),
+        Some("substantial")
+    );
+    assert_eq!(text_of(&computer, "#demo-user").await, "anna");
+    screenshot(&computer, "login-result.png").await;
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"login.passwordless.succeeded".to_string()));
+
+    computer.close().await.unwrap();
+    phone.close().await.unwrap();
+    sesam.stop().await;
+}
