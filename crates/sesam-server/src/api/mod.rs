@@ -134,6 +134,17 @@ pub struct DeviceView {
     passwordless: Eligibility,
 }
 
+impl Eligibility {
+    /// `yes`, or the reasons why not, for audit details.
+    pub fn summary(&self) -> String {
+        if self.eligible {
+            "yes".to_owned()
+        } else {
+            self.reasons.join("; ")
+        }
+    }
+}
+
 pub fn eligibility(device: &DeviceRecord, settings: &Settings) -> Eligibility {
     let reasons: Vec<String> = device
         .device
@@ -273,11 +284,7 @@ async fn enrol(
                     platform.as_str(),
                     device.device.app_version,
                     pin_length,
-                    if shown.passwordless.eligible {
-                        "yes".to_owned()
-                    } else {
-                        shown.passwordless.reasons.join("; ")
-                    }
+                    shown.passwordless.summary()
                 )),
             now,
         )
@@ -342,11 +349,7 @@ async fn update_device(
                 .client_ip(ip.text())
                 .detail(format!(
                     "device {id}: passwordless {}",
-                    if shown.passwordless.eligible {
-                        "yes".to_owned()
-                    } else {
-                        shown.passwordless.reasons.join("; ")
-                    }
+                    shown.passwordless.summary()
                 )),
             now,
         )

@@ -329,10 +329,5 @@ pub async fn submit_password(
             _ => wait::step_up_impossible(lang),
         };
     }
-    let next = session
-        .remove::<String>(wait::RETURN_TO_KEY)
-        .await?
-        .filter(|p| crate::web::ops::local_path(Some(p)) == p)
-        .unwrap_or_else(|| "/account".to_owned());
-    Ok(Redirect::to(&next).into_response())
+    wait::continue_to_service(&session).await
 }

@@ -522,6 +522,12 @@ pub async fn complete(
             now,
         )
         .await?;
+    continue_to_service(&session).await
+}
+
+/// Where a finished login goes: the page that asked for it (a local path only), else the
+/// account page. The stored target is used once.
+pub async fn continue_to_service(session: &Session) -> Result<Response, AppError> {
     let next = session
         .remove::<String>(RETURN_TO_KEY)
         .await?
@@ -539,12 +545,7 @@ pub async fn step_up(
     ip: ClientIp,
 ) -> Result<Response, AppError> {
     if signed_in.auth.level() >= Some(AssuranceLevel::Substantial) {
-        let next = signed_in
-            .session
-            .remove::<String>(RETURN_TO_KEY)
-            .await?
-            .unwrap_or_else(|| "/account".into());
-        return Ok(Redirect::to(crate::web::ops::local_path(Some(&next))).into_response());
+        return continue_to_service(&signed_in.session).await;
     }
     match start_for(
         &state,
