@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod admin;
 mod app_api;
 mod browser;
 mod cli;

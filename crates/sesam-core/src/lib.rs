@@ -7,6 +7,7 @@ pub mod challenge;
 pub mod clock;
 pub mod device;
 pub mod login;
+pub mod preview;
 pub mod settings;
 pub mod user;
 
@@ -18,6 +19,7 @@ pub use challenge::{
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use login::{choose_login_branch, LoginBranch};
+pub use preview::{preview, Blocker, Preview};
 pub use settings::AppVersion;
 pub use settings::{PasswordlessMode, Settings, SettingsError};
 pub use user::{User, UserId, UserStatus, Username, UsernameError};

@@ -2,6 +2,7 @@
 //! Queries are written once in SQL both backends accept (`$N` parameters, Unix-second times).
 #![forbid(unsafe_code)]
 
+mod admin;
 mod audit;
 mod challenges;
 mod devices;
@@ -18,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use admin::AuditFilter;
 pub use audit::{AuditEntry, AuditEvent};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};

@@ -16,7 +16,7 @@ pub struct NewUser {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: String,
     username: String,
     display_name: String,
@@ -54,7 +54,7 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-const COLUMNS: &str = "id, username, display_name, email, status, password_hash, password_only, \
+pub(crate) const COLUMNS: &str = "id, username, display_name, email, status, password_hash, password_only, \
                        is_admin, must_change_password, in_pilot, passwordless_locked, created_at, updated_at";
 
 impl Store {

@@ -1,6 +1,7 @@
 //! Routes and the middleware around them.
 
 pub mod account;
+pub mod admin;
 pub mod agent;
 pub mod auth;
 pub mod cookies;
@@ -73,6 +74,21 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             get(account::show_logout).post(account::submit_logout),
         )
         .route("/lang/{code}", get(ops::switch_language))
+        .route("/admin", get(admin::dashboard))
+        .route(
+            "/admin/settings",
+            get(admin::show_settings).post(admin::save_settings),
+        )
+        .route("/admin/settings/preview", post(admin::preview_settings))
+        .route("/admin/users", get(admin::users))
+        .route("/admin/users/{id}", get(admin::user))
+        .route("/admin/users/{id}/{action}", post(admin::user_action))
+        .route(
+            "/admin/users/{id}/devices/{device}/remove",
+            post(admin::remove_device),
+        )
+        .route("/admin/audit", get(admin::audit_log))
+        .route("/admin/audit.csv", get(admin::audit_csv))
         .route("/demo", get(demo::show))
         .route("/demo/login", get(demo::login))
         .route("/demo/activation", post(demo::activation))

@@ -138,3 +138,19 @@ pub fn format_time(t: sesam_core::UnixTime) -> String {
         Err(_) => "?".into(),
     }
 }
+
+/// `2026-11-22T14:05:09Z`, for exports.
+pub fn format_iso(t: sesam_core::UnixTime) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(t.0) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        ),
+        Err(_) => String::new(),
+    }
+}

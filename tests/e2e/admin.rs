@@ -1,0 +1,449 @@
+//! The admin portal: access, the passwordless switch with its preview, users, audit log.
+
+use reqwest::StatusCode;
+use sesam_app::{Answer, AppClient, EnrolOptions};
+use sesam_core::Username;
+use sesam_store::NewUser;
+
+use crate::harness::{on_both_databases, Browser, TestDb, TestServer};
+use crate::passwordless::code_on;
+
+on_both_databases!(
+    the_portal_needs_the_admin_role_and_a_substantial_session,
+    the_preview_counts_the_population_and_saving_is_audited,
+    user_actions_are_stored_and_audited,
+    the_audit_log_filters_and_exports,
+    user_search_stays_correct_over_100000_users,
+);
+
+async fn add_admin(sesam: &TestServer) -> sesam_core::User {
+    sesam
+        .store()
+        .create_user(
+            NewUser {
+                username: Username::parse("boss").unwrap(),
+                display_name: "Bo Boss".into(),
+                email: None,
+                password_hash: Some(
+                    sesam_server::password::hash_now("correct horse battery").unwrap(),
+                ),
+                is_admin: true,
+                password_only: false,
+                must_change_password: false,
+            },
+            sesam.now(),
+        )
+        .await
+        .unwrap()
+}
+
+/// An admin browser with a Substantial session (password, then the app approves).
+async fn admin_browser(sesam: &TestServer) -> (Browser, AppClient) {
+    let boss = add_admin(sesam).await;
+    let (app, _) = sesam.enrol(&boss, EnrolOptions::default()).await;
+    let browser = sesam.browser();
+    assert_eq!(
+        browser
+            .log_in("boss", "correct horse battery")
+            .await
+            .location(),
+        Some("/account")
+    );
+    let first = browser.get("/admin").await;
+    assert_eq!(
+        first.location(),
+        Some("/login/step-up"),
+        "a password-only admin session is stepped up"
+    );
+    assert_eq!(
+        browser.get("/login/step-up").await.location(),
+        Some("/login/wait")
+    );
+    let code = code_on(&browser.get("/login/wait").await);
+    let id = app.pending().await.unwrap()[0].id.clone();
+    assert_eq!(
+        app.answer(&id, &Answer::Code(code)).await.unwrap().status,
+        "approved"
+    );
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/admin"),
+        "back where the admin was going"
+    );
+    (browser, app)
+}
+
+async fn the_portal_needs_the_admin_role_and_a_substantial_session(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let anna = sesam.browser();
+    anna.log_in("anna", "correct horse battery").await;
+    for path in [
+        "/admin",
+        "/admin/settings",
+        "/admin/users",
+        "/admin/audit",
+        "/admin/audit.csv",
+    ] {
+        assert_eq!(anna.get(path).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(
+        sesam.browser().get("/admin").await.location(),
+        Some("/login"),
+        "not logged in"
+    );
+
+    let (admin, _) = admin_browser(&sesam).await;
+    let dashboard = admin.get("/admin").await;
+    assert_eq!(dashboard.status, StatusCode::OK);
+    assert!(
+        dashboard.body.contains("id=\"fig-users\">3<"),
+        "admin, anna, boss: {}",
+        dashboard.body
+    );
+    assert!(
+        dashboard.body.contains("id=\"fig-password-push\">1<"),
+        "the admin's own step-up"
+    );
+    sesam.stop().await;
+}
+
+async fn the_preview_counts_the_population_and_saving_is_audited(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let now = sesam.now();
+    let store = sesam.store();
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    sesam.enrol(&anna, EnrolOptions::default()).await;
+    let robot = sesam
+        .add_user("robot", "RPA robot", "correct horse battery")
+        .await;
+    sesam.enrol(&robot, EnrolOptions::default()).await;
+    store.set_password_only(&robot.id, true, now).await.unwrap();
+    let old = sesam
+        .add_user("old", "Old App", "correct horse battery")
+        .await;
+    sesam
+        .enrol(
+            &old,
+            EnrolOptions {
+                app_version: "2.9.0".into(),
+                ..EnrolOptions::default()
+            },
+        )
+        .await;
+    let short = sesam
+        .add_user("short", "Short Pin", "correct horse battery")
+        .await;
+    sesam
+        .enrol(
+            &short,
+            EnrolOptions {
+                pin_length: 4,
+                ..EnrolOptions::default()
+            },
+        )
+        .await;
+    sesam
+        .add_user("nodevice", "No Device", "correct horse battery")
+        .await;
+    let locked = sesam
+        .add_user("locked", "Locked Out", "correct horse battery")
+        .await;
+    sesam.enrol(&locked, EnrolOptions::default()).await;
+    store
+        .set_user_status(&locked.id, sesam_core::UserStatus::Locked, now)
+        .await
+        .unwrap();
+    let (admin, _) = admin_browser(&sesam).await;
+
+    let form = admin.get("/admin/settings").await;
+    let csrf = form.csrf();
+    let preview = admin
+        .post_form(
+            "/admin/settings/preview",
+            &[("csrf", &csrf), ("passwordless", "on")],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    // admin (first start, no device), anna, robot, old, short, nodevice, locked, boss
+    assert!(
+        preview
+            .body
+            .contains("data-passwordless=\"2\" data-total=\"8\""),
+        "{}",
+        preview.body
+    );
+    for (blocker, n) in [
+        ("password_only", 1),
+        ("app_too_old", 1),
+        ("pin_too_short", 1),
+        ("no_device", 2),
+        ("account_inactive", 1),
+    ] {
+        assert!(
+            preview
+                .body
+                .contains(&format!("data-blocker=\"{blocker}\" data-count=\"{n}\"")),
+            "{blocker}: {}",
+            preview.body
+        );
+    }
+    assert!(
+        preview.body.contains("RPA"),
+        "the warning about robots is shown"
+    );
+    assert_eq!(
+        store.load_settings().await.unwrap().passwordless,
+        sesam_core::PasswordlessMode::Off,
+        "a preview changes nothing"
+    );
+
+    let pilot = admin
+        .post_form(
+            "/admin/settings/preview",
+            &[("csrf", &csrf), ("passwordless", "pilot")],
+        )
+        .await;
+    assert!(
+        pilot.body.contains("data-passwordless=\"0\""),
+        "nobody is in the pilot group yet"
+    );
+
+    let bad = admin
+        .post_form(
+            "/admin/settings",
+            &[
+                ("csrf", &csrf),
+                ("passwordless", "on"),
+                ("lockout_max_failures", "many"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("lockout_max_failures"),
+        "the message names the field"
+    );
+    assert_eq!(
+        store.load_settings().await.unwrap().passwordless,
+        sesam_core::PasswordlessMode::Off,
+        "nothing saved"
+    );
+    let forged = admin
+        .post_form("/admin/settings", &[("passwordless", "on")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let saved = admin
+        .post_form(
+            "/admin/settings",
+            &[("csrf", &csrf), ("passwordless", "on")],
+        )
+        .await;
+    assert_eq!(saved.location(), Some("/admin/settings?saved=1"));
+    assert_eq!(
+        store.load_settings().await.unwrap().passwordless,
+        sesam_core::PasswordlessMode::On
+    );
+    let changes = store.list_audit(Some("passwordless"), 10).await.unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].actor.as_deref(), changes[0].detail.as_str()),
+        (Some("boss"), "off -> on")
+    );
+    sesam.stop().await;
+}
+
+async fn user_actions_are_stored_and_audited(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let (admin, _) = admin_browser(&sesam).await;
+    let list = admin.get("/admin/users?q=ANN").await;
+    assert!(
+        list.body
+            .contains(&format!("href=\"/admin/users/{}\"", anna.id)),
+        "{}",
+        list.body
+    );
+    let page = admin.get(&format!("/admin/users/{}", anna.id)).await;
+    let csrf = page.csrf();
+    let act = |action: &'static str| {
+        let path = format!("/admin/users/{}/{action}", anna.id);
+        let csrf = csrf.clone();
+        let admin = &admin;
+        async move { admin.post_form(&path, &[("csrf", &csrf)]).await }
+    };
+    assert_eq!(act("lock").await.status, StatusCode::SEE_OTHER);
+    let stored = sesam.store().get_user(&anna.id).await.unwrap();
+    assert_eq!(stored.status, sesam_core::UserStatus::Locked);
+    act("unlock").await;
+    act("pilot-on").await;
+    act("password-only-on").await;
+    let stored = sesam.store().get_user(&anna.id).await.unwrap();
+    assert!(stored.is_active() && stored.in_pilot && stored.password_only);
+
+    let reset = act("reset-password").await;
+    let marker = "id=\"one-time-password\">";
+    let start = reset.body.find(marker).expect("shown once") + marker.len();
+    let password = reset.body[start..start + 16].to_owned();
+    assert_eq!(
+        sesam.browser().log_in("anna", &password).await.location(),
+        Some("/account/password")
+    );
+    let code_page = act("activation-code").await;
+    assert!(code_page.body.contains("id=\"activation-code\""));
+
+    assert_eq!(act("explode").await.status, StatusCode::NOT_FOUND);
+    let forged = admin
+        .post_form(
+            &format!("/admin/users/{}/lock", anna.id),
+            &[("csrf", "nope")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        admin.get("/admin/users/no-such-user").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        sesam.store().get_user(&anna.id).await.unwrap().is_active(),
+        "the forged lock did nothing"
+    );
+
+    let events = sesam.audit_events("anna").await;
+    for e in [
+        "user.locked",
+        "user.unlocked",
+        "user.pilot",
+        "user.password_only",
+        "password.set",
+        "device.activation_code.issued",
+    ] {
+        assert!(events.contains(&e.to_string()), "{e} in {events:?}");
+    }
+    sesam.stop().await;
+}
+
+async fn the_audit_log_filters_and_exports(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    sesam.browser().log_in("anna", "=cmd|' /C calc'!A0").await;
+    let (admin, _) = admin_browser(&sesam).await;
+
+    let page = admin.get("/admin/audit?user=anna&event=login.").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("login.password.failed"));
+    assert!(
+        !page.body.contains("login.step_up.succeeded"),
+        "boss's events are filtered out"
+    );
+    let bad = admin.get("/admin/audit?from=yesterday").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let future = admin.get("/admin/audit?from=2999-01-01").await;
+    assert!(
+        !future.body.contains("login.password"),
+        "nothing in the future"
+    );
+
+    let csv = admin.get("/admin/audit.csv?user=anna").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let mut lines = csv.body.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,time,actor,event,subject,client_ip,detail")
+    );
+    assert!(csv.body.contains("\"login.password.failed\""));
+    assert!(
+        !csv.body.contains("calc"),
+        "passwords never reach the audit log"
+    );
+    assert_eq!(
+        admin.get("/admin/audit.csv?until=someday").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    sesam.stop().await;
+}
+
+async fn user_search_stays_correct_over_100000_users(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let url = db.url.clone();
+    let seed = "INSERT INTO users (id, username, username_key, display_name, status, password_only, is_admin, \
+                must_change_password, in_pilot, passwordless_locked, created_at, updated_at) ";
+    let started = std::time::Instant::now();
+    if db.is_postgres() {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(&format!(
+            "{seed} SELECT 'seed-' || n, 'user' || lpad(n::text, 6, '0'), 'user' || lpad(n::text, 6, '0'), \
+             'Person ' || n, 'active', FALSE, FALSE, FALSE, FALSE, FALSE, 0, 0 FROM generate_series(1, 100000) AS n"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+             {seed} SELECT 'seed-' || i, 'user' || printf('%06d', i), 'user' || printf('%06d', i), 'Person ' || i, \
+             'active', 0, 0, 0, 0, 0, 0, 0 FROM n"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    eprintln!("seeded 100000 users in {:?}", started.elapsed());
+    let (admin, _) = admin_browser(&sesam).await;
+    let timed = |path: &'static str| {
+        let admin = &admin;
+        async move {
+            let t = std::time::Instant::now();
+            let page = admin.get(path).await;
+            (page, t.elapsed())
+        }
+    };
+    let (first, t_first) = timed("/admin/users").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.body.matches("href=\"/admin/users/").count(),
+        50,
+        "a page of 50"
+    );
+    assert!(first.body.contains("id=\"next-page\""));
+    let (one, t_one) = timed("/admin/users?q=user054321").await;
+    assert_eq!(
+        one.body.matches("href=\"/admin/users/").count(),
+        1,
+        "exactly the one user"
+    );
+    assert!(one.body.contains("Person 54321"));
+    let (deep, t_deep) = timed("/admin/users?q=&after=user099990").await;
+    assert_eq!(
+        deep.body.matches("href=\"/admin/users/").count(),
+        10,
+        "the last page by keyset"
+    );
+    let (name, t_name) = timed("/admin/users?q=person%209999").await;
+    assert_eq!(
+        name.body.matches("href=\"/admin/users/").count(),
+        11,
+        "Person 9999 and 99990..99999"
+    );
+    eprintln!(
+        "admin user search over 100000 users ({}): first page {t_first:?}, one match {t_one:?}, last page {t_deep:?}, by name {t_name:?}",
+        if db.is_postgres() { "PostgreSQL" } else { "SQLite" }
+    );
+    sesam.stop().await;
+}
