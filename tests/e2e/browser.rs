@@ -233,6 +233,58 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         .await
         .contains(&"login.passwordless.succeeded".to_string()));
 
+    // Anna is also this demo's administrator: her Substantial session opens the portal.
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE users SET is_admin = 1 WHERE username_key = 'anna'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    for (path, css, file) in [
+        ("/admin", "#fig-users", "admin-dashboard.png"),
+        ("/admin/settings", "#settings-submit", "admin-settings.png"),
+        ("/admin/users", "#users", "admin-users.png"),
+        ("/admin/audit", "#audit", "admin-audit.png"),
+    ] {
+        computer.goto(&format!("{base}{path}")).await.unwrap();
+        text_of(&computer, css).await;
+        screenshot(&computer, file).await;
+    }
+    computer
+        .goto(&format!("{base}/admin/settings"))
+        .await
+        .unwrap();
+    computer
+        .find(Locator::Css("input[name=passwordless][value=on]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    computer
+        .find(Locator::Css("#settings-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let count = text_of(&computer, "#preview-count").await;
+    assert!(count.contains("1 / 3") || count.contains("1 /"), "{count}");
+    screenshot(&computer, "admin-settings-preview.png").await;
+    computer
+        .goto(&format!("{base}/admin/users?q=anna"))
+        .await
+        .unwrap();
+    computer
+        .find(Locator::Css("#users a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(&computer, "#status").await;
+    screenshot(&computer, "admin-user.png").await;
+
     computer.close().await.unwrap();
     phone.close().await.unwrap();
     sesam.stop().await;

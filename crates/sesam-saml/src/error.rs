@@ -1,0 +1,53 @@
+//! The one error type of sesam-saml.
+//! Every rejected input maps to a variant a server can turn into a clear 4xx or SAML status.
+
+/// Everything that can go wrong while reading or writing SAML messages.
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    #[error("key or certificate is unusable: {0}")]
+    Key(String),
+    #[error("input is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("DOCTYPE and entity declarations are not allowed")]
+    Doctype,
+    #[error("not well-formed XML: {0}")]
+    NotXml(String),
+    #[error("root element is {found}, expected {expected}")]
+    WrongRoot {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("invalid {field}: {value}")]
+    Invalid { field: &'static str, value: String },
+    #[error("{0} is not valid base64")]
+    Base64(&'static str),
+    #[error("SAMLRequest cannot be inflated: {0}")]
+    Inflate(String),
+    #[error("the request is not signed, but this service provider must sign its requests")]
+    Unsigned,
+    #[error("signature algorithm {0} is not accepted")]
+    AlgorithmNotAccepted(String),
+    #[error("signature does not verify with the service provider's certificate")]
+    BadSignature,
+    #[error("signature structure rejected: {0}")]
+    SignatureStructure(&'static str),
+    #[error("unsupported SAML version {0}")]
+    Version(String),
+    #[error("IssueInstant {0} is outside the allowed clock skew")]
+    IssueInstant(String),
+    #[error("Destination {found:?} does not match this IdP's endpoint {expected}")]
+    Destination {
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("AssertionConsumerService not registered for this service provider: {0}")]
+    UnknownAcs(String),
+    #[error("XML signing failed: {0}")]
+    Signing(String),
+    #[error("crypto error: {0}")]
+    Crypto(#[from] openssl::error::ErrorStack),
+}
+
+pub type Result<T, E = SamlError> = std::result::Result<T, E>;
