@@ -14,7 +14,6 @@ use crate::i18n::Lang;
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::{NotSignedIn, SignedIn};
 use crate::web::csrf;
-use crate::web::devices::reason_text;
 use crate::web::error::AppError;
 use crate::web::pages::{format_time, render, Chrome, MessagePage};
 use crate::web::wait;
@@ -437,25 +436,7 @@ async fn user_page(
     };
     let devices = records
         .iter()
-        .map(|d| {
-            let reasons = d.device.passwordless_ineligibility(&settings);
-            crate::web::devices::DeviceRow {
-                id: d.device.id.clone(),
-                name: d.display_name.clone(),
-                platform: d.device.platform.as_str(),
-                app_version: d.device.app_version.to_string(),
-                eligible: reasons.is_empty(),
-                reasons: reasons
-                    .iter()
-                    .map(|r| reason_text(t, r))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                last_used: d
-                    .last_used_at
-                    .map(format_time)
-                    .unwrap_or_else(|| t.get("devices.never").to_owned()),
-            }
-        })
+        .map(|d| crate::web::devices::DeviceRow::of(d, &settings, t))
         .collect();
     let events = state
         .store

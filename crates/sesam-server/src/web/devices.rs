@@ -48,6 +48,29 @@ pub struct ActivationPage {
     pub qr_svg: String,
 }
 
+impl DeviceRow {
+    /// A device as the account and admin pages show it, with the reasons in `t`'s language.
+    pub fn of(d: &DeviceRecord, settings: &sesam_core::Settings, t: &Catalog) -> DeviceRow {
+        let reasons = d.device.passwordless_ineligibility(settings);
+        DeviceRow {
+            id: d.device.id.clone(),
+            name: d.display_name.clone(),
+            platform: d.device.platform.as_str(),
+            app_version: d.device.app_version.to_string(),
+            eligible: reasons.is_empty(),
+            reasons: reasons
+                .iter()
+                .map(|r| reason_text(t, r))
+                .collect::<Vec<_>>()
+                .join("; "),
+            last_used: d
+                .last_used_at
+                .map(format_time)
+                .unwrap_or_else(|| t.get("devices.never").to_owned()),
+        }
+    }
+}
+
 /// One reason in the reader's language.
 pub fn reason_text(t: &Catalog, reason: &Ineligibility) -> String {
     match reason {
@@ -76,25 +99,7 @@ async fn page(
         .devices_of_user(&signed_in.user.id)
         .await?
         .into_iter()
-        .map(|d| {
-            let reasons = d.device.passwordless_ineligibility(&settings);
-            DeviceRow {
-                id: d.device.id.clone(),
-                name: d.display_name.clone(),
-                platform: d.device.platform.as_str(),
-                app_version: d.device.app_version.to_string(),
-                eligible: reasons.is_empty(),
-                reasons: reasons
-                    .iter()
-                    .map(|r| reason_text(t, r))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-                last_used: d
-                    .last_used_at
-                    .map(format_time)
-                    .unwrap_or_else(|| t.get("devices.never").to_owned()),
-            }
-        })
+        .map(|d| DeviceRow::of(&d, &settings, t))
         .collect();
     Ok(DevicesPage {
         chrome: Chrome::new(lang, "/account/devices"),
