@@ -13,7 +13,7 @@ use sesam_store::{AuditEvent, AuditFilter};
 use crate::i18n::Lang;
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::{NotSignedIn, SignedIn};
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::pages::{format_time, render, Chrome, MessagePage};
 use crate::web::wait;
@@ -505,11 +505,6 @@ pub async fn user(
 ) -> Result<Response, AppError> {
     let user = find_user(&state, &id).await?;
     user_page(&state, &admin, lang, &user, None, None).await
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 pub async fn user_action(

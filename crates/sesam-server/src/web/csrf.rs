@@ -11,6 +11,12 @@ use crate::web::error::AppError;
 
 const KEY: &str = "csrf";
 
+/// A form that carries nothing but its CSRF token (buttons: cancel, remove, lock, ...).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    pub csrf: Option<String>,
+}
+
 /// The session's token, created on first use.
 pub async fn token(session: &Session) -> Result<String, AppError> {
     if let Some(existing) = session.get::<String>(KEY).await? {

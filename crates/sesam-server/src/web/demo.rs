@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use crate::i18n::Lang;
 use crate::state::AppState;
 use crate::web::auth;
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome};
@@ -121,11 +121,6 @@ pub async fn login(
         Some(_) => Ok(Redirect::to("/login/step-up").into_response()),
         None => Ok(Redirect::to("/login").into_response()),
     }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// Demo only: an activation code for anna without logging in first, so the whole tour

@@ -15,7 +15,7 @@ use crate::activation;
 use crate::i18n::{Catalog, Lang};
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::SignedIn;
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{format_time, render, Chrome};
@@ -115,11 +115,6 @@ pub async fn show(
     lang: Lang,
 ) -> Result<Response, AppError> {
     render(StatusCode::OK, &page(&state, &signed_in, lang, None).await?)
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 pub async fn new_activation_code(

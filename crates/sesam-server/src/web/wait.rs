@@ -22,7 +22,7 @@ use crate::challenges;
 use crate::i18n::Lang;
 use crate::state::{AppState, ClientIp};
 use crate::web::auth;
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome, MessagePage, WaitPage};
@@ -357,11 +357,6 @@ fn status_stream(
             return Some((Ok(event), w));
         }
     })
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: Option<String>,
 }
 
 /// Without JavaScript: "Continue" re-reads the state on the server.
