@@ -9,6 +9,7 @@ mod app_api;
 mod browser;
 mod cli;
 mod login;
+mod oidc;
 mod pages;
 mod passwordless;
 mod store;

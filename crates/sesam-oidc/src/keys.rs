@@ -8,7 +8,7 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::sign::Signer;
+use openssl::sign::{Signer, Verifier};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -47,6 +47,15 @@ pub trait JwsSigner: Send + Sync {
     fn public_jwk(&self) -> Value;
     /// The JWS signature over `signing_input`, base64url without padding.
     fn sign(&self, signing_input: &[u8]) -> Result<String, Error>;
+    /// Whether `signature` (raw bytes, base64url-decoded) is this key's over `signing_input`.
+    fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool;
+}
+
+fn verify_der(pkey: &PKey<Private>, signing_input: &[u8], der: &[u8]) -> bool {
+    let Ok(mut verifier) = Verifier::new(MessageDigest::sha256(), pkey) else {
+        return false;
+    };
+    verifier.update(signing_input).is_ok() && verifier.verify(der).unwrap_or(false)
 }
 
 /// An RSA private key for RS256, at least 2048 bits.
@@ -123,6 +132,9 @@ impl JwsSigner for SigningKey {
     }
     fn sign(&self, signing_input: &[u8]) -> Result<String, Error> {
         self.sign_rs256(signing_input)
+    }
+    fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        verify_der(&self.pkey, signing_input, signature)
     }
 }
 
@@ -209,6 +221,16 @@ impl JwsSigner for EcSigningKey {
     }
     fn sign(&self, signing_input: &[u8]) -> Result<String, Error> {
         self.sign_es256(signing_input)
+    }
+    fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        if signature.len() != 64 {
+            return false;
+        }
+        let der = BigNum::from_slice(&signature[..32])
+            .and_then(|r| Ok((r, BigNum::from_slice(&signature[32..])?)))
+            .and_then(|(r, s)| EcdsaSig::from_private_components(r, s))
+            .and_then(|sig| sig.to_der());
+        der.is_ok_and(|der| verify_der(&self.pkey, signing_input, &der))
     }
 }
 

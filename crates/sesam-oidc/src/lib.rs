@@ -37,7 +37,7 @@ pub use authorize::{
 pub use discovery::{discovery, jwks, SUPPORTED_SCOPES};
 pub use error::Error;
 pub use id_token::{issue_id_token, pairwise_sub, IdTokenClaims};
-pub use jwt::{at_hash, base64url, sign_jwt};
+pub use jwt::{at_hash, base64url, sign_jwt, verify_jwt};
 pub use keys::{EcSigningKey, JwsAlg, JwsSigner, SigningKey};
 pub use pkce::{pkce_challenge_s256, verify_pkce_s256};
 pub use response::{authorization_error_response, authorization_response, AuthorizationResponse};

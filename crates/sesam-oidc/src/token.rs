@@ -128,6 +128,18 @@ pub enum ClientAuth {
 }
 
 impl ClientAuth {
+    /// Reads the client authentication of a form request other than a token request (the
+    /// revocation endpoint): Basic header, or `client_id` with or without `client_secret`.
+    pub fn parse(
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> Result<ClientAuth, TokenError> {
+        let params = Params::parse(form, MAX_REQUEST_LEN).map_err(|_| {
+            TokenError::new(TokenErrorCode::InvalidRequest, "the request is not valid")
+        })?;
+        client_auth(&params, authorization)
+    }
+
     /// The client id the request claims.
     pub fn client_id(&self) -> &str {
         match self {
@@ -193,39 +205,7 @@ impl TokenRequest {
             return Err(invalid_request(format!("parameter {name} is too long")));
         }
 
-        let client = match authorization {
-            Some(header) => {
-                let (client_id, secret) = parse_basic(header).ok_or_else(|| {
-                    TokenError::invalid_client(true, "malformed Basic authorization")
-                })?;
-                if params.get("client_secret").is_some() {
-                    return Err(invalid_request(
-                        "only one client authentication method may be used".into(),
-                    ));
-                }
-                if params.get("client_id").is_some_and(|id| id != client_id) {
-                    return Err(invalid_request(
-                        "client_id differs from the Basic credentials".into(),
-                    ));
-                }
-                ClientAuth::Basic { client_id, secret }
-            }
-            None => {
-                let client_id = params
-                    .get("client_id")
-                    .ok_or_else(|| {
-                        TokenError::invalid_client(false, "client authentication is missing")
-                    })?
-                    .to_owned();
-                match params.get("client_secret") {
-                    Some(secret) => ClientAuth::Post {
-                        client_id,
-                        secret: secret.to_owned(),
-                    },
-                    None => ClientAuth::None { client_id },
-                }
-            }
-        };
+        let client = client_auth(&params, authorization)?;
 
         let required = |name: &str| {
             params
@@ -256,6 +236,49 @@ impl TokenRequest {
         };
         Ok(TokenRequest { client, grant })
     }
+}
+
+/// The client authentication of a request to the token or revocation endpoint.
+fn client_auth(params: &Params<'_>, authorization: Option<&str>) -> Result<ClientAuth, TokenError> {
+    let basic = authorization.is_some();
+    let invalid_request = |description: String| TokenError {
+        basic_auth: basic,
+        ..TokenError::new(TokenErrorCode::InvalidRequest, description)
+    };
+    let client = match authorization {
+        Some(header) => {
+            let (client_id, secret) = parse_basic(header).ok_or_else(|| {
+                TokenError::invalid_client(true, "malformed Basic authorization")
+            })?;
+            if params.get("client_secret").is_some() {
+                return Err(invalid_request(
+                    "only one client authentication method may be used".into(),
+                ));
+            }
+            if params.get("client_id").is_some_and(|id| id != client_id) {
+                return Err(invalid_request(
+                    "client_id differs from the Basic credentials".into(),
+                ));
+            }
+            ClientAuth::Basic { client_id, secret }
+        }
+        None => {
+            let client_id = params
+                .get("client_id")
+                .ok_or_else(|| {
+                    TokenError::invalid_client(false, "client authentication is missing")
+                })?
+                .to_owned();
+            match params.get("client_secret") {
+                Some(secret) => ClientAuth::Post {
+                    client_id,
+                    secret: secret.to_owned(),
+                },
+                None => ClientAuth::None { client_id },
+            }
+        }
+    };
+    Ok(client)
 }
 
 /// `Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).

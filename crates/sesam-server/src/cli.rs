@@ -50,6 +50,43 @@ enum Command {
     /// MFA devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// OpenID Connect clients (relying parties).
+    #[command(subcommand)]
+    OidcClient(OidcClientCommand),
+    /// SAML service providers.
+    #[command(subcommand)]
+    Sp(SpCommand),
+}
+
+#[derive(Subcommand)]
+enum OidcClientCommand {
+    /// Register a client. Prints its client id and, for a confidential client, its secret
+    /// (shown only now).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Exactly as the client will send it (repeat for several).
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A mobile or browser app without a secret (PKCE is its proof).
+        #[arg(long)]
+        public: bool,
+        /// Where the client may send the user after logout (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Sign ID tokens with ES256 instead of RS256.
+        #[arg(long)]
+        es256: bool,
+        /// A different `sub` for this client than for any other.
+        #[arg(long)]
+        pairwise: bool,
+    },
+    /// List clients.
+    List,
+    /// Remove a client with its codes and tokens.
+    Remove { client_id: String },
+    /// Give a confidential client a new secret; the old one stops working at once.
+    RotateSecret { client_id: String },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +292,14 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             }
             Ok(())
         }
+        Command::OidcClient(cmd) => {
+            let store = startup::open_store(&config).await?;
+            oidc_client_command(&store, clock.as_ref(), cmd).await
+        }
+        Command::Sp(cmd) => {
+            let store = startup::open_store(&config).await?;
+            sp_command(&store, clock.as_ref(), cmd).await
+        }
         Command::Settings(cmd) => {
             let store = startup::open_store(&config).await?;
             match cmd {
@@ -395,6 +440,252 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                 .append_audit(&audit("user.unlocked", user.username.as_str()), clock.now())
                 .await?;
             println!("unlocked {}", user.username);
+        }
+    }
+    Ok(())
+}
+
+async fn oidc_client_command(
+    store: &Store,
+    clock: &dyn Clock,
+    cmd: OidcClientCommand,
+) -> anyhow::Result<()> {
+    let now = clock.now();
+    match cmd {
+        OidcClientCommand::Add {
+            name,
+            redirect_uris,
+            public,
+            post_logout_redirect_uris,
+            es256,
+            pairwise,
+        } => {
+            let registration = crate::oidc::ClientRegistration {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                es256,
+                pairwise,
+            };
+            let (client, secret) = match crate::oidc::register_client(store, &registration, now)
+                .await?
+            {
+                Ok(done) => done,
+                Err(problems) => bail!("the client was not registered:\n  {}", problems.join("\n  ")),
+            };
+            store
+                .append_audit(
+                    &AuditEvent::new("oidc.client.added")
+                        .actor("cli")
+                        .subject(&client.client_id)
+                        .detail(format!("{} -> {}", client.name, client.redirect_uris.join(" "))),
+                    now,
+                )
+                .await?;
+            println!("client_id:     {}", client.client_id);
+            match secret {
+                Some(secret) => println!(
+                    "client_secret: {secret}\n(shown only now; Sesam keeps only a hash)"
+                ),
+                None => println!("public client: no secret; PKCE (S256) is required"),
+            }
+        }
+        OidcClientCommand::List => {
+            for c in store.list_oidc_clients().await? {
+                println!(
+                    "{}  {:<24} {:<12} {}{}  {}",
+                    c.client_id,
+                    c.name,
+                    if c.secret_hash.is_some() { "confidential" } else { "public" },
+                    c.id_token_alg,
+                    if c.enabled { "" } else { " (disabled)" },
+                    c.redirect_uris.join(" ")
+                );
+            }
+        }
+        OidcClientCommand::Remove { client_id } => {
+            if !store.remove_oidc_client(&client_id).await? {
+                bail!("no OIDC client {client_id}");
+            }
+            store
+                .append_audit(
+                    &AuditEvent::new("oidc.client.removed").actor("cli").subject(&client_id),
+                    now,
+                )
+                .await?;
+            println!("removed {client_id}");
+        }
+        OidcClientCommand::RotateSecret { client_id } => {
+            let Some(secret) = crate::oidc::rotate_secret(store, &client_id, now).await? else {
+                bail!("no confidential OIDC client {client_id}");
+            };
+            store
+                .append_audit(
+                    &AuditEvent::new("oidc.client.secret_rotated").actor("cli").subject(&client_id),
+                    now,
+                )
+                .await?;
+            println!("client_secret: {secret}\n(shown only now; the old secret no longer works)");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum SpCommand {
+    /// Register a SAML service provider from its metadata, or update a registered one (same
+    /// entity ID) with new metadata and these settings.
+    Add {
+        /// A metadata file, or an http(s) URL to fetch it from (kept for `sp refresh`).
+        #[arg(long)]
+        metadata: String,
+        /// Shown to the user in the app; defaults to the host of the entity ID.
+        #[arg(long)]
+        name: Option<String>,
+        /// Encrypt assertions to the SP's encryption certificate.
+        #[arg(long)]
+        encrypt: bool,
+        /// Refuse unsigned AuthnRequests.
+        #[arg(long)]
+        require_signed_requests: bool,
+        /// Accept RSA-SHA1 request signatures (legacy SPs only).
+        #[arg(long)]
+        allow_sha1: bool,
+        /// The least level of assurance the SP gets: low or substantial.
+        #[arg(long, default_value = "low")]
+        min_level: String,
+        /// Attributes released, comma-separated: uuid, name, email, orgName.
+        #[arg(long, default_value = "uuid,name,email", value_delimiter = ',')]
+        attributes: Vec<String>,
+        /// Register it switched off.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Fetch the metadata again from the URL it was added from; settings stay.
+    Refresh { entity_id: String },
+    /// List service providers.
+    List,
+    /// Remove a service provider.
+    Remove { entity_id: String },
+}
+
+async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow::Result<()> {
+    use crate::saml::{read_metadata, sp_registration, SpOptions};
+    let now = clock.now();
+    let audit = |event: &str, subject: &str| AuditEvent::new(event).actor("cli").subject(subject);
+    match cmd {
+        SpCommand::Add {
+            metadata,
+            name,
+            encrypt,
+            require_signed_requests,
+            allow_sha1,
+            min_level,
+            attributes,
+            disabled,
+        } => {
+            let min_level = match min_level.as_str() {
+                "low" => sesam_core::AssuranceLevel::Low,
+                "substantial" => sesam_core::AssuranceLevel::Substantial,
+                other => bail!("--min-level {other:?}: choose low or substantial"),
+            };
+            let (xml, url) = read_metadata(&metadata).await?;
+            let options = SpOptions {
+                name,
+                enabled: !disabled,
+                min_level,
+                encrypt_assertions: encrypt,
+                require_signed_requests,
+                allow_sha1,
+                released_attributes: attributes
+                    .into_iter()
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+            };
+            let (record, parsed) = sp_registration(&xml, url, &options)?;
+            let created = store.upsert_saml_sp(&record, now).await?;
+            let event = if created { "saml.sp.added" } else { "saml.sp.updated" };
+            store
+                .append_audit(&audit(event, &record.entity_id), now)
+                .await?;
+            println!(
+                "{} {} ({} ACS, {} signing certificate(s), encryption certificate: {})",
+                if created { "added" } else { "updated" },
+                record.entity_id,
+                parsed.assertion_consumer_services.len(),
+                parsed.signing_certificates.len(),
+                if parsed.encryption_certificate.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
+        }
+        SpCommand::Refresh { entity_id } => {
+            let sp = store
+                .saml_sp(&entity_id)
+                .await?
+                .with_context(|| format!("no service provider {entity_id}"))?;
+            let url = sp
+                .metadata_url
+                .clone()
+                .with_context(|| format!("{entity_id} was not added from a URL"))?;
+            let (xml, url) = read_metadata(&url).await?;
+            let options = SpOptions {
+                name: Some(sp.name.clone()),
+                enabled: sp.enabled,
+                min_level: if sp.min_level == "substantial" {
+                    sesam_core::AssuranceLevel::Substantial
+                } else {
+                    sesam_core::AssuranceLevel::Low
+                },
+                encrypt_assertions: sp.encrypt_assertions,
+                require_signed_requests: sp.require_signed_requests,
+                allow_sha1: sp.allow_sha1,
+                released_attributes: sp.released_attributes.clone(),
+            };
+            let (record, _) = sp_registration(&xml, url, &options)?;
+            if record.entity_id != sp.entity_id {
+                bail!(
+                    "the metadata now names {}, not {entity_id}; nothing changed",
+                    record.entity_id
+                );
+            }
+            store.upsert_saml_sp(&record, now).await?;
+            store
+                .append_audit(&audit("saml.sp.refreshed", &entity_id), now)
+                .await?;
+            println!("refreshed {entity_id}");
+        }
+        SpCommand::List => {
+            for sp in store.list_saml_sps().await? {
+                let mut flags = vec![format!("min-level={}", sp.min_level)];
+                if !sp.enabled {
+                    flags.push("disabled".into());
+                }
+                if sp.encrypt_assertions {
+                    flags.push("encrypt".into());
+                }
+                if sp.require_signed_requests {
+                    flags.push("signed-requests".into());
+                }
+                if sp.allow_sha1 {
+                    flags.push("sha1".into());
+                }
+                flags.push(format!("attributes={}", sp.released_attributes.join(",")));
+                println!("{}  {}  {}", sp.entity_id, sp.name, flags.join(" "));
+            }
+        }
+        SpCommand::Remove { entity_id } => {
+            if !store.remove_saml_sp(&entity_id).await? {
+                bail!("no service provider {entity_id}");
+            }
+            store
+                .append_audit(&audit("saml.sp.removed", &entity_id), now)
+                .await?;
+            println!("removed {entity_id}");
         }
     }
     Ok(())

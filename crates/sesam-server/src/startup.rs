@@ -61,7 +61,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     let store = open_store(&config).await?;
     let initial_admin_password = ensure_admin(&store, clock.as_ref()).await?;
     if let Some(password) = &initial_admin_password {
@@ -82,8 +82,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    if config.listen.port() == 0 && config.public_url == "http://localhost:0" {
+        // A random port (tests, the benchmark) and no public URL: the address is the URL.
+        config.public_url = format!("http://{addr}");
+    }
+    let oidc = crate::oidc::OidcProvider::load(&store, &config, clock.now()).await?;
+    let saml = crate::saml::SamlIdp::load(&store, &config, clock.now()).await?;
     let pusher = crate::push::build(&config.push, &store, clock.clone())?;
-    let state = AppState::new(config, store.clone(), clock, pusher);
+    let state = AppState::new(config, store.clone(), clock, pusher, oidc, saml);
     let shared = state.clone();
     let relay = tokio::spawn(crate::challenges::relay_notifications(state.clone()));
     let (app, cleanup) = match store.session_store() {

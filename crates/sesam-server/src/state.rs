@@ -22,6 +22,8 @@ pub struct Inner {
     pub pusher: sesam_push::Pusher,
     /// Ids of challenges that changed on this node.
     pub challenge_events: tokio::sync::broadcast::Sender<String>,
+    pub oidc: crate::oidc::OidcProvider,
+    pub saml: crate::saml::SamlIdp,
 }
 
 impl AppState {
@@ -30,6 +32,8 @@ impl AppState {
         store: Store,
         clock: Arc<dyn Clock>,
         pusher: sesam_push::Pusher,
+        oidc: crate::oidc::OidcProvider,
+        saml: crate::saml::SamlIdp,
     ) -> AppState {
         let passwords = Passwords::new(config.password_hash_concurrency);
         let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
@@ -40,6 +44,8 @@ impl AppState {
             passwords,
             pusher,
             challenge_events,
+            oidc,
+            saml,
         }))
     }
     pub fn now(&self) -> UnixTime {

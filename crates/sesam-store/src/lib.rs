@@ -7,6 +7,9 @@ mod audit;
 mod challenges;
 mod devices;
 mod error;
+mod keys;
+mod oidc;
+mod saml;
 mod settings;
 mod throttle;
 mod users;
@@ -24,6 +27,10 @@ pub use audit::{AuditEntry, AuditEvent};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
 pub use error::StoreError;
+pub use oidc::{
+    CodeUse, NewOidcClient, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,
+};
+pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
 pub use throttle::ThrottleState;
 pub use users::NewUser;
 

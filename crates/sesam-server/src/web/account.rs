@@ -158,6 +158,13 @@ pub async fn submit_logout(
 ) -> Result<Response, AppError> {
     csrf::verify(&session, form.csrf.as_deref()).await?;
     if let Some(current) = auth::current(&session).await? {
+        // Tokens issued to services in this login end with it.
+        if !current.sid.is_empty() {
+            state
+                .store
+                .revoke_oidc_session(&current.sid, state.now())
+                .await?;
+        }
         let username = match state
             .store
             .get_user(&sesam_core::UserId(current.user_id.clone()))

@@ -26,6 +26,9 @@ pub struct Authenticated {
     pub factors: Vec<ProvenFactor>,
     /// When the first factor of this login was proven; the absolute lifetime counts from here.
     pub auth_time: i64,
+    /// Names this login towards services (OIDC `sid`, SAML `SessionIndex`); new at each login.
+    #[serde(default)]
+    pub sid: String,
 }
 
 impl Authenticated {
@@ -52,6 +55,7 @@ pub async fn sign_in(
         user_id: user_id.0.clone(),
         factors: vec![ProvenFactor { factor, at: now.0 }],
         auth_time: now.0,
+        sid: uuid::Uuid::new_v4().to_string(),
     };
     session.insert(AUTH_KEY, auth).await?;
     Ok(())
@@ -68,6 +72,15 @@ pub async fn add_factor(session: &Session, factor: Factor, now: UnixTime) -> Res
     // A new id: the session is worth more now, as after a login.
     session.cycle_id().await?;
     session.insert(AUTH_KEY, auth).await?;
+    Ok(())
+}
+
+/// Ends the login but keeps what a service asked for (the return path, level, service name),
+/// so a forced new login finishes that request.
+pub async fn sign_out_keeping_request(session: &Session) -> Result<(), AppError> {
+    if session.remove::<Authenticated>(AUTH_KEY).await?.is_some() {
+        session.cycle_id().await?;
+    }
     Ok(())
 }
 

@@ -39,11 +39,19 @@ pub async fn show_username(
     if auth::current(&session).await?.is_some() {
         return Ok(Redirect::to("/account").into_response());
     }
+    let hint = session
+        .get::<String>(crate::web::protocol::LOGIN_HINT_KEY)
+        .await?;
     let page = UsernamePage {
         chrome: Chrome::new(lang, "/login"),
         csrf: csrf::token(&session).await?,
-        remembered: remembered(&headers),
-        typed: String::new(),
+        // A service's login_hint names the user to log in; it wins over a remembered name.
+        remembered: if hint.is_some() {
+            None
+        } else {
+            remembered(&headers)
+        },
+        typed: hint.unwrap_or_default(),
         error: None,
     };
     render(StatusCode::OK, &page)

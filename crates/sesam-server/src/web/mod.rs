@@ -11,8 +11,11 @@ pub mod devices;
 pub mod error;
 pub mod form;
 pub mod login;
+pub mod oidc;
 pub mod ops;
 pub mod pages;
+pub mod protocol;
+pub mod saml;
 pub mod wait;
 
 use axum::http::{header, HeaderValue};
@@ -74,6 +77,14 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             get(account::show_logout).post(account::submit_logout),
         )
         .route("/lang/{code}", get(ops::switch_language))
+        .route(
+            "/authorize",
+            get(oidc::authorize_get).post(oidc::authorize_post),
+        )
+        .route("/authorize/continue", get(oidc::resume))
+        .route("/end_session", get(oidc::end_session))
+        .route("/saml/sso", get(saml::sso_redirect).post(saml::sso_post))
+        .route("/saml/sso/continue", get(saml::sso_continue))
         .route("/admin", get(admin::dashboard))
         .route(
             "/admin/settings",
@@ -99,18 +110,29 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             HeaderValue::from_static("no-store"),
         ));
 
+    // form-action also governs the redirects after a form is sent: the password form's
+    // answer may end at a service's redirect URI or ACS, so those schemes are allowed.
+    let csp = HeaderValue::from_static(if state.config.cookie_secure {
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self' https:; base-uri 'none'"
+    } else {
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http:; base-uri 'none'"
+    });
     Router::new()
         .merge(pages)
         .nest("/api/app/v1", crate::api::router())
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/jwks", get(oidc::jwks))
+        .route("/token", post(oidc::token))
+        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/revoke", post(oidc::revoke))
+        .route("/saml/metadata", get(saml::metadata))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/static/{file}", get(ops::static_file))
         .fallback(error::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-            ),
+            csp,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,

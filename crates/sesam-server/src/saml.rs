@@ -1,0 +1,245 @@
+//! The SAML identity provider's key and names, loaded once at start-up, and the rules for
+//! registering service providers (shared by the CLI and the handlers).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sesam_core::{AssuranceLevel, UnixTime, User};
+use sesam_saml::{IdpKey, SpMetadata, BINDING_HTTP_POST, MAX_SP_METADATA_BYTES, NAMEID_PERSISTENT};
+use sesam_store::{NewSamlSp, SamlSp, Store};
+
+use crate::config::Config;
+use crate::oidc::stored_or_new;
+
+pub struct SamlIdp {
+    /// The IdP's entity ID: `{public_url}/saml/metadata`.
+    pub entity_id: String,
+    pub key: IdpKey,
+    /// `{public_url}/saml/sso`, the Destination requests must name.
+    pub sso_url: String,
+    /// `{public_url}/saml/slo`.
+    pub slo_url: String,
+    /// Mixed into persistent NameIDs so they cannot be computed from outside.
+    nameid_salt: Vec<u8>,
+}
+
+impl SamlIdp {
+    pub async fn load(store: &Store, config: &Config, now: UnixTime) -> anyhow::Result<SamlIdp> {
+        let entity_id = format!("{}/saml/metadata", config.public_url);
+        // Key and certificate in one PEM text: the private key block, then the certificate.
+        let pem = stored_or_new(store, "saml", now, || {
+            let key = IdpKey::generate(&entity_id, 3650)?;
+            let mut pem = key.private_key_pem()?;
+            pem.extend_from_slice(&key.certificate_pem()?);
+            Ok(pem)
+        })
+        .await?;
+        let key = IdpKey::from_pem(pem.as_bytes(), pem.as_bytes()).context("stored saml key")?;
+        let salt = stored_or_new(store, "saml-nameid-salt", now, || {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            Ok(base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into_bytes())
+        })
+        .await?;
+        Ok(SamlIdp {
+            sso_url: format!("{}/saml/sso", config.public_url),
+            slo_url: format!("{}/saml/slo", config.public_url),
+            entity_id,
+            key,
+            nameid_salt: salt.into_bytes(),
+        })
+    }
+
+    /// The persistent pseudonym of `user_id` at `sp_entity_id`: stable, different per SP,
+    /// and not linkable across SPs without the salt.
+    pub fn name_id(&self, user_id: &str, sp_entity_id: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(b"sesam-saml-nameid\0");
+        h.update(&self.nameid_salt);
+        h.update(b"\0");
+        h.update(user_id.as_bytes());
+        h.update(b"\0");
+        h.update(sp_entity_id.as_bytes());
+        let digest = h.finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// OIOSAML 3 attribute names of what an SP may be given.
+pub const ATTR_UUID: &str = "https://data.gov.dk/model/core/eid/professional/uuid/persistent";
+pub const ATTR_NAME: &str = "https://data.gov.dk/model/core/eid/fullName";
+pub const ATTR_EMAIL: &str = "https://data.gov.dk/model/core/eid/email";
+pub const ATTR_ORG_NAME: &str = "https://data.gov.dk/model/core/eid/professional/orgName";
+
+/// The short names `released_attributes` may hold.
+pub const RELEASABLE: [&str; 4] = ["uuid", "name", "email", "orgName"];
+
+/// The attributes `sp` is given for `user` (specVersion and loa are added by the builder).
+pub fn released_attributes(
+    sp: &SamlSp,
+    user: &User,
+    organisation_name: &str,
+) -> Vec<sesam_saml::Attribute> {
+    let mut out = Vec::new();
+    for short in &sp.released_attributes {
+        let (name, value) = match short.as_str() {
+            "uuid" => (ATTR_UUID, Some(format!("urn:uuid:{}", user.id.0))),
+            "name" => (ATTR_NAME, Some(user.display_name.clone())),
+            "email" => (ATTR_EMAIL, user.email.clone()),
+            "orgName" => (
+                ATTR_ORG_NAME,
+                Some(organisation_name.to_owned()).filter(|n| !n.is_empty()),
+            ),
+            _ => continue,
+        };
+        if let Some(value) = value {
+            out.push(sesam_saml::Attribute {
+                name: name.to_owned(),
+                values: vec![value],
+            });
+        }
+    }
+    out
+}
+
+/// Per-SP choices made when it is registered.
+#[derive(Clone, Debug)]
+pub struct SpOptions {
+    pub name: Option<String>,
+    pub enabled: bool,
+    pub min_level: AssuranceLevel,
+    pub encrypt_assertions: bool,
+    pub require_signed_requests: bool,
+    pub allow_sha1: bool,
+    pub released_attributes: Vec<String>,
+}
+
+impl Default for SpOptions {
+    fn default() -> Self {
+        SpOptions {
+            name: None,
+            enabled: true,
+            min_level: AssuranceLevel::Low,
+            encrypt_assertions: false,
+            require_signed_requests: false,
+            allow_sha1: false,
+            released_attributes: vec!["uuid".into(), "name".into(), "email".into()],
+        }
+    }
+}
+
+/// Checks SP metadata and options and makes the record to store. Nothing is stored when
+/// this fails, and the message says why.
+pub fn sp_registration(
+    xml: &[u8],
+    metadata_url: Option<String>,
+    options: &SpOptions,
+) -> anyhow::Result<(NewSamlSp, SpMetadata)> {
+    let text = std::str::from_utf8(xml).context("the metadata is not UTF-8 text")?;
+    let metadata = sesam_saml::parse_sp_metadata(xml).context("the metadata is not usable")?;
+    if !metadata
+        .assertion_consumer_services
+        .iter()
+        .any(|a| a.binding == BINDING_HTTP_POST)
+    {
+        bail!("the metadata has no AssertionConsumerService with the HTTP-POST binding");
+    }
+    if options.encrypt_assertions && metadata.encryption_certificate.is_none() {
+        bail!("assertions cannot be encrypted: the metadata has no encryption certificate");
+    }
+    if options.require_signed_requests && metadata.signing_certificates.is_empty() {
+        bail!("signed requests cannot be required: the metadata has no signing certificate");
+    }
+    if options.min_level >= AssuranceLevel::High {
+        bail!("the minimum level can be low or substantial; Sesam never claims high");
+    }
+    for a in &options.released_attributes {
+        if !RELEASABLE.contains(&a.as_str()) {
+            bail!(
+                "unknown attribute {a:?}; choose from {}",
+                RELEASABLE.join(", ")
+            );
+        }
+    }
+    let name = options
+        .name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| default_name(&metadata.entity_id));
+    let record = NewSamlSp {
+        entity_id: metadata.entity_id.clone(),
+        name,
+        metadata_xml: text.to_owned(),
+        metadata_url,
+        enabled: options.enabled,
+        min_level: options.min_level.as_str().to_owned(),
+        encrypt_assertions: options.encrypt_assertions,
+        require_signed_requests: options.require_signed_requests,
+        allow_sha1: options.allow_sha1,
+        released_attributes: options.released_attributes.clone(),
+        nameid_format: NAMEID_PERSISTENT.to_owned(),
+    };
+    Ok((record, metadata))
+}
+
+/// The host of a URL entity ID, else the entity ID itself.
+fn default_name(entity_id: &str) -> String {
+    entity_id
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#', ':']).next())
+        .filter(|h| !h.is_empty())
+        .unwrap_or(entity_id)
+        .to_owned()
+}
+
+/// Fetches SP metadata from an http(s) URL, with a timeout and a size cap.
+pub async fn fetch_metadata(url: &str) -> anyhow::Result<Vec<u8>> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("{url:?} is not an http(s) URL");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?;
+    if !response.status().is_success() {
+        bail!("fetching {url}: HTTP {}", response.status());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
+        if body.len() + chunk.len() > MAX_SP_METADATA_BYTES {
+            bail!("the metadata at {url} is larger than {MAX_SP_METADATA_BYTES} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Reads metadata from a file path or an http(s) URL; the URL is returned for storage.
+pub async fn read_metadata(source: &str) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+    if source.starts_with("https://") || source.starts_with("http://") {
+        return Ok((fetch_metadata(source).await?, Some(source.to_owned())));
+    }
+    let meta = std::fs::metadata(source).with_context(|| format!("reading {source}"))?;
+    if meta.len() > MAX_SP_METADATA_BYTES as u64 {
+        bail!("{source} is larger than {MAX_SP_METADATA_BYTES} bytes");
+    }
+    Ok((
+        std::fs::read(source).with_context(|| format!("reading {source}"))?,
+        None,
+    ))
+}

@@ -1,0 +1,882 @@
+//! The OpenID Connect provider over HTTP: discovery and JWKS, `/authorize` (through the
+//! passwordless login), `/token`, `/userinfo`, `/revoke` and `/end_session`. The rules live in
+//! `sesam-oidc`; this module reads requests, keeps codes and tokens in the store and answers.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sesam_core::{AssuranceLevel, Factor, User, UserId};
+use sesam_oidc::{
+    AuthorizationResponse, AuthorizeErrorCode, AuthorizeRequest, ClientAuth, ClientInfo,
+    IdTokenClaims, IssuedCode, IssuedRefreshToken, JwsAlg, NsisLevel, Prompt, SubjectType,
+    TokenError, TokenErrorCode, TokenRequest,
+};
+use sesam_store::{AuditEvent, CodeUse, OidcClient, OidcGrant, TokenKind};
+use tower_sessions::Session;
+
+use crate::i18n::Lang;
+use crate::state::{AppState, ClientIp};
+use crate::web::auth::{self, Authenticated};
+use crate::web::error::AppError;
+use crate::web::pages::{render, Chrome, MessagePage};
+use crate::web::protocol::{self, LoginNeed, LoginOutcome};
+
+const PENDING_KEY: &str = "oidc.pending";
+const RESUME_PATH: &str = "/authorize/continue";
+/// Access tokens are short: the client refreshes.
+pub const ACCESS_TOKEN_SECONDS: i64 = 600;
+pub const ID_TOKEN_SECONDS: i64 = 600;
+pub const REFRESH_TOKEN_SECONDS: i64 = 30 * 24 * 60 * 60;
+/// Request bodies and query strings larger than this are refused before parsing.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// An authorization request waiting for the login to finish.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending {
+    request: AuthorizeRequest,
+    /// When the request came (Unix seconds): `max_age` counts from here.
+    requested_at: i64,
+}
+
+pub fn client_info(c: &OidcClient) -> ClientInfo {
+    ClientInfo {
+        client_id: c.client_id.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        public: c.secret_hash.is_none(),
+        secret_hash: c.secret_hash.clone(),
+        id_token_alg: if c.id_token_alg == "ES256" {
+            JwsAlg::ES256
+        } else {
+            JwsAlg::RS256
+        },
+        subject_type: if c.subject_type == "pairwise" {
+            SubjectType::Pairwise
+        } else {
+            SubjectType::Public
+        },
+    }
+}
+
+/// Codes and tokens are high-entropy random strings: a plain SHA-256 is enough to store them.
+fn digest(secret: &str) -> String {
+    sesam_oidc::hash_client_secret(secret)
+}
+
+async fn enabled_client(state: &AppState, client_id: &str) -> Result<Option<OidcClient>, AppError> {
+    if client_id.is_empty() || client_id.len() > sesam_oidc::MAX_PARAM_LEN {
+        return Ok(None);
+    }
+    Ok(state
+        .store
+        .get_oidc_client(client_id)
+        .await?
+        .filter(|c| c.enabled))
+}
+
+fn pairs(text: &str) -> Option<Vec<(String, String)>> {
+    if text.len() > MAX_FORM_BYTES {
+        return None;
+    }
+    serde_urlencoded::from_str::<Vec<(String, String)>>(text).ok()
+}
+
+// ---------------------------------------------------------------- discovery
+
+pub async fn discovery(State(state): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(sesam_oidc::discovery(&state.oidc.issuer)),
+    )
+        .into_response()
+}
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let keys: [&dyn sesam_oidc::JwsSigner; 2] = [&state.oidc.rs256, &state.oidc.es256];
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(sesam_oidc::jwks(&keys)),
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------- authorize
+
+fn bad_request_page(lang: Lang, why: &str) -> Result<Response, AppError> {
+    let t = lang.catalog();
+    let page = MessagePage {
+        chrome: Chrome::new(lang, "/authorize"),
+        title: t.get("oidc.bad_request_title").to_owned(),
+        body: format!("{} {why}", t.get("oidc.bad_request_body")),
+        alert: true,
+        link_href: "/",
+        link_label: t.get("login.back").to_owned(),
+    };
+    render(StatusCode::BAD_REQUEST, &page)
+}
+
+/// The answer to the client: a 303 to its redirect URI, or the auto-submitting form.
+fn deliver(answer: AuthorizationResponse, lang: Lang) -> Response {
+    match &answer {
+        AuthorizationResponse::Redirect { location } => Redirect::to(location).into_response(),
+        AuthorizationResponse::FormPost { action, .. } => {
+            let label = lang.catalog().get("oidc.form_post_button");
+            let html = answer
+                .form_post_html(label, Some("/static/form-post.js"))
+                .unwrap_or_default();
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+                origin_of(action)
+            );
+            let mut response = Html(html).into_response();
+            if let Ok(value) = HeaderValue::from_str(&csp) {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, value);
+            }
+            response
+        }
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL (registered redirect URIs are absolute).
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// `GET /authorize` (and `POST`, as OIDC allows): validate, then log in or answer at once.
+pub async fn authorize_get(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    authorize(&state, &session, lang, query.as_deref().unwrap_or("")).await
+}
+
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return bad_request_page(lang, "the request is not UTF-8.");
+    };
+    authorize(&state, &session, lang, text).await
+}
+
+async fn authorize(
+    state: &AppState,
+    session: &Session,
+    lang: Lang,
+    query: &str,
+) -> Result<Response, AppError> {
+    let Some(params) = pairs(query) else {
+        return bad_request_page(lang, "the request is too large or not form-encoded.");
+    };
+    let client_id = params
+        .iter()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let client = enabled_client(state, client_id).await?;
+    let info = client.as_ref().map(client_info);
+    let iss = state.oidc.issuer.as_str();
+    let request = match AuthorizeRequest::validate(&params, |id| {
+        info.clone().filter(|c| c.client_id == id)
+    }) {
+        Ok(request) => request,
+        Err(e) => {
+            return match e.response(iss) {
+                Some(answer) => Ok(deliver(answer, lang)),
+                None => bad_request_page(lang, &format!("{e}.")),
+            }
+        }
+    };
+    let Some(client) = client else {
+        return bad_request_page(lang, "the client is not known.");
+    };
+    let now = state.now().0;
+    if request.prompt() == Some(Prompt::Login) || request.max_age() == Some(0) {
+        // A new login is asked for: the one this browser has does not count.
+        auth::sign_out_keeping_request(session).await?;
+    }
+    let pending = Pending {
+        request,
+        requested_at: now,
+    };
+    session.insert(PENDING_KEY, &pending).await?;
+    proceed(state, session, lang, &client, pending).await
+}
+
+/// `GET /authorize/continue`: back from the login page.
+pub async fn resume(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+) -> Result<Response, AppError> {
+    let Some(pending) = session.get::<Pending>(PENDING_KEY).await? else {
+        return no_pending(lang);
+    };
+    let Some(client) = enabled_client(&state, pending.request.client_id()).await? else {
+        session.remove::<Pending>(PENDING_KEY).await?;
+        return bad_request_page(lang, "the client is no longer registered.");
+    };
+    proceed(&state, &session, lang, &client, pending).await
+}
+
+fn no_pending(lang: Lang) -> Result<Response, AppError> {
+    let t = lang.catalog();
+    let page = MessagePage {
+        chrome: Chrome::new(lang, RESUME_PATH),
+        title: t.get("oidc.no_pending_title").to_owned(),
+        body: t.get("oidc.no_pending_body").to_owned(),
+        alert: false,
+        link_href: "/",
+        link_label: t.get("login.back").to_owned(),
+    };
+    render(StatusCode::BAD_REQUEST, &page)
+}
+
+async fn proceed(
+    state: &AppState,
+    session: &Session,
+    lang: Lang,
+    client: &OidcClient,
+    pending: Pending,
+) -> Result<Response, AppError> {
+    let request = &pending.request;
+    let iss = state.oidc.issuer.as_str();
+    let level = match request.required_level() {
+        Some(NsisLevel::Substantial) => AssuranceLevel::Substantial,
+        _ => AssuranceLevel::Low,
+    };
+    let not_before = request
+        .max_age()
+        .map(|age| pending.requested_at - i64::try_from(age).unwrap_or(i64::MAX / 2));
+    let need = LoginNeed {
+        service: &client.name,
+        level,
+        not_before,
+        passive: request.prompt() == Some(Prompt::None),
+        resume: RESUME_PATH,
+        login_hint: request.login_hint(),
+    };
+    match protocol::login_for_service(state, session, &need).await? {
+        LoginOutcome::Login(response) => Ok(response),
+        LoginOutcome::PassiveImpossible => {
+            session.remove::<Pending>(PENDING_KEY).await?;
+            Ok(deliver(
+                request.error(
+                    AuthorizeErrorCode::LoginRequired,
+                    "the user must log in",
+                    iss,
+                ),
+                lang,
+            ))
+        }
+        LoginOutcome::Ready { user, auth } => {
+            session.remove::<Pending>(PENDING_KEY).await?;
+            let code = issue_code(state, session, client, request, &user, &auth).await?;
+            Ok(deliver(request.success(&code, iss), lang))
+        }
+    }
+}
+
+fn amr_of(auth: &Authenticated) -> Vec<String> {
+    let mut amr = Vec::new();
+    for proven in &auth.factors {
+        match proven.factor {
+            Factor::Password => amr.push("pwd".to_owned()),
+            // The app: possession of the device key, unlocked with the PIN (or biometrics).
+            Factor::App => {
+                amr.push("pop".to_owned());
+                amr.push("pin".to_owned());
+            }
+        }
+    }
+    if auth.factors.len() > 1 {
+        amr.push("mfa".to_owned());
+    }
+    amr
+}
+
+fn acr_of(auth: &Authenticated) -> &'static str {
+    match auth.level() {
+        Some(AssuranceLevel::Substantial | AssuranceLevel::High) => NsisLevel::Substantial.uri(),
+        _ => NsisLevel::Low.uri(),
+    }
+}
+
+async fn issue_code(
+    state: &AppState,
+    session: &Session,
+    client: &OidcClient,
+    request: &AuthorizeRequest,
+    user: &User,
+    auth: &Authenticated,
+) -> Result<String, AppError> {
+    let code = sesam_oidc::generate_secret().map_err(|e| AppError::Internal(e.to_string()))?;
+    let sid = if auth.sid.is_empty() {
+        session.id().map(|id| id.to_string()).unwrap_or_default()
+    } else {
+        auth.sid.clone()
+    };
+    let grant = OidcGrant {
+        client_id: client.client_id.clone(),
+        user_id: user.id.0.clone(),
+        scope: request.scope(),
+        auth_time: auth.auth_time,
+        acr: acr_of(auth).to_owned(),
+        amr: amr_of(auth),
+        sid,
+    };
+    let now = state.now();
+    state
+        .store
+        .insert_oidc_code(
+            &digest(&code),
+            &grant,
+            request.redirect_uri(),
+            request.code_challenge(),
+            request.nonce(),
+            now,
+        )
+        .await?;
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("oidc.code_issued")
+                .actor(user.username.as_str())
+                .subject(user.username.as_str())
+                .detail(format!("client {} ({})", client.name, client.client_id)),
+            now,
+        )
+        .await?;
+    Ok(code)
+}
+
+// ---------------------------------------------------------------- token
+
+fn token_error(e: &TokenError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (status, no_store(), Json(e.to_json())).into_response();
+    if let Some(challenge) = e.www_authenticate() {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 2] {
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
+}
+
+fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let invalid = |d: &str| TokenError::new(TokenErrorCode::InvalidRequest, d);
+    if !is_form {
+        return Err(invalid(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    std::str::from_utf8(body)
+        .ok()
+        .and_then(pairs)
+        .ok_or_else(|| invalid("the body is too large or not form-encoded"))
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("-"))
+}
+
+/// The registered client the request authenticates as.
+async fn authenticated_client(
+    state: &AppState,
+    auth: &ClientAuth,
+) -> Result<Result<OidcClient, TokenError>, AppError> {
+    let client = enabled_client(state, auth.client_id()).await?;
+    let info = client.as_ref().map(client_info);
+    Ok(sesam_oidc::authenticate_client(auth, info.as_ref()).map(|()| client.expect("checked")))
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let form = match form_body(&headers, &body) {
+        Ok(form) => form,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let request = match TokenRequest::parse(&form, authorization(&headers)) {
+        Ok(r) => r,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let client = match authenticated_client(&state, &request.client).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let answer = match request.grant {
+        sesam_oidc::Grant::AuthorizationCode {
+            code,
+            redirect_uri,
+            code_verifier,
+        } => redeem_code(&state, &client, &code, &redirect_uri, &code_verifier).await?,
+        sesam_oidc::Grant::RefreshToken {
+            refresh_token,
+            scope,
+        } => refresh(&state, &client, &refresh_token, scope.as_deref()).await?,
+    };
+    Ok(match answer {
+        Ok(body) => (StatusCode::OK, no_store(), Json(body)).into_response(),
+        Err(e) => token_error(&e),
+    })
+}
+
+fn invalid_grant(description: &str) -> TokenError {
+    TokenError::new(TokenErrorCode::InvalidGrant, description)
+}
+
+async fn redeem_code(
+    state: &AppState,
+    client: &OidcClient,
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+) -> Result<Result<Value, TokenError>, AppError> {
+    let now = state.now();
+    let family = digest(code);
+    let Some((stored, used)) = state.store.peek_oidc_code(&family).await? else {
+        return Ok(Err(invalid_grant("the code is not valid")));
+    };
+    if !used {
+        // Checked before the code is spent: a wrong request changes nothing.
+        let issued = IssuedCode {
+            client_id: stored.grant.client_id.clone(),
+            redirect_uri: stored.redirect_uri.clone(),
+            code_challenge: stored.code_challenge.clone(),
+            issued_at: u64::try_from(stored.issued_at).unwrap_or(0),
+        };
+        let unix_now = u64::try_from(now.0).unwrap_or(0);
+        if let Err(e) = issued.redeem(&client.client_id, redirect_uri, code_verifier, unix_now) {
+            return Ok(Err(e));
+        }
+    }
+    let stored = match state.store.use_oidc_code(&family, now).await? {
+        CodeUse::First(stored) if !used => stored,
+        CodeUse::First(stored) | CodeUse::Replayed(stored) => {
+            if stored.grant.client_id != client.client_id {
+                return Ok(Err(invalid_grant("the code is not valid")));
+            }
+            // RFC 6749 §4.1.2: a code used twice revokes what the first use issued.
+            let revoked = state.store.revoke_oidc_family(&family, now).await?;
+            state
+                .store
+                .append_audit(
+                    &AuditEvent::new("oidc.code_replayed")
+                        .actor(&client.client_id)
+                        .subject(&stored.grant.user_id)
+                        .detail(format!("{revoked} tokens revoked")),
+                    now,
+                )
+                .await?;
+            return Ok(Err(invalid_grant("the code has been used already")));
+        }
+        CodeUse::Unknown => return Ok(Err(invalid_grant("the code is not valid"))),
+    };
+    let Some(user) = active_user(state, &stored.grant.user_id).await? else {
+        return Ok(Err(invalid_grant("the user can no longer log in")));
+    };
+    let body = issue_tokens(
+        state,
+        client,
+        &user,
+        &stored.grant,
+        &family,
+        stored.nonce.as_deref(),
+    )
+    .await?;
+    Ok(Ok(body))
+}
+
+async fn active_user(state: &AppState, user_id: &str) -> Result<Option<User>, AppError> {
+    match state.store.get_user(&UserId(user_id.to_owned())).await {
+        Ok(user) if user.is_active() => Ok(Some(user)),
+        Ok(_) | Err(sesam_store::StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &OidcClient,
+    refresh_token: &str,
+    scope: Option<&str>,
+) -> Result<Result<Value, TokenError>, AppError> {
+    let now = state.now();
+    let hash = digest(refresh_token);
+    let Some(stored) = state
+        .store
+        .get_oidc_token(&hash)
+        .await?
+        .filter(|t| t.kind == TokenKind::Refresh && t.grant.client_id == client.client_id)
+    else {
+        return Ok(Err(invalid_grant("the refresh token is not valid")));
+    };
+    if stored.revoked_at.is_some() {
+        return Ok(Err(invalid_grant("the refresh token has been revoked")));
+    }
+    let issued = IssuedRefreshToken {
+        client_id: stored.grant.client_id.clone(),
+        scope: stored.grant.scope.clone(),
+        expires_at: u64::try_from(stored.expires_at).unwrap_or(0),
+    };
+    let scope = match issued.redeem(&client.client_id, scope, u64::try_from(now.0).unwrap_or(0)) {
+        Ok(scope) => scope,
+        Err(e) => return Ok(Err(e)),
+    };
+    if stored.used_at.is_some() || !state.store.spend_refresh_token(&hash, now).await? {
+        // A rotated token came back: someone holds a copy. End the whole family.
+        let revoked = state.store.revoke_oidc_family(&stored.family, now).await?;
+        state
+            .store
+            .append_audit(
+                &AuditEvent::new("oidc.refresh_reused")
+                    .actor(&client.client_id)
+                    .subject(&stored.grant.user_id)
+                    .detail(format!("{revoked} tokens revoked")),
+                now,
+            )
+            .await?;
+        return Ok(Err(invalid_grant("the refresh token has been used already")));
+    }
+    let Some(user) = active_user(state, &stored.grant.user_id).await? else {
+        state.store.revoke_oidc_family(&stored.family, now).await?;
+        return Ok(Err(invalid_grant("the user can no longer log in")));
+    };
+    let grant = OidcGrant {
+        scope,
+        ..stored.grant
+    };
+    Ok(Ok(
+        issue_tokens(state, client, &user, &grant, &stored.family, None).await?,
+    ))
+}
+
+fn subject(state: &AppState, client: &OidcClient, user_id: &str) -> String {
+    if client.subject_type == "pairwise" {
+        sesam_oidc::pairwise_sub(user_id, &client.client_id, &state.oidc.pairwise_salt)
+    } else {
+        user_id.to_owned()
+    }
+}
+
+/// Claims for the granted scopes (ID token and userinfo).
+fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
+    let mut claims = Map::new();
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    if scopes.contains(&"profile") {
+        claims.insert("name".into(), json!(user.display_name));
+        claims.insert("preferred_username".into(), json!(user.username.as_str()));
+    }
+    if scopes.contains(&"email") {
+        if let Some(email) = &user.email {
+            claims.insert("email".into(), json!(email));
+            // Sesam stores what the organisation entered; it has not verified the address.
+            claims.insert("email_verified".into(), json!(false));
+        }
+    }
+    claims
+}
+
+async fn issue_tokens(
+    state: &AppState,
+    client: &OidcClient,
+    user: &User,
+    grant: &OidcGrant,
+    family: &str,
+    nonce: Option<&str>,
+) -> Result<Value, AppError> {
+    let now = state.now();
+    let secret = || sesam_oidc::generate_secret().map_err(|e| AppError::Internal(e.to_string()));
+    let access = secret()?;
+    let refresh = secret()?;
+    state
+        .store
+        .insert_oidc_token(
+            &digest(&access),
+            TokenKind::Access,
+            family,
+            grant,
+            now,
+            now.0 + ACCESS_TOKEN_SECONDS,
+        )
+        .await?;
+    state
+        .store
+        .insert_oidc_token(
+            &digest(&refresh),
+            TokenKind::Refresh,
+            family,
+            grant,
+            now,
+            now.0 + REFRESH_TOKEN_SECONDS,
+        )
+        .await?;
+    let info = client_info(client);
+    let unix = |t: i64| u64::try_from(t).unwrap_or(0);
+    let claims = IdTokenClaims {
+        iss: state.oidc.issuer.clone(),
+        sub: subject(state, client, &user.id.0),
+        aud: client.client_id.clone(),
+        exp: unix(now.0 + ID_TOKEN_SECONDS),
+        iat: unix(now.0),
+        auth_time: unix(grant.auth_time),
+        nonce: nonce.map(str::to_owned),
+        acr: Some(grant.acr.clone()),
+        amr: grant.amr.clone(),
+        at_hash: Some(sesam_oidc::at_hash(&access, info.id_token_alg)),
+        sid: Some(grant.sid.clone()),
+        extra: profile_claims(user, &grant.scope),
+    };
+    let id_token = sesam_oidc::issue_id_token(state.oidc.signer(info.id_token_alg), &claims)
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "refresh_token": refresh,
+        "id_token": id_token,
+        "scope": grant.scope,
+    }))
+}
+
+// ---------------------------------------------------------------- userinfo
+
+fn bearer_error(description: Option<&str>) -> Response {
+    let challenge = match description {
+        None => "Bearer realm=\"sesam\"".to_owned(),
+        Some(d) => format!("Bearer realm=\"sesam\", error=\"invalid_token\", error_description=\"{d}\""),
+    };
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        no_store(),
+        Json(json!({"error": "invalid_token", "error_description": description.unwrap_or("a Bearer access token is required")})),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let Some(header_value) = authorization(&headers) else {
+        return Ok(bearer_error(None));
+    };
+    let token = match header_value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && token.len() < 512 => {
+            token.trim()
+        }
+        _ => return Ok(bearer_error(Some("the Authorization header is not a Bearer token"))),
+    };
+    let now = state.now();
+    let Some(stored) = state
+        .store
+        .get_oidc_token(&digest(token))
+        .await?
+        .filter(|t| t.kind == TokenKind::Access && t.is_live(now))
+    else {
+        return Ok(bearer_error(Some("the access token is not valid")));
+    };
+    let Some(client) = enabled_client(&state, &stored.grant.client_id).await? else {
+        return Ok(bearer_error(Some("the access token is not valid")));
+    };
+    let Some(user) = active_user(&state, &stored.grant.user_id).await? else {
+        return Ok(bearer_error(Some("the access token is not valid")));
+    };
+    let mut claims = profile_claims(&user, &stored.grant.scope);
+    claims.insert("sub".into(), json!(subject(&state, &client, &user.id.0)));
+    Ok((StatusCode::OK, no_store(), Json(Value::Object(claims))).into_response())
+}
+
+// ---------------------------------------------------------------- revoke
+
+/// RFC 7009: the client revokes one of its tokens; the rest of the family goes with it.
+/// Unknown tokens, and tokens of other clients, are answered 200 and left alone.
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let form = match form_body(&headers, &body) {
+        Ok(form) => form,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let client_auth = match ClientAuth::parse(&form, authorization(&headers)) {
+        Ok(a) => a,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let client = match authenticated_client(&state, &client_auth).await? {
+        Ok(c) => c,
+        Err(e) => return Ok(token_error(&e)),
+    };
+    let Some(token) = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v) else {
+        return Ok(token_error(&TokenError::new(
+            TokenErrorCode::InvalidRequest,
+            "token is missing",
+        )));
+    };
+    let now = state.now();
+    if let Some(stored) = state
+        .store
+        .get_oidc_token(&digest(token))
+        .await?
+        .filter(|t| t.grant.client_id == client.client_id)
+    {
+        state.store.revoke_oidc_family(&stored.family, now).await?;
+        state
+            .store
+            .append_audit(
+                &AuditEvent::new("oidc.revoked")
+                    .actor(&client.client_id)
+                    .subject(&stored.grant.user_id),
+                now,
+            )
+            .await?;
+    }
+    Ok((StatusCode::OK, no_store()).into_response())
+}
+
+// ---------------------------------------------------------------- end_session
+
+/// RP-initiated logout. With a valid `id_token_hint` for this browser's login, the user is
+/// logged out at once and sent to the exactly registered `post_logout_redirect_uri`; without
+/// one, the user is asked on the logout page (a third party must not log people out).
+pub async fn end_session(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let Some(params) = pairs(query.as_deref().unwrap_or("")) else {
+        return bad_request_page(lang, "the request is too large or not form-encoded.");
+    };
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let keys: [&dyn sesam_oidc::JwsSigner; 2] = [&state.oidc.rs256, &state.oidc.es256];
+    let hint = get("id_token_hint").and_then(|t| sesam_oidc::verify_jwt(t, &keys));
+    let hint = hint.filter(|claims| claims["iss"] == json!(state.oidc.issuer));
+    let Some(hint) = hint else {
+        if get("post_logout_redirect_uri").is_some() {
+            return bad_request_page(
+                lang,
+                "post_logout_redirect_uri needs a valid id_token_hint from Sesam.",
+            );
+        }
+        return Ok(Redirect::to("/logout").into_response());
+    };
+    let client_id = hint["aud"].as_str().unwrap_or("");
+    if get("client_id").is_some_and(|c| c != client_id) {
+        return bad_request_page(lang, "client_id is not the audience of id_token_hint.");
+    }
+    let client = enabled_client(&state, client_id).await?;
+    let target = match (get("post_logout_redirect_uri"), &client) {
+        (None, _) => None,
+        (Some(uri), Some(c)) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri),
+        (Some(_), _) => {
+            return bad_request_page(
+                lang,
+                "post_logout_redirect_uri is not registered for this client.",
+            )
+        }
+    };
+    let now = state.now();
+    let current = auth::current(&session).await?;
+    let same_login = current
+        .as_ref()
+        .is_some_and(|a| !a.sid.is_empty() && hint["sid"] == json!(a.sid));
+    if let Some(sid) = hint["sid"].as_str() {
+        state.store.revoke_oidc_session(sid, now).await?;
+    }
+    if same_login {
+        let current = current.expect("checked");
+        let user = state.store.get_user(&UserId(current.user_id.clone())).await;
+        let name = user.map(|u| u.username.to_string()).unwrap_or(current.user_id);
+        state
+            .store
+            .append_audit(
+                &AuditEvent::new("logout")
+                    .actor(&name)
+                    .subject(&name)
+                    .client_ip(ip.text())
+                    .detail(format!("requested by client {client_id}")),
+                now,
+            )
+            .await?;
+        session.flush().await?;
+    }
+    match target {
+        Some(uri) => {
+            let mut location = uri.to_owned();
+            if let Some(st) = get("state") {
+                location.push(if uri.contains('?') { '&' } else { '?' });
+                location.push_str("state=");
+                location.push_str(&urlencode(st));
+            }
+            Ok(Redirect::to(&location).into_response())
+        }
+        None => {
+            let t = lang.catalog();
+            let page = MessagePage {
+                chrome: Chrome::new(lang, "/end_session"),
+                title: t.get("logout.done_title").to_owned(),
+                body: t.get("logout.done_body").to_owned(),
+                alert: false,
+                link_href: "/login",
+                link_label: t.get("login.title").to_owned(),
+            };
+            render(StatusCode::OK, &page)
+        }
+    }
+}
+
+/// Everything but RFC 3986 unreserved characters encoded.
+fn urlencode(s: &str) -> String {
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, VALUE).to_string()
+}

@@ -1,0 +1,610 @@
+//! SAML endpoints: the IdP metadata, single sign-on over HTTP-Redirect and HTTP-POST, and the
+//! continuation after the login that posts the signed Response to the service provider.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use percent_encoding::percent_decode;
+use serde::{Deserialize, Serialize};
+use sesam_core::{AssuranceLevel, UnixTime};
+use sesam_saml::{
+    AuthnRequest, IdpMetadata, LevelOfAssurance, ResponseParams, SamlError, SignaturePolicy,
+    StatusError, UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES,
+    NAMEID_PERSISTENT,
+};
+use sesam_store::{AuditEvent, SamlParticipant, SamlSp};
+use time::{Duration, OffsetDateTime};
+use tower_sessions::Session;
+
+use crate::i18n::Lang;
+use crate::state::{AppState, ClientIp};
+use crate::web::error::AppError;
+use crate::web::pages::{render, Chrome, MessagePage};
+use crate::web::protocol::{login_for_service, LoginNeed, LoginOutcome};
+
+/// The checked request waiting in the session while the user logs in.
+const PENDING_KEY: &str = "saml.pending";
+/// Where the browser returns after the login.
+const RESUME: &str = "/saml/sso/continue";
+/// How far a request's IssueInstant may be from our clock.
+const SKEW: Duration = Duration::minutes(3);
+/// How long a POST-binding request waits for the browser's GET.
+const HANDOVER_SECONDS: i64 = 300;
+/// How long a login for a request may take before the request is stale.
+const PENDING_MAX_AGE_SECONDS: i64 = 3600;
+const MAX_REQUEST_ID_CHARS: usize = 256;
+/// Form body of the POST binding: base64 of the largest request, RelayState and field names.
+const MAX_POST_BODY_BYTES: usize = MAX_REQUEST_XML_BYTES * 3 / 2 + MAX_RELAY_STATE_BYTES * 3 + 256;
+const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+
+/// An accepted AuthnRequest: what the answer needs once the user is logged in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Pending {
+    sp: String,
+    request_id: String,
+    acs_url: String,
+    relay_state: Option<String>,
+    force_authn: bool,
+    is_passive: bool,
+    level: AssuranceLevel,
+    requested_at: i64,
+}
+
+/// Why a request is not served: a page when the SP or its ACS cannot be trusted, else a
+/// SAML error Response to the ACS.
+enum Refusal {
+    Page(StatusCode, &'static str),
+    ToSp {
+        acs_url: String,
+        in_response_to: String,
+        relay_state: Option<String>,
+        error: StatusError,
+        message: String,
+    },
+    Internal(AppError),
+}
+
+impl From<AppError> for Refusal {
+    fn from(e: AppError) -> Self {
+        Refusal::Internal(e)
+    }
+}
+
+impl From<sesam_store::StoreError> for Refusal {
+    fn from(e: sesam_store::StoreError) -> Self {
+        Refusal::Internal(e.into())
+    }
+}
+
+fn odt(t: UnixTime) -> Result<OffsetDateTime, AppError> {
+    OffsetDateTime::from_unix_timestamp(t.0).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+fn error_page(lang: Lang, status: StatusCode, body_key: &'static str) -> Response {
+    let t = lang.catalog();
+    let page = MessagePage {
+        chrome: Chrome::new(lang, "/"),
+        title: t.get("saml.error_title").to_owned(),
+        body: t.get(body_key).to_owned(),
+        alert: true,
+        link_href: "/",
+        link_label: t.get("login.back").to_owned(),
+    };
+    render(status, &page).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Which page a decoding failure gets: all mean the request cannot be read or trusted.
+fn decode_refusal(e: &SamlError) -> Refusal {
+    tracing::info!(error = %e, "SAML request refused");
+    match e {
+        SamlError::TooLarge { .. } => Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request"),
+        _ => Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"),
+    }
+}
+
+// ---------------------------------------------------------------- metadata
+
+/// `GET /saml/metadata`: the signed IdP metadata.
+pub async fn metadata(State(state): State<AppState>) -> Response {
+    let idp = &state.saml;
+    let now = match odt(state.now()) {
+        Ok(now) => now,
+        Err(e) => return e.into_response(),
+    };
+    let meta = IdpMetadata {
+        entity_id: &idp.entity_id,
+        sso_url: &idp.sso_url,
+        slo_url: &idp.slo_url,
+        want_authn_requests_signed: false,
+        valid_until: now + Duration::days(7),
+        cache_duration: Duration::hours(6),
+        next_signing_certificate: None,
+        encryption_certificate: None,
+    };
+    match sesam_saml::idp_metadata(&meta, &idp.key) {
+        Ok(xml) => (
+            [
+                (header::CONTENT_TYPE, "application/samlmetadata+xml"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            xml,
+        )
+            .into_response(),
+        Err(e) => AppError::Internal(format!("IdP metadata: {e}")).into_response(),
+    }
+}
+
+// ---------------------------------------------------------------- single sign-on
+
+/// `GET /saml/sso`: the HTTP-Redirect binding, checked over the query string as received.
+pub async fn sso_redirect(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let accepted = match sesam_saml::decode_redirect(query.as_deref().unwrap_or("")) {
+        Ok(unverified) => accept(&state, unverified).await,
+        Err(e) => Err(decode_refusal(&e)),
+    };
+    let result = match accepted {
+        Ok(pending) => match session.insert(PENDING_KEY, &pending).await {
+            Ok(()) => proceed(&state, &session, lang, &ip, pending, true).await,
+            Err(e) => Err(AppError::from(e).into()),
+        },
+        Err(refusal) => Err(refusal),
+    };
+    answer(&state, lang, result)
+}
+
+/// `POST /saml/sso`: the HTTP-POST binding. The cross-site POST carries no session cookie, so
+/// the checked request is stored and the browser continues on a GET that has it.
+pub async fn sso_post(
+    State(state): State<AppState>,
+    lang: Lang,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let (saml_request, relay_state) = read_post_fields(&headers, &body)?;
+        let unverified = sesam_saml::decode_post(&saml_request, relay_state.as_deref())
+            .map_err(|e| decode_refusal(&e))?;
+        let pending = accept(&state, unverified).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let json = serde_json::to_string(&pending)
+            .map_err(|e| AppError::Internal(format!("pending request: {e}")))?;
+        state
+            .store
+            .put_saml_pending(&id, &json, state.now().plus_seconds(HANDOVER_SECONDS))
+            .await?;
+        Ok(Redirect::to(&format!("{RESUME}?r={id}")).into_response())
+    }
+    .await;
+    answer(&state, lang, result)
+}
+
+/// `GET /saml/sso/continue`: picks up a POST-binding request (`?r=`), or comes back from the
+/// login to answer the request kept in the session.
+pub async fn sso_continue(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = async {
+        let handover = query
+            .as_deref()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|p| p.strip_prefix("r="))
+            .map(str::to_owned);
+        if let Some(id) = handover {
+            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
+            }
+            let Some(json) = state.store.take_saml_pending(&id, state.now()).await? else {
+                return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
+            };
+            let pending: Pending = serde_json::from_str(&json)
+                .map_err(|e| AppError::Internal(format!("stored SAML request: {e}")))?;
+            session
+                .insert(PENDING_KEY, &pending)
+                .await
+                .map_err(AppError::from)?;
+            return proceed(&state, &session, lang, &ip, pending, true).await;
+        }
+        let pending = session
+            .get::<Pending>(PENDING_KEY)
+            .await
+            .map_err(AppError::from)?;
+        match pending {
+            Some(p) if state.now().0 - p.requested_at <= PENDING_MAX_AGE_SECONDS => {
+                proceed(&state, &session, lang, &ip, p, false).await
+            }
+            _ => Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request")),
+        }
+    }
+    .await;
+    answer(&state, lang, result)
+}
+
+fn answer(state: &AppState, lang: Lang, result: Result<Response, Refusal>) -> Response {
+    match result {
+        Ok(r) => r,
+        Err(Refusal::Page(status, key)) => error_page(lang, status, key),
+        Err(Refusal::Internal(e)) => e.into_response(),
+        Err(Refusal::ToSp {
+            acs_url,
+            in_response_to,
+            relay_state,
+            error,
+            message,
+        }) => {
+            tracing::info!(?error, %message, "SAML error Response sent");
+            let now = match odt(state.now()) {
+                Ok(now) => now,
+                Err(e) => return e.into_response(),
+            };
+            match sesam_saml::build_error_response(
+                &state.saml.entity_id,
+                &acs_url,
+                Some(&in_response_to),
+                now,
+                error,
+                Some(&message),
+            ) {
+                Ok(xml) => deliver(&acs_url, &xml, relay_state.as_deref(), lang),
+                Err(e) => AppError::Internal(format!("SAML error response: {e}")).into_response(),
+            }
+        }
+    }
+}
+
+/// The `SAMLRequest` and `RelayState` fields of a form body, strictly decoded.
+fn read_post_fields(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, Option<String>), Refusal> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(Refusal::Page(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "saml.bad_request",
+        ));
+    }
+    if body.len() > MAX_POST_BODY_BYTES {
+        return Err(Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request"));
+    }
+    let bad = || Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request");
+    let (mut request, mut relay) = (None, None);
+    for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let mut parts = pair.splitn(2, |b| *b == b'=');
+        let name = parts.next().unwrap_or_default();
+        let value = parts.next().unwrap_or_default();
+        let plus_as_space: Vec<u8> = value
+            .iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect();
+        let decoded = percent_decode(&plus_as_space)
+            .decode_utf8()
+            .map_err(|_| bad())?
+            .into_owned();
+        let slot = match name {
+            b"SAMLRequest" => &mut request,
+            b"RelayState" => &mut relay,
+            _ => continue,
+        };
+        if slot.replace(decoded).is_some() {
+            return Err(bad());
+        }
+    }
+    Ok((request.ok_or_else(bad)?, relay))
+}
+
+/// The checks before a login starts: known SP, signature per its policy, ACS from its
+/// metadata; then (answered to the ACS) version, time, Destination, replay, NameID format
+/// and the level asked for.
+async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<Pending, Refusal> {
+    let issuer = unverified
+        .issuer()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_sp"))?
+        .to_owned();
+    let sp = match state.store.saml_sp(&issuer).await? {
+        Some(sp) if sp.enabled => sp,
+        _ => {
+            tracing::info!(%issuer, "AuthnRequest from an unknown or disabled SP");
+            return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
+        }
+    };
+    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+        .map_err(|e| AppError::Internal(format!("stored metadata of {issuer}: {e}")))?;
+    let relay_state = unverified.relay_state().map(str::to_owned);
+    let policy = SignaturePolicy {
+        require_signed: sp.require_signed_requests || metadata.authn_requests_signed,
+        allow_sha1: sp.allow_sha1,
+    };
+    let request: AuthnRequest = unverified
+        .verify(&metadata.signing_certificates, policy)
+        .map_err(|e| {
+            tracing::info!(%issuer, error = %e, "AuthnRequest signature refused");
+            Refusal::Page(StatusCode::FORBIDDEN, "saml.bad_signature")
+        })?;
+    let acs_url = request
+        .resolve_acs(&metadata)
+        .map_err(|e| {
+            tracing::info!(%issuer, error = %e, "AuthnRequest ACS refused");
+            Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_acs")
+        })?
+        .location
+        .clone();
+    if request.id.is_empty() || request.id.chars().count() > MAX_REQUEST_ID_CHARS {
+        return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"));
+    }
+    let to_sp = |error: StatusError, message: String| Refusal::ToSp {
+        acs_url: acs_url.clone(),
+        in_response_to: request.id.clone(),
+        relay_state: relay_state.clone(),
+        error,
+        message,
+    };
+    let now = state.now();
+    if let Err(e) = request.validate(&state.saml.sso_url, odt(now)?, SKEW) {
+        let status = match e {
+            SamlError::Version(_) => StatusError::RequestUnsupported,
+            _ => StatusError::RequestDenied,
+        };
+        return Err(to_sp(status, e.to_string()));
+    }
+    let keep_until = now.plus_seconds(2 * SKEW.whole_seconds() + 60);
+    if !state
+        .store
+        .remember_saml_request_id(&sp.entity_id, &request.id, keep_until, now)
+        .await?
+    {
+        return Err(to_sp(
+            StatusError::RequestDenied,
+            "the request ID was used before".into(),
+        ));
+    }
+    if let Some(format) = request
+        .name_id_policy
+        .as_ref()
+        .and_then(|p| p.format.as_deref())
+    {
+        if format != NAMEID_PERSISTENT && format != NAMEID_UNSPECIFIED {
+            return Err(to_sp(
+                StatusError::InvalidNameIdPolicy,
+                format!("only the persistent NameID format is offered, not {format}"),
+            ));
+        }
+    }
+    let asked = requested_level(&request)
+        .map_err(|m| to_sp(StatusError::NoAuthnContext, m.to_owned()))?;
+    let level = asked.max(sp_min_level(&sp));
+    Ok(Pending {
+        sp: sp.entity_id,
+        request_id: request.id.clone(),
+        acs_url: acs_url.clone(),
+        relay_state: relay_state.clone(),
+        force_authn: request.force_authn,
+        is_passive: request.is_passive,
+        level,
+        requested_at: now.0,
+    })
+}
+
+fn sp_min_level(sp: &SamlSp) -> AssuranceLevel {
+    match sp.min_level.as_str() {
+        "substantial" => AssuranceLevel::Substantial,
+        _ => AssuranceLevel::Low,
+    }
+}
+
+fn nsis_level(uri: &str) -> Option<AssuranceLevel> {
+    [
+        AssuranceLevel::Low,
+        AssuranceLevel::Substantial,
+        AssuranceLevel::High,
+    ]
+    .into_iter()
+    .find(|l| l.nsis_uri() == uri.trim())
+}
+
+/// The level a RequestedAuthnContext asks for. Class references that are not NSIS levels
+/// are ignored (the answer names the NSIS level reached); High cannot be given.
+fn requested_level(request: &AuthnRequest) -> Result<AssuranceLevel, &'static str> {
+    let Some(ctx) = &request.requested_authn_context else {
+        return Ok(AssuranceLevel::Low);
+    };
+    let Some(lowest) = ctx.class_refs.iter().filter_map(|c| nsis_level(c)).min() else {
+        return Ok(AssuranceLevel::Low);
+    };
+    let needed = match ctx.comparison.as_str() {
+        "better" => match lowest {
+            AssuranceLevel::Low => AssuranceLevel::Substantial,
+            _ => AssuranceLevel::High,
+        },
+        "maximum" => AssuranceLevel::Low,
+        _ => lowest,
+    };
+    if needed >= AssuranceLevel::High {
+        return Err("NSIS High cannot be given by this identity provider");
+    }
+    Ok(needed)
+}
+
+/// Logs the user in as the request needs (or finds the session enough) and answers the SP.
+async fn proceed(
+    state: &AppState,
+    session: &Session,
+    lang: Lang,
+    ip: &ClientIp,
+    pending: Pending,
+    first: bool,
+) -> Result<Response, Refusal> {
+    let to_sp = |error: StatusError, message: &str| Refusal::ToSp {
+        acs_url: pending.acs_url.clone(),
+        in_response_to: pending.request_id.clone(),
+        relay_state: pending.relay_state.clone(),
+        error,
+        message: message.to_owned(),
+    };
+    let sp = match state.store.saml_sp(&pending.sp).await? {
+        Some(sp) if sp.enabled => sp,
+        _ => {
+            session
+                .remove::<Pending>(PENDING_KEY)
+                .await
+                .map_err(AppError::from)?;
+            return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
+        }
+    };
+    let need = LoginNeed {
+        service: &sp.name,
+        level: pending.level,
+        not_before: pending.force_authn.then_some(pending.requested_at),
+        passive: first && pending.is_passive,
+        resume: RESUME,
+        login_hint: None,
+    };
+    let outcome = login_for_service(state, session, &need).await?;
+    let (user, auth) = match outcome {
+        LoginOutcome::Login(response) => return Ok(response),
+        LoginOutcome::PassiveImpossible => {
+            session
+                .remove::<Pending>(PENDING_KEY)
+                .await
+                .map_err(AppError::from)?;
+            return Err(to_sp(
+                StatusError::NoPassive,
+                "a login page would be needed",
+            ));
+        }
+        LoginOutcome::Ready { user, auth } => (user, auth),
+    };
+    session
+        .remove::<Pending>(PENDING_KEY)
+        .await
+        .map_err(AppError::from)?;
+
+    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+        .map_err(|e| AppError::Internal(format!("stored metadata of {}: {e}", sp.entity_id)))?;
+    let loa = match auth.level() {
+        Some(AssuranceLevel::High) => LevelOfAssurance::High,
+        Some(AssuranceLevel::Substantial) => LevelOfAssurance::Substantial,
+        _ => LevelOfAssurance::Low,
+    };
+    let settings = state.store.load_settings().await?;
+    let attributes = crate::saml::released_attributes(&sp, &user, &settings.organisation_name);
+    let name_id = state.saml.name_id(&user.id.0, &sp.entity_id);
+    let sid = if auth.sid.is_empty() {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        auth.sid.clone()
+    };
+    let now = state.now();
+    let params = ResponseParams {
+        idp_entity_id: &state.saml.entity_id,
+        sp_entity_id: &sp.entity_id,
+        acs_url: &pending.acs_url,
+        in_response_to: Some(&pending.request_id),
+        name_id: &name_id,
+        session_index: &sid,
+        authn_instant: odt(UnixTime(auth.auth_time))?,
+        now: odt(now)?,
+        loa,
+        attributes: &attributes,
+    };
+    let xml = if sp.encrypt_assertions {
+        let cert = metadata.encryption_certificate.as_ref().ok_or_else(|| {
+            AppError::Internal(format!("{} has no encryption certificate", sp.entity_id))
+        })?;
+        sesam_saml::build_encrypted_response(
+            &params,
+            &state.saml.key,
+            cert,
+            sesam_saml::KeyTransport::RsaOaepSha256,
+        )
+    } else {
+        sesam_saml::build_response(&params, &state.saml.key)
+    }
+    .map_err(|e| AppError::Internal(format!("SAML response: {e}")))?;
+
+    state
+        .store
+        .add_saml_participant(
+            &SamlParticipant {
+                sid,
+                sp: sp.entity_id.clone(),
+                name_id,
+                user_id: user.id.0.clone(),
+            },
+            now,
+        )
+        .await?;
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("saml.response")
+                .actor(user.username.as_str())
+                .subject(user.username.as_str())
+                .client_ip(ip.text())
+                .detail(format!("{} {}", sp.entity_id, loa.name())),
+            now,
+        )
+        .await?;
+    Ok(deliver(
+        &pending.acs_url,
+        &xml,
+        pending.relay_state.as_deref(),
+        lang,
+    ))
+}
+
+/// The auto-submitting form to the ACS, with a CSP that lets exactly that form go there.
+fn deliver(acs_url: &str, xml: &str, relay_state: Option<&str>, lang: Lang) -> Response {
+    let label = lang.catalog().get("saml.post_button");
+    let html = sesam_saml::post_form(acs_url, xml, relay_state, label)
+        .replacen(
+            "<form method=\"post\"",
+            "<form id=\"form-post\" method=\"post\"",
+            1,
+        )
+        .replacen(
+            "</head>",
+            "<script src=\"/static/form-post.js\" defer></script></head>",
+            1,
+        );
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        origin_of(acs_url)
+    );
+    let mut response = Html(html).into_response();
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `scheme://host[:port]` of an absolute URL (ACS URLs come from registered metadata).
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#', ';', ' ', '\''])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
