@@ -14,6 +14,7 @@ on_both_databases!(
     user_actions_are_stored_and_audited,
     the_audit_log_filters_and_exports,
     user_search_stays_correct_over_100000_users,
+    oidc_clients_are_managed_in_the_portal,
 );
 
 async fn add_admin(sesam: &TestServer) -> sesam_core::User {
@@ -446,4 +447,173 @@ async fn user_search_stays_correct_over_100000_users(db: TestDb) {
         if db.is_postgres() { "PostgreSQL" } else { "SQLite" }
     );
     sesam.stop().await;
+}
+
+/// The text of the element with `id` (up to its closing tag).
+fn element_text<'a>(body: &'a str, id: &str) -> Option<&'a str> {
+    let start = body.find(&format!("id=\"{id}\""))?;
+    let open_end = start + body[start..].find('>')? + 1;
+    let close = open_end + body[open_end..].find('<')?;
+    Some(&body[open_end..close])
+}
+
+async fn oidc_clients_are_managed_in_the_portal(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (browser, _app) = admin_browser(&sesam).await;
+    let page = browser.get("/admin/services").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = page.csrf();
+
+    // Missing CSRF token, bad values: refused, nothing stored.
+    let fields = |csrf: &str, redirects: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.to_owned()),
+            ("name".to_owned(), "Borgerservice".to_owned()),
+            ("redirect_uris".to_owned(), redirects.to_owned()),
+            ("post_logout_redirect_uris".to_owned(), String::new()),
+        ]
+    };
+    let post = |path: &str, fields: Vec<(String, String)>| {
+        let path = path.to_owned();
+        let browser = &browser;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            browser.post_form(&path, &pairs).await
+        }
+    };
+    let no_csrf = post(
+        "/admin/services/oidc",
+        fields("", "https://rp.example.dk/cb"),
+    )
+    .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let bad = post(
+        "/admin/services/oidc",
+        fields(&csrf, "http://rp.example.dk/cb"),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("id=\"client-problems\""), "{}", bad.body);
+    assert!(
+        bad.body.contains("http://rp.example.dk/cb"),
+        "the typed value is kept"
+    );
+    assert!(sesam.store().list_oidc_clients().await.unwrap().is_empty());
+
+    let created = post(
+        "/admin/services/oidc",
+        fields(&csrf, "https://rp.example.dk/cb\nhttps://rp.example.dk/cb2"),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    let client_id = element_text(&created.body, "client-id").unwrap().to_owned();
+    let secret = element_text(&created.body, "client-secret")
+        .unwrap()
+        .to_owned();
+    let stored = sesam
+        .store()
+        .get_oidc_client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.redirect_uris,
+        ["https://rp.example.dk/cb", "https://rp.example.dk/cb2"]
+    );
+    assert!(sesam_oidc::verify_client_secret(
+        &secret,
+        stored.secret_hash.as_deref().unwrap()
+    ));
+    // The secret is shown once: the client's page does not show it again.
+    let page = browser
+        .get(&format!("/admin/services/oidc/{client_id}"))
+        .await;
+    assert!(!page.body.contains(&secret));
+    assert!(browser
+        .get("/admin/services")
+        .await
+        .body
+        .contains(&client_id));
+
+    // Editing: a bad URI changes nothing; a good one is stored and audited.
+    let path = format!("/admin/services/oidc/{client_id}");
+    let bad = post(&path, fields(&csrf, "https://rp.example.dk/cb#x")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        sesam
+            .store()
+            .get_oidc_client(&client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .redirect_uris
+            .len(),
+        2
+    );
+    let mut good = fields(&csrf, "https://rp.example.dk/new");
+    good.push(("enabled".into(), "on".into()));
+    let saved = post(&path, good).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    let stored = sesam
+        .store()
+        .get_oidc_client(&client_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.redirect_uris, ["https://rp.example.dk/new"]);
+    assert!(stored.enabled);
+    let disabled = post(&path, fields(&csrf, "https://rp.example.dk/new")).await;
+    assert_eq!(disabled.status, StatusCode::SEE_OTHER);
+    assert!(
+        !sesam
+            .store()
+            .get_oidc_client(&client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+
+    let rotated = post(
+        &format!("{path}/rotate"),
+        vec![("csrf".into(), csrf.clone())],
+    )
+    .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let new_secret = element_text(&rotated.body, "client-secret").unwrap();
+    let hash = sesam
+        .store()
+        .get_oidc_client(&client_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .unwrap();
+    assert!(sesam_oidc::verify_client_secret(new_secret, &hash));
+    assert!(!sesam_oidc::verify_client_secret(&secret, &hash));
+
+    let removed = post(
+        &format!("{path}/remove"),
+        vec![("csrf".into(), csrf.clone())],
+    )
+    .await;
+    assert_eq!(removed.location(), Some("/admin/services"));
+    assert!(sesam
+        .store()
+        .get_oidc_client(&client_id)
+        .await
+        .unwrap()
+        .is_none());
+    let events = sesam.audit_events(&client_id).await;
+    for event in [
+        "oidc.client.added",
+        "oidc.client.changed",
+        "oidc.client.secret_rotated",
+        "oidc.client.removed",
+    ] {
+        assert!(events.contains(&event.to_string()), "{event} in {events:?}");
+    }
 }

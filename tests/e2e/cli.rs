@@ -213,3 +213,123 @@ async fn an_activation_code_from_the_command_line_enrols_an_app() {
     assert!(text(&nobody.stderr).contains("no user named nobody"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_clients_are_registered_rotated_and_removed_from_the_command_line() {
+    let db = crate::harness::TestDb::sqlite();
+    let store = db.store().await;
+    let env = [("SESAM_DATABASE_URL", db.url.as_str())];
+    let value_after = |out: &str, label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {label} in {out}"))
+    };
+
+    // Bad redirect URIs: refused with the reason, nothing stored.
+    for bad in [
+        "http://example.dk/cb",
+        "https://rp.example.dk/cb#frag",
+        "not a url",
+    ] {
+        let out = sesam(
+            &["oidc-client", "add", "--name", "RP", "--redirect-uri", bad],
+            &env,
+            None,
+        );
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            text(&out.stderr).contains("not a usable redirect URI"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    assert!(store.list_oidc_clients().await.unwrap().is_empty());
+
+    let out = sesam(
+        &[
+            "oidc-client",
+            "add",
+            "--name",
+            "Borgerservice",
+            "--redirect-uri",
+            "https://rp.example.dk/cb",
+            "--post-logout-redirect-uri",
+            "https://rp.example.dk/bye",
+        ],
+        &env,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let client_id = value_after(&stdout, "client_id:");
+    let secret = value_after(&stdout, "client_secret:");
+    let stored = store.get_oidc_client(&client_id).await.unwrap().unwrap();
+    assert_eq!(stored.redirect_uris, ["https://rp.example.dk/cb"]);
+    let hash = stored.secret_hash.clone().unwrap();
+    assert!(!hash.contains(&secret), "only a hash is stored");
+    assert!(sesam_oidc::verify_client_secret(&secret, &hash));
+
+    let list = text(&sesam(&["oidc-client", "list"], &env, None).stdout);
+    assert!(
+        list.contains(&client_id) && list.contains("confidential"),
+        "{list}"
+    );
+
+    let out = sesam(&["oidc-client", "rotate-secret", &client_id], &env, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let new_secret = value_after(&text(&out.stdout), "client_secret:");
+    let hash = store
+        .get_oidc_client(&client_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .secret_hash
+        .unwrap();
+    assert!(
+        !sesam_oidc::verify_client_secret(&secret, &hash),
+        "the old secret stops working"
+    );
+    assert!(sesam_oidc::verify_client_secret(&new_secret, &hash));
+
+    let public = sesam(
+        &[
+            "oidc-client",
+            "add",
+            "--name",
+            "App",
+            "--public",
+            "--redirect-uri",
+            "http://127.0.0.1:7000/cb",
+        ],
+        &env,
+        None,
+    );
+    assert!(text(&public.stdout).contains("public client: no secret"));
+    let public_id = value_after(&text(&public.stdout), "client_id:");
+    let out = sesam(&["oidc-client", "rotate-secret", &public_id], &env, None);
+    assert!(
+        !out.status.success(),
+        "a public client has no secret to rotate"
+    );
+
+    assert!(sesam(&["oidc-client", "remove", &client_id], &env, None)
+        .status
+        .success());
+    assert!(store.get_oidc_client(&client_id).await.unwrap().is_none());
+    let again = sesam(&["oidc-client", "remove", &client_id], &env, None);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("no OIDC client"));
+    let events: Vec<String> = store
+        .list_audit(Some(&client_id), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(
+        events.contains(&"oidc.client.added".to_string()),
+        "{events:?}"
+    );
+    assert!(events.contains(&"oidc.client.removed".to_string()));
+}

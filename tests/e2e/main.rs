@@ -12,4 +12,5 @@ mod login;
 mod oidc;
 mod pages;
 mod passwordless;
+mod saml;
 mod store;

@@ -9,8 +9,7 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AuthenticationContextClass, ClientId, ClientSecret, CsrfToken, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope,
-    TokenResponse,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
 };
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -148,7 +147,11 @@ async fn code_for(sesam: &TestServer, browser: &Browser, app: &AppClient, path: 
     params["code"].clone()
 }
 
-async fn token_request(sesam: &TestServer, rp: &Rp, fields: &[(&str, &str)]) -> (StatusCode, Value) {
+async fn token_request(
+    sesam: &TestServer,
+    rp: &Rp,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new().post(sesam.url("/token"));
     if let Some(secret) = &rp.secret {
         request = request.basic_auth(&rp.client_id, Some(secret));
@@ -225,7 +228,9 @@ async fn a_relying_party_logs_in_passwordless_and_verifies_everything(db: TestDb
     assert_eq!(params["iss"], sesam.url(""));
 
     let tokens = client
-        .exchange_code(openidconnect::AuthorizationCode::new(params["code"].clone()))
+        .exchange_code(openidconnect::AuthorizationCode::new(
+            params["code"].clone(),
+        ))
         .unwrap()
         .set_pkce_verifier(pkce_verifier)
         .request_async(&http)
@@ -265,7 +270,10 @@ async fn a_relying_party_logs_in_passwordless_and_verifies_everything(db: TestDb
     assert!(claims.auth_time().is_some());
 
     let info: CoreUserInfoClaims = client
-        .user_info(tokens.access_token().clone(), Some(claims.subject().clone()))
+        .user_info(
+            tokens.access_token().clone(),
+            Some(claims.subject().clone()),
+        )
         .unwrap()
         .request_async(&http)
         .await
@@ -274,10 +282,7 @@ async fn a_relying_party_logs_in_passwordless_and_verifies_everything(db: TestDb
         info.name().and_then(|n| n.get(None)).map(|n| n.as_str()),
         Some("Anna Andersen")
     );
-    assert_eq!(
-        info.preferred_username().map(|u| u.as_str()),
-        Some("anna")
-    );
+    assert_eq!(info.preferred_username().map(|u| u.as_str()), Some("anna"));
 
     let refreshed = client
         .exchange_refresh_token(tokens.refresh_token().unwrap())
@@ -320,7 +325,11 @@ async fn bad_authorize_requests_never_redirect_to_unregistered_places(db: TestDb
         let page = browser.get(&path).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{path}");
         assert!(page.location().is_none(), "{path}");
-        assert!(page.body.contains("kan ikke bruges"), "{path}: {}", page.body);
+        assert!(
+            page.body.contains("kan ikke bruges"),
+            "{path}: {}",
+            page.body
+        );
     }
 
     // Trusted client and redirect URI: the error goes back to the client, with state and iss.
@@ -328,19 +337,33 @@ async fn bad_authorize_requests_never_redirect_to_unregistered_places(db: TestDb
     for (extra, error) in [
         (vec![("code_challenge", "")], "invalid_request"),
         (
-            vec![("code_challenge_method", "plain"), ("code_challenge", VERIFIER)],
+            vec![
+                ("code_challenge_method", "plain"),
+                ("code_challenge", VERIFIER),
+            ],
             "invalid_request",
         ),
-        (vec![("response_type", "token")], "unsupported_response_type"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
         (vec![("prompt", "none")], "login_required"),
         (
-            vec![("acr_values", "https://data.gov.dk/concept/core/nsis/loa/High")],
+            vec![(
+                "acr_values",
+                "https://data.gov.dk/concept/core/nsis/loa/High",
+            )],
             "unmet_authentication_requirements",
         ),
     ] {
         let _ = &challenge;
         let page = browser.get(&authorize_path(id, &extra)).await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{extra:?}: {}", page.body);
+        assert_eq!(
+            page.status,
+            StatusCode::SEE_OTHER,
+            "{extra:?}: {}",
+            page.body
+        );
         let location = page.location().unwrap();
         assert!(location.starts_with(CALLBACK), "{location}");
         let params = params_of(location);
@@ -351,11 +374,16 @@ async fn bad_authorize_requests_never_redirect_to_unregistered_places(db: TestDb
 
     // response_mode=form_post: an HTML form to the redirect URI, allowed by its own CSP.
     let page = browser
-        .get(&authorize_path(id, &[("prompt", "none"), ("response_mode", "form_post")]))
+        .get(&authorize_path(
+            id,
+            &[("prompt", "none"), ("response_mode", "form_post")],
+        ))
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains(&format!("action=\"{CALLBACK}\"")));
-    assert!(page.body.contains("name=\"error\" value=\"login_required\""));
+    assert!(page
+        .body
+        .contains("name=\"error\" value=\"login_required\""));
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("form-action https://rp.example.dk"), "{csp}");
 
@@ -363,7 +391,13 @@ async fn bad_authorize_requests_never_redirect_to_unregistered_places(db: TestDb
     let page = sesam.browser().get("/authorize/continue").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("Der er ikke noget login i gang"));
-    assert!(sesam.store().list_audit(None, 100).await.unwrap().iter().all(|e| e.event != "oidc.code_issued"));
+    assert!(sesam
+        .store()
+        .list_audit(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.event != "oidc.code_issued"));
     sesam.stop().await;
 }
 
@@ -380,7 +414,10 @@ async fn bad_token_requests_get_oauth_errors_and_change_nothing(db: TestDb) {
         secret: Some("not-the-secret".into()),
     };
     let (status, body) = exchange(&sesam, &wrong, &code).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+    );
     let response = reqwest::Client::new()
         .post(sesam.url("/token"))
         .basic_auth(&rp.client_id, Some("not-the-secret"))
@@ -403,7 +440,10 @@ async fn bad_token_requests_get_oauth_errors_and_change_nothing(db: TestDb) {
         client_id: "nobody".into(),
         secret: Some("x".into()),
     };
-    assert_eq!(exchange(&sesam, &unknown, &code).await.1["error"], "invalid_client");
+    assert_eq!(
+        exchange(&sesam, &unknown, &code).await.1["error"],
+        "invalid_client"
+    );
     let base = |verifier: &'static str, redirect: &'static str| {
         vec![
             ("grant_type", "authorization_code"),
@@ -412,17 +452,42 @@ async fn bad_token_requests_get_oauth_errors_and_change_nothing(db: TestDb) {
             ("code_verifier", verifier),
         ]
     };
-    let (status, body) = token_request(&sesam, &rp, &base("wrong-verifier-wrong-verifier-wrong-verifier-00", CALLBACK)).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    let (_, body) = token_request(&sesam, &rp, &base(VERIFIER, "https://rp.example.dk/other")).await;
+    let (status, body) = token_request(
+        &sesam,
+        &rp,
+        &base("wrong-verifier-wrong-verifier-wrong-verifier-00", CALLBACK),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (_, body) =
+        token_request(&sesam, &rp, &base(VERIFIER, "https://rp.example.dk/other")).await;
     assert_eq!(body["error"], "invalid_grant");
-    let (_, body) = token_request(&sesam, &rp, &[("grant_type", "password"), ("username", "anna")]).await;
+    let (_, body) = token_request(
+        &sesam,
+        &rp,
+        &[("grant_type", "password"), ("username", "anna")],
+    )
+    .await;
     assert_eq!(body["error"], "unsupported_grant_type");
     let (_, body) = token_request(&sesam, &rp, &[("grant_type", "authorization_code")]).await;
     assert_eq!(body["error"], "invalid_request");
     let huge = "c".repeat(20_000);
-    let (status, body) = token_request(&sesam, &rp, &base(VERIFIER, CALLBACK).into_iter().chain([("x", huge.as_str())]).collect::<Vec<_>>()).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    let (status, body) = token_request(
+        &sesam,
+        &rp,
+        &base(VERIFIER, CALLBACK)
+            .into_iter()
+            .chain([("x", huge.as_str())])
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
     let response = reqwest::Client::new()
         .post(sesam.url("/token"))
         .header("content-type", "application/json")
@@ -438,7 +503,13 @@ async fn bad_token_requests_get_oauth_errors_and_change_nothing(db: TestDb) {
     assert_eq!(tokens["token_type"], "Bearer");
 
     // An expired code.
-    let code = code_for(&sesam, &sesam.browser(), &app, &authorize_path(&rp.client_id, &[])).await;
+    let code = code_for(
+        &sesam,
+        &sesam.browser(),
+        &app,
+        &authorize_path(&rp.client_id, &[]),
+    )
+    .await;
     sesam.clock.advance(61);
     let (_, body) = exchange(&sesam, &rp, &code).await;
     assert_eq!(body["error"], "invalid_grant");
@@ -479,7 +550,12 @@ async fn a_replayed_code_revokes_the_tokens_of_its_first_use(db: TestDb) {
     let post = |fields: Vec<(String, String)>| {
         let url = sesam.url("/token");
         async move {
-            let r = reqwest::Client::new().post(url).form(&fields).send().await.unwrap();
+            let r = reqwest::Client::new()
+                .post(url)
+                .form(&fields)
+                .send()
+                .await
+                .unwrap();
             (r.status(), r.json::<Value>().await.unwrap())
         }
     };
@@ -489,12 +565,21 @@ async fn a_replayed_code_revokes_the_tokens_of_its_first_use(db: TestDb) {
     assert_eq!(userinfo_status(&sesam, access).await, StatusCode::OK);
 
     let (status, body) = post(public(&code)).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    assert_eq!(userinfo_status(&sesam, access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo_status(&sesam, access).await,
+        StatusCode::UNAUTHORIZED
+    );
     let mut refresh = public(&code);
     refresh.truncate(2);
     refresh[0].1 = "refresh_token".into();
-    refresh.push(("refresh_token".into(), tokens["refresh_token"].as_str().unwrap().into()));
+    refresh.push((
+        "refresh_token".into(),
+        tokens["refresh_token"].as_str().unwrap().into(),
+    ));
     assert_eq!(post(refresh).await.1["error"], "invalid_grant");
     assert!(sesam
         .store()
@@ -531,13 +616,25 @@ async fn a_reused_refresh_token_revokes_the_family(db: TestDb) {
 
     // The old token comes back (a stolen copy): the whole family ends.
     let (status, body) = refresh(old).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
-    assert_eq!(userinfo_status(&sesam, new_access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo_status(&sesam, new_access).await,
+        StatusCode::UNAUTHORIZED
+    );
     let (_, body) = refresh(second["refresh_token"].as_str().unwrap().to_owned()).await;
     assert_eq!(body["error"], "invalid_grant");
 
     // Revocation (RFC 7009) of a fresh family: 200, and its tokens stop working.
-    let code = code_for(&sesam, &sesam.browser(), &app, &authorize_path(&rp.client_id, &[])).await;
+    let code = code_for(
+        &sesam,
+        &sesam.browser(),
+        &app,
+        &authorize_path(&rp.client_id, &[]),
+    )
+    .await;
     let (_, tokens) = exchange(&sesam, &rp, &code).await;
     let response = reqwest::Client::new()
         .post(sesam.url("/revoke"))
@@ -572,7 +669,11 @@ async fn prompt_login_and_max_age_force_a_new_login_and_sso_is_reused_otherwise(
     // The session suffices: a code at once, no page.
     sesam.clock.advance(11);
     let again = browser.get(&authorize_path(&rp.client_id, &[])).await;
-    assert!(again.location().unwrap().starts_with(CALLBACK), "{:?}", again.location());
+    assert!(
+        again.location().unwrap().starts_with(CALLBACK),
+        "{:?}",
+        again.location()
+    );
     let passive = browser
         .get(&authorize_path(&rp.client_id, &[("prompt", "none")]))
         .await;
@@ -584,7 +685,11 @@ async fn prompt_login_and_max_age_force_a_new_login_and_sso_is_reused_otherwise(
     assert!(params_of(page.location().unwrap()).contains_key("code"));
 
     // prompt=login, max_age=0 and a max_age the login is older than each mean a new login.
-    for extra in [[("prompt", "login")], [("max_age", "0")], [("max_age", "10")]] {
+    for extra in [
+        [("prompt", "login")],
+        [("max_age", "0")],
+        [("max_age", "10")],
+    ] {
         let page = browser.get(&authorize_path(&rp.client_id, &extra)).await;
         assert_eq!(page.location(), Some("/login"), "{extra:?}");
         let code = {
@@ -596,7 +701,11 @@ async fn prompt_login_and_max_age_force_a_new_login_and_sso_is_reused_otherwise(
         let (status, tokens) = exchange(&sesam, &rp, &code).await;
         assert_eq!(status, StatusCode::OK);
         let claims = id_token_claims(tokens["id_token"].as_str().unwrap());
-        assert_eq!(claims["auth_time"].as_i64(), Some(sesam.now().0), "{extra:?}");
+        assert_eq!(
+            claims["auth_time"].as_i64(),
+            Some(sesam.now().0),
+            "{extra:?}"
+        );
         sesam.clock.advance(11);
     }
 
@@ -638,28 +747,50 @@ async fn acr_substantial_steps_up_a_password_login(db: TestDb) {
     // Low is enough for a plain request: a code with acr Low and amr pwd.
     let low = browser.get(&authorize_path(&rp.client_id, &[])).await;
     let code = params_of(low.location().unwrap())["code"].clone();
-    let claims = id_token_claims(exchange(&sesam, &rp, &code).await.1["id_token"].as_str().unwrap());
-    assert_eq!(claims["acr"], "https://data.gov.dk/concept/core/nsis/loa/Low");
+    let claims = id_token_claims(
+        exchange(&sesam, &rp, &code).await.1["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(
+        claims["acr"],
+        "https://data.gov.dk/concept/core/nsis/loa/Low"
+    );
     assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
 
     let page = browser
-        .get(&authorize_path(&rp.client_id, &[("acr_values", SUBSTANTIAL)]))
+        .get(&authorize_path(
+            &rp.client_id,
+            &[("acr_values", SUBSTANTIAL)],
+        ))
         .await;
     assert_eq!(page.location(), Some("/login/step-up"));
-    assert_eq!(browser.get("/login/step-up").await.location(), Some("/login/wait"));
+    assert_eq!(
+        browser.get("/login/step-up").await.location(),
+        Some("/login/wait")
+    );
     let pending = app.pending().await.unwrap();
     assert_eq!(pending[0].kind, "approve");
     let code = code_on(&browser.get("/login/wait").await);
-    app.answer(&pending[0].id, &Answer::Code(code)).await.unwrap();
+    app.answer(&pending[0].id, &Answer::Code(code))
+        .await
+        .unwrap();
     assert_eq!(
         browser.get("/login/complete").await.location(),
         Some("/authorize/continue")
     );
     let back = browser.get("/authorize/continue").await;
     let code = params_of(back.location().unwrap())["code"].clone();
-    let claims = id_token_claims(exchange(&sesam, &rp, &code).await.1["id_token"].as_str().unwrap());
+    let claims = id_token_claims(
+        exchange(&sesam, &rp, &code).await.1["id_token"]
+            .as_str()
+            .unwrap(),
+    );
     assert_eq!(claims["acr"], SUBSTANTIAL);
-    assert_eq!(claims["amr"], serde_json::json!(["pwd", "pop", "pin", "mfa"]));
+    assert_eq!(
+        claims["amr"],
+        serde_json::json!(["pwd", "pop", "pin", "mfa"])
+    );
     sesam.stop().await;
 }
 
@@ -699,12 +830,24 @@ async fn end_session_logs_out_and_redirects_only_where_registered(db: TestDb) {
     assert_eq!(userinfo_status(&sesam, access).await, StatusCode::OK);
 
     // Without a hint the user is asked.
-    assert_eq!(browser.get("/end_session").await.location(), Some("/logout"));
+    assert_eq!(
+        browser.get("/end_session").await.location(),
+        Some("/logout")
+    );
 
     let page = browser.get(&query(id_token, AFTER_LOGOUT)).await;
-    assert_eq!(page.location(), Some(format!("{AFTER_LOGOUT}?state=bye-1").as_str()));
+    assert_eq!(
+        page.location(),
+        Some(format!("{AFTER_LOGOUT}?state=bye-1").as_str())
+    );
     assert_eq!(browser.get("/account").await.location(), Some("/login"));
-    assert_eq!(userinfo_status(&sesam, access).await, StatusCode::UNAUTHORIZED);
-    assert!(sesam.audit_events("anna").await.contains(&"logout".to_string()));
+    assert_eq!(
+        userinfo_status(&sesam, access).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"logout".to_string()));
     sesam.stop().await;
 }

@@ -35,7 +35,8 @@ pub fn verify_jwt(token: &str, keys: &[&dyn JwsSigner]) -> Option<serde_json::Va
     }
     let (signing_input, signature) = token.rsplit_once('.')?;
     let (header, claims) = signing_input.split_once('.')?;
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
     let key = keys.iter().find(|k| {
         header.get("kid").and_then(|v| v.as_str()) == Some(k.kid())
             && header.get("alg").and_then(|v| v.as_str()) == Some(k.alg().as_str())

@@ -247,9 +247,8 @@ fn client_auth(params: &Params<'_>, authorization: Option<&str>) -> Result<Clien
     };
     let client = match authorization {
         Some(header) => {
-            let (client_id, secret) = parse_basic(header).ok_or_else(|| {
-                TokenError::invalid_client(true, "malformed Basic authorization")
-            })?;
+            let (client_id, secret) = parse_basic(header)
+                .ok_or_else(|| TokenError::invalid_client(true, "malformed Basic authorization"))?;
             if params.get("client_secret").is_some() {
                 return Err(invalid_request(
                     "only one client authentication method may be used".into(),

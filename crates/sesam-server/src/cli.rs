@@ -606,7 +606,11 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
             };
             let (record, parsed) = sp_registration(&xml, url, &options)?;
             let created = store.upsert_saml_sp(&record, now).await?;
-            let event = if created { "saml.sp.added" } else { "saml.sp.updated" };
+            let event = if created {
+                "saml.sp.added"
+            } else {
+                "saml.sp.updated"
+            };
             store
                 .append_audit(&audit(event, &record.entity_id), now)
                 .await?;

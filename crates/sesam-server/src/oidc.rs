@@ -18,7 +18,11 @@ pub struct OidcProvider {
 }
 
 impl OidcProvider {
-    pub async fn load(store: &Store, config: &Config, now: UnixTime) -> anyhow::Result<OidcProvider> {
+    pub async fn load(
+        store: &Store,
+        config: &Config,
+        now: UnixTime,
+    ) -> anyhow::Result<OidcProvider> {
         let rs256 = stored_or_new(store, "oidc-rs256", now, || {
             Ok(SigningKey::generate()?.to_pem()?)
         })

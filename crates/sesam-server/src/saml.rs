@@ -6,10 +6,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use base64::Engine;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sesam_core::{AssuranceLevel, UnixTime, User};
 use sesam_saml::{IdpKey, SpMetadata, BINDING_HTTP_POST, MAX_SP_METADATA_BYTES, NAMEID_PERSISTENT};
 use sesam_store::{NewSamlSp, SamlSp, Store};
+use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::oidc::stored_or_new;

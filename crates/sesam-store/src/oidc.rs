@@ -68,7 +68,8 @@ impl From<ClientRow> for OidcClient {
     }
 }
 
-const CLIENT_COLUMNS: &str = "client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
+const CLIENT_COLUMNS: &str =
+    "client_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
                               id_token_alg, subject_type, enabled, created_at";
 
 /// What a login granted a client: carried from the code to every token of its family.
@@ -341,14 +342,20 @@ impl Store {
     }
 
     /// The code as stored, and whether it has been used, without spending it.
-    pub async fn peek_oidc_code(&self, code_hash: &str) -> Result<Option<(StoredCode, bool)>, StoreError> {
-        let row: Option<CodeRow> = on_pool!(self, |p| sqlx::query_as(
+    pub async fn peek_oidc_code(
+        &self,
+        code_hash: &str,
+    ) -> Result<Option<(StoredCode, bool)>, StoreError> {
+        let row: Option<CodeRow> =
+            on_pool!(self, |p| {
+                sqlx::query_as(
             "SELECT client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, \
              acr, amr, sid, issued_at, used_at FROM oidc_codes WHERE code_hash = $1"
         )
         .bind(code_hash)
         .fetch_optional(p)
-        .await?);
+        .await?
+            });
         Ok(row.map(|r| {
             let used = r.used_at.is_some();
             (stored_code(r), used)
@@ -357,7 +364,11 @@ impl Store {
 
     /// Spends a code: the first caller gets [`CodeUse::First`], every later one
     /// [`CodeUse::Replayed`] (also across nodes: the update is the arbiter).
-    pub async fn use_oidc_code(&self, code_hash: &str, now: UnixTime) -> Result<CodeUse, StoreError> {
+    pub async fn use_oidc_code(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> Result<CodeUse, StoreError> {
         let spent = on_pool!(self, |p| sqlx::query(
             "UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL"
         )
@@ -366,13 +377,16 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
-        let row: Option<CodeRow> = on_pool!(self, |p| sqlx::query_as(
+        let row: Option<CodeRow> =
+            on_pool!(self, |p| {
+                sqlx::query_as(
             "SELECT client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, \
              acr, amr, sid, issued_at, used_at FROM oidc_codes WHERE code_hash = $1"
         )
         .bind(code_hash)
         .fetch_optional(p)
-        .await?);
+        .await?
+            });
         let Some(r) = row else {
             return Ok(CodeUse::Unknown);
         };
@@ -418,7 +432,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_oidc_token(&self, token_hash: &str) -> Result<Option<StoredToken>, StoreError> {
+    pub async fn get_oidc_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<StoredToken>, StoreError> {
         let row: Option<TokenRow> = on_pool!(self, |p| sqlx::query_as(
             "SELECT kind, family, client_id, user_id, scope, auth_time, acr, amr, sid, \
              issued_at, expires_at, used_at, revoked_at FROM oidc_tokens WHERE token_hash = $1"
@@ -454,7 +471,11 @@ impl Store {
 
     /// Marks a live refresh token used (rotated). Only one caller wins; `false` means it was
     /// used, revoked or expired already.
-    pub async fn spend_refresh_token(&self, token_hash: &str, now: UnixTime) -> Result<bool, StoreError> {
+    pub async fn spend_refresh_token(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
         let n = on_pool!(self, |p| sqlx::query(
             "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
              AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2"
@@ -492,17 +513,25 @@ impl Store {
     }
 
     /// Forgets codes and tokens that can no longer be used. Returns how many rows went.
-    pub async fn delete_expired_oidc(&self, now: UnixTime, code_lifetime: i64) -> Result<u64, StoreError> {
-        let codes = on_pool!(self, |p| sqlx::query("DELETE FROM oidc_codes WHERE issued_at < $1")
-            .bind(now.0 - code_lifetime - 3600)
-            .execute(p)
-            .await?
-            .rows_affected());
-        let tokens = on_pool!(self, |p| sqlx::query("DELETE FROM oidc_tokens WHERE expires_at < $1")
-            .bind(now.0 - 3600)
-            .execute(p)
-            .await?
-            .rows_affected());
+    pub async fn delete_expired_oidc(
+        &self,
+        now: UnixTime,
+        code_lifetime: i64,
+    ) -> Result<u64, StoreError> {
+        let codes = on_pool!(self, |p| sqlx::query(
+            "DELETE FROM oidc_codes WHERE issued_at < $1"
+        )
+        .bind(now.0 - code_lifetime - 3600)
+        .execute(p)
+        .await?
+        .rows_affected());
+        let tokens = on_pool!(self, |p| sqlx::query(
+            "DELETE FROM oidc_tokens WHERE expires_at < $1"
+        )
+        .bind(now.0 - 3600)
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(codes + tokens)
     }
 }

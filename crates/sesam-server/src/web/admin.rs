@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn audit(admin: &User, event: &str, subject: &str, ip: &ClientIp) -> AuditEvent {
+pub fn audit(admin: &User, event: &str, subject: &str, ip: &ClientIp) -> AuditEvent {
     AuditEvent::new(event)
         .actor(admin.username.as_str())
         .subject(subject)

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_services;
 pub mod agent;
 pub mod auth;
 pub mod cookies;
@@ -97,6 +98,16 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route(
             "/admin/users/{id}/devices/{device}/remove",
             post(admin::remove_device),
+        )
+        .route("/admin/services", get(admin_services::services))
+        .route("/admin/services/oidc", post(admin_services::create_client))
+        .route(
+            "/admin/services/oidc/{id}",
+            get(admin_services::client).post(admin_services::save_client),
+        )
+        .route(
+            "/admin/services/oidc/{id}/{action}",
+            post(admin_services::client_action),
         )
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/audit.csv", get(admin::audit_csv))

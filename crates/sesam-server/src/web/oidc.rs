@@ -377,9 +377,10 @@ fn token_error(e: &TokenError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (status, no_store(), Json(e.to_json())).into_response();
     if let Some(challenge) = e.www_authenticate() {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
     }
     response
 }
@@ -573,7 +574,9 @@ async fn refresh(
                 now,
             )
             .await?;
-        return Ok(Err(invalid_grant("the refresh token has been used already")));
+        return Ok(Err(invalid_grant(
+            "the refresh token has been used already",
+        )));
     }
     let Some(user) = active_user(state, &stored.grant.user_id).await? else {
         state.store.revoke_oidc_family(&stored.family, now).await?;
@@ -583,9 +586,15 @@ async fn refresh(
         scope,
         ..stored.grant
     };
-    Ok(Ok(
-        issue_tokens(state, client, &user, &grant, &stored.family, None).await?,
-    ))
+    Ok(Ok(issue_tokens(
+        state,
+        client,
+        &user,
+        &grant,
+        &stored.family,
+        None,
+    )
+    .await?))
 }
 
 fn subject(state: &AppState, client: &OidcClient, user_id: &str) -> String {
@@ -681,7 +690,9 @@ async fn issue_tokens(
 fn bearer_error(description: Option<&str>) -> Response {
     let challenge = match description {
         None => "Bearer realm=\"sesam\"".to_owned(),
-        Some(d) => format!("Bearer realm=\"sesam\", error=\"invalid_token\", error_description=\"{d}\""),
+        Some(d) => {
+            format!("Bearer realm=\"sesam\", error=\"invalid_token\", error_description=\"{d}\"")
+        }
     };
     let mut response = (
         StatusCode::UNAUTHORIZED,
@@ -690,12 +701,17 @@ fn bearer_error(description: Option<&str>) -> Response {
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
     }
     response
 }
 
-pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+pub async fn userinfo(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let Some(header_value) = authorization(&headers) else {
         return Ok(bearer_error(None));
     };
@@ -703,7 +719,11 @@ pub async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Resu
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && token.len() < 512 => {
             token.trim()
         }
-        _ => return Ok(bearer_error(Some("the Authorization header is not a Bearer token"))),
+        _ => {
+            return Ok(bearer_error(Some(
+                "the Authorization header is not a Bearer token",
+            )))
+        }
     };
     let now = state.now();
     let Some(stored) = state
@@ -832,7 +852,9 @@ pub async fn end_session(
     if same_login {
         let current = current.expect("checked");
         let user = state.store.get_user(&UserId(current.user_id.clone())).await;
-        let name = user.map(|u| u.username.to_string()).unwrap_or(current.user_id);
+        let name = user
+            .map(|u| u.username.to_string())
+            .unwrap_or(current.user_id);
         state
             .store
             .append_audit(

@@ -84,7 +84,9 @@ pub async fn login_for_service(
     session.insert(wait::RETURN_TO_KEY, need.resume).await?;
     session.insert(wait::SERVICE_KEY, need.service).await?;
     if level >= AssuranceLevel::Substantial {
-        session.insert(wait::REQUIRED_LEVEL_KEY, "substantial").await?;
+        session
+            .insert(wait::REQUIRED_LEVEL_KEY, "substantial")
+            .await?;
     } else {
         session.remove::<String>(wait::REQUIRED_LEVEL_KEY).await?;
     }
@@ -96,7 +98,10 @@ pub async fn login_for_service(
     }
     // A new login: whatever the session held does not count any more.
     auth::sign_out_keeping_request(session).await?;
-    match need.login_hint.filter(|h| sesam_core::Username::parse(h).is_ok()) {
+    match need
+        .login_hint
+        .filter(|h| sesam_core::Username::parse(h).is_ok())
+    {
         Some(hint) => session.insert(LOGIN_HINT_KEY, hint).await?,
         None => {
             session.remove::<String>(LOGIN_HINT_KEY).await?;

@@ -98,7 +98,9 @@ fn error_page(lang: Lang, status: StatusCode, body_key: &'static str) -> Respons
 fn decode_refusal(e: &SamlError) -> Refusal {
     tracing::info!(error = %e, "SAML request refused");
     match e {
-        SamlError::TooLarge { .. } => Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request"),
+        SamlError::TooLarge { .. } => {
+            Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request")
+        }
         _ => Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"),
     }
 }
@@ -264,10 +266,7 @@ fn answer(state: &AppState, lang: Lang, result: Result<Response, Refusal>) -> Re
 }
 
 /// The `SAMLRequest` and `RelayState` fields of a form body, strictly decoded.
-fn read_post_fields(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(String, Option<String>), Refusal> {
+fn read_post_fields(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<String>), Refusal> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -283,7 +282,10 @@ fn read_post_fields(
         ));
     }
     if body.len() > MAX_POST_BODY_BYTES {
-        return Err(Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request"));
+        return Err(Refusal::Page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "saml.bad_request",
+        ));
     }
     let bad = || Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request");
     let (mut request, mut relay) = (None, None);
@@ -390,8 +392,8 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
             ));
         }
     }
-    let asked = requested_level(&request)
-        .map_err(|m| to_sp(StatusError::NoAuthnContext, m.to_owned()))?;
+    let asked =
+        requested_level(&request).map_err(|m| to_sp(StatusError::NoAuthnContext, m.to_owned()))?;
     let level = asked.max(sp_min_level(&sp));
     Ok(Pending {
         sp: sp.entity_id,

@@ -1,0 +1,1312 @@
+//! SAML single sign-on end to end: a test service provider (samael + openssl, and the xmlsec1
+//! command line as an independent verifier) sends AuthnRequests over both bindings and checks
+//! every Response; bad requests each get their answer.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use openssl::encrypt::Decrypter;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Padding;
+use openssl::sign::Signer;
+use openssl::symm::{decrypt_aead, Cipher};
+use reqwest::StatusCode;
+use samael::crypto::{CertificateDer, CryptoProvider, XmlSec};
+use sesam_app::{Answer, AppClient, EnrolOptions};
+use sesam_core::User;
+use sesam_saml::IdpKey;
+use sesam_server::saml::{sp_registration, SpOptions};
+
+use crate::harness::{on_both_databases, urlencode, Browser, Page, TestDb, TestServer};
+use crate::passwordless::{code_on, start_login};
+
+on_both_databases!(
+    metadata_is_signed_and_names_the_endpoints,
+    passwordless_login_over_redirect_then_sso_over_post_with_encryption,
+    passwordless_login_over_post_with_signed_request_then_signed_redirect,
+    bad_requests_get_the_right_answer,
+    force_authn_is_passive_step_up_and_high,
+    sp_cli_adds_lists_updates_and_removes,
+);
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+const LOA_LOW: &str = "https://data.gov.dk/concept/core/nsis/loa/Low";
+const LOA_SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
+const LOA_HIGH: &str = "https://data.gov.dk/concept/core/nsis/loa/High";
+const ASSERTION_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const PASSWORD: &str = "correct horse battery";
+
+// ---------------------------------------------------------------- the test SP
+
+struct TestSp {
+    host: String,
+    entity_id: String,
+    acs: String,
+    signing: IdpKey,
+    encryption: IdpKey,
+}
+
+/// What an AuthnRequest says; `TestSp::request` fills in sensible values.
+#[derive(Clone)]
+struct Req {
+    id: String,
+    issuer: String,
+    issue_instant: i64,
+    destination: Option<String>,
+    acs_url: Option<String>,
+    acs_index: Option<u16>,
+    force: bool,
+    passive: bool,
+    /// (Comparison, class refs)
+    context: Option<(&'static str, Vec<&'static str>)>,
+    name_id_format: Option<&'static str>,
+}
+
+fn instant(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn private_key(key: &IdpKey) -> PKey<Private> {
+    PKey::private_key_from_pem(&key.private_key_pem().unwrap()).unwrap()
+}
+
+fn key_descriptor(usage: &str, key: &IdpKey) -> String {
+    format!(
+        r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+        key.certificate().to_base64()
+    )
+}
+
+impl TestSp {
+    fn new(host: &str) -> TestSp {
+        TestSp {
+            host: host.to_owned(),
+            entity_id: format!("https://{host}/shibboleth"),
+            acs: format!("https://{host}/Shibboleth.sso/SAML2/POST"),
+            signing: IdpKey::generate(host, 30).unwrap(),
+            encryption: IdpKey::generate(&format!("{host} encryption"), 30).unwrap(),
+        }
+    }
+
+    fn second_acs(&self) -> String {
+        format!("https://{}/Shibboleth.sso/SAML2/POST-2", self.host)
+    }
+
+    fn metadata(&self, authn_requests_signed: bool) -> String {
+        format!(
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{eid}">"#,
+                r#"<md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+                "{sig}{enc}",
+                r#"<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://{host}/Shibboleth.sso/SLO/Redirect"/>"#,
+                "<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>",
+                r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
+                r#"<md:AssertionConsumerService Binding="{post}" Location="{acs2}" index="1"/>"#,
+                "</md:SPSSODescriptor></md:EntityDescriptor>"
+            ),
+            eid = self.entity_id,
+            signed = authn_requests_signed,
+            sig = key_descriptor("signing", &self.signing),
+            enc = key_descriptor("encryption", &self.encryption),
+            host = self.host,
+            post = BINDING_POST,
+            acs = self.acs,
+            acs2 = self.second_acs(),
+        )
+    }
+
+    /// Registers this SP with `sesam` as the CLI would.
+    async fn register(&self, sesam: &TestServer, options: SpOptions) {
+        let (record, _) =
+            sp_registration(self.metadata(false).as_bytes(), None, &options).expect("registers");
+        sesam
+            .store()
+            .upsert_saml_sp(&record, sesam.now())
+            .await
+            .unwrap();
+    }
+
+    fn request(&self, sesam: &TestServer) -> Req {
+        Req {
+            id: format!("_{}", uuid::Uuid::new_v4().simple()),
+            issuer: self.entity_id.clone(),
+            issue_instant: sesam.now().0,
+            destination: Some(sesam.server.state.saml.sso_url.clone()),
+            acs_url: Some(self.acs.clone()),
+            acs_index: None,
+            force: false,
+            passive: false,
+            context: None,
+            name_id_format: Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"),
+        }
+    }
+
+    /// The AuthnRequest XML; with `signature_template`, ready for enveloped signing.
+    fn xml(&self, r: &Req, signature_template: bool) -> String {
+        let mut attrs = String::new();
+        if let Some(d) = &r.destination {
+            attrs.push_str(&format!(r#" Destination="{d}""#));
+        }
+        if let Some(a) = &r.acs_url {
+            attrs.push_str(&format!(r#" AssertionConsumerServiceURL="{a}""#));
+        }
+        if let Some(i) = r.acs_index {
+            attrs.push_str(&format!(r#" AssertionConsumerServiceIndex="{i}""#));
+        }
+        if r.force {
+            attrs.push_str(r#" ForceAuthn="true""#);
+        }
+        if r.passive {
+            attrs.push_str(r#" IsPassive="true""#);
+        }
+        let signature = if signature_template {
+            format!(
+                concat!(
+                    r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>"#,
+                    r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+                    r#"<ds:SignatureMethod Algorithm="{alg}"/>"#,
+                    r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+                    r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>"#,
+                    r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+                    r#"</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>"#,
+                    r#"<ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo>"#,
+                    r#"<ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data>"#,
+                    r#"<ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"#
+                ),
+                alg = RSA_SHA256,
+                id = r.id,
+                cert = self.signing.certificate().to_base64()
+            )
+        } else {
+            String::new()
+        };
+        let policy = r
+            .name_id_format
+            .map(|f| format!(r#"<samlp:NameIDPolicy Format="{f}" AllowCreate="true"/>"#))
+            .unwrap_or_default();
+        let context = r
+            .context
+            .as_ref()
+            .map(|(cmp, refs)| {
+                let refs: String = refs
+                    .iter()
+                    .map(|c| format!("<saml:AuthnContextClassRef>{c}</saml:AuthnContextClassRef>"))
+                    .collect();
+                format!(r#"<samlp:RequestedAuthnContext Comparison="{cmp}">{refs}</samlp:RequestedAuthnContext>"#)
+            })
+            .unwrap_or_default();
+        format!(
+            concat!(
+                r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+                r#" ID="{id}" Version="2.0" IssueInstant="{ii}"{attrs}>"#,
+                "<saml:Issuer>{issuer}</saml:Issuer>{signature}{policy}{context}</samlp:AuthnRequest>"
+            ),
+            id = r.id,
+            ii = instant(r.issue_instant),
+            attrs = attrs,
+            issuer = r.issuer,
+            signature = signature,
+            policy = policy,
+            context = context,
+        )
+    }
+
+    /// `/saml/sso?...` for the Redirect binding, signed over the query when `sig_alg` is given.
+    fn redirect(&self, r: &Req, relay: Option<&str>, sig_alg: Option<&str>) -> String {
+        redirect_path(
+            &self.xml(r, false),
+            relay,
+            sig_alg.map(|a| (&self.signing, a)),
+        )
+    }
+
+    /// The POST binding's form fields, the request signed (enveloped) when `signed`.
+    fn post_fields(&self, r: &Req, relay: Option<&str>, signed: bool) -> Vec<(String, String)> {
+        let xml = if signed {
+            sign_enveloped(&self.xml(r, true), &self.signing)
+        } else {
+            self.xml(r, false)
+        };
+        post_fields(&xml, relay)
+    }
+}
+
+fn sign_enveloped(xml: &str, key: &IdpKey) -> String {
+    let der = private_key(key)
+        .rsa()
+        .unwrap()
+        .private_key_to_der()
+        .unwrap();
+    XmlSec::sign_xml(xml, &der).expect("xmlsec signs")
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+fn redirect_path(xml: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>) -> String {
+    redirect_path_raw(&B64.encode(deflate(xml.as_bytes())), relay, signer)
+}
+
+fn redirect_path_raw(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>) -> String {
+    let mut q = format!("SAMLRequest={}", urlencode(b64));
+    if let Some(r) = relay {
+        q.push_str(&format!("&RelayState={}", urlencode(r)));
+    }
+    if let Some((key, alg)) = signer {
+        q.push_str(&format!("&SigAlg={}", urlencode(alg)));
+        let digest = if alg == RSA_SHA1 {
+            MessageDigest::sha1()
+        } else {
+            MessageDigest::sha256()
+        };
+        let pkey = private_key(key);
+        let mut signer = Signer::new(digest, &pkey).unwrap();
+        signer.update(q.as_bytes()).unwrap();
+        let sig = signer.sign_to_vec().unwrap();
+        q.push_str(&format!("&Signature={}", urlencode(&B64.encode(sig))));
+    }
+    format!("/saml/sso?{q}")
+}
+
+fn post_fields(xml: &str, relay: Option<&str>) -> Vec<(String, String)> {
+    let mut fields = vec![("SAMLRequest".to_owned(), B64.encode(xml.as_bytes()))];
+    if let Some(r) = relay {
+        fields.push(("RelayState".to_owned(), r.to_owned()));
+    }
+    fields
+}
+
+async fn post_sso(browser: &Browser, fields: &[(String, String)]) -> Page {
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    browser.post_form("/saml/sso", &refs).await
+}
+
+/// Follows redirects on this site until a page answers.
+async fn follow(browser: &Browser, mut page: Page) -> Page {
+    for _ in 0..10 {
+        if !page.status.is_redirection() {
+            return page;
+        }
+        let next = page.location().unwrap().to_owned();
+        assert!(next.starts_with('/'), "redirected off-site to {next}");
+        page = browser.get(&next).await;
+    }
+    panic!("too many redirects");
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn attr_after<'a>(body: &'a str, marker: &str) -> Option<&'a str> {
+    let start = body.find(marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(&body[start..end])
+}
+
+/// The auto-submitting form: (action, decoded SAMLResponse XML, RelayState).
+fn form_post(page: &Page) -> (String, String, Option<String>) {
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let action = unescape(attr_after(&page.body, "action=\"").expect("a form"));
+    let response = attr_after(&page.body, "name=\"SAMLResponse\" value=\"")
+        .unwrap_or_else(|| panic!("no SAMLResponse in:\n{}", page.body));
+    let xml = String::from_utf8(B64.decode(response).unwrap()).unwrap();
+    let relay = attr_after(&page.body, "name=\"RelayState\" value=\"").map(unescape);
+    (action, xml, relay)
+}
+
+/// Runs `xmlsec1 --verify` over `xml` with `cert_pem`.
+fn xmlsec1_verifies(xml: &str, cert_pem: &[u8], id_attr: &str) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let file = dir.path().join("doc.xml");
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&file, xml).unwrap();
+    let out = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(&cert)
+        .arg("--id-attr:ID")
+        .arg(id_attr)
+        .arg(&file)
+        .stdout(Stdio::null())
+        .output()
+        .expect("xmlsec1 is installed");
+    if !out.status.success() {
+        eprintln!("xmlsec1: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.success()
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
+    let a = s
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in {s}"));
+    let b = s[a..]
+        .find(end)
+        .unwrap_or_else(|| panic!("{end} not in {s}"))
+        + a
+        + end.len();
+    &s[a..b]
+}
+
+/// Decrypts an EncryptedAssertion (AES-256-GCM, RSA-OAEP SHA-256) with the SP's key.
+fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
+    let encrypted = between(
+        xml,
+        "<saml:EncryptedAssertion>",
+        "</saml:EncryptedAssertion>",
+    );
+    assert!(encrypted.contains("xmlenc11#aes256-gcm"));
+    assert!(encrypted.contains("xmlenc11#rsa-oaep"));
+    let mut values = encrypted
+        .split("<xenc:CipherValue>")
+        .skip(1)
+        .map(|s| B64.decode(s.split('<').next().unwrap().trim()).unwrap());
+    let (wrapped, blob) = (values.next().unwrap(), values.next().unwrap());
+    let pkey = private_key(key);
+    let mut d = Decrypter::new(&pkey).unwrap();
+    d.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+    d.set_rsa_oaep_md(MessageDigest::sha256()).unwrap();
+    d.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+    let mut aes = vec![0u8; d.decrypt_len(&wrapped).unwrap()];
+    let n = d.decrypt(&wrapped, &mut aes).unwrap();
+    aes.truncate(n);
+    let (iv, rest) = blob.split_at(12);
+    let (ct, tag) = rest.split_at(rest.len() - 16);
+    let plain = decrypt_aead(Cipher::aes_256_gcm(), &aes, Some(iv), &[], ct, tag).unwrap();
+    String::from_utf8(plain).unwrap()
+}
+
+/// What the test SP read from a verified Response.
+#[derive(Debug)]
+struct Login {
+    name_id: String,
+    session_index: String,
+    loa: String,
+    authn_instant: i64,
+    attributes: HashMap<String, Vec<String>>,
+}
+
+impl TestSp {
+    /// Checks a successful Response as a strict SP would and returns what it says.
+    fn accept(
+        &self,
+        sesam: &TestServer,
+        page: &Page,
+        request_id: &str,
+        relay: Option<&str>,
+        encrypted: bool,
+    ) -> Login {
+        let csp = page
+            .headers
+            .get("content-security-policy")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains(&format!("form-action https://{}", self.host)),
+            "{csp}"
+        );
+        assert!(page.body.contains("/static/form-post.js"));
+        let (action, xml, got_relay) = form_post(page);
+        assert_eq!(action, self.acs);
+        assert_eq!(
+            got_relay.as_deref(),
+            relay,
+            "RelayState comes back unchanged"
+        );
+
+        let idp = &sesam.server.state.saml;
+        let idp_cert = idp.key.certificate();
+        let idp_pem = idp_cert.to_pem().unwrap();
+        let now = sesam.now().0;
+        let response: samael::schema::Response = xml.parse().expect("samael reads the Response");
+        assert_eq!(response.destination.as_deref(), Some(self.acs.as_str()));
+        assert_eq!(response.in_response_to.as_deref(), Some(request_id));
+        assert_eq!(
+            response.issuer.as_ref().and_then(|i| i.value.as_deref()),
+            Some(idp.entity_id.as_str())
+        );
+        assert_eq!(
+            response
+                .status
+                .as_ref()
+                .unwrap()
+                .status_code
+                .value
+                .as_deref(),
+            Some(SUCCESS)
+        );
+        assert!((response.issue_instant.timestamp() - now).abs() <= 1);
+
+        let assertion_xml = if encrypted {
+            assert!(response.assertion.is_none(), "no plaintext assertion");
+            assert!(!xml.contains("AttributeStatement"));
+            decrypt_assertion(&xml, &self.encryption)
+        } else {
+            assert!(response.encrypted_assertion.is_none());
+            assert!(
+                xmlsec1_verifies(&xml, &idp_pem, ASSERTION_ID_ATTR),
+                "xmlsec1 verifies the Response's assertion"
+            );
+            between(&xml, "<saml:Assertion ", "</saml:Assertion>").to_owned()
+        };
+        // samael (the SP's library) and xmlsec1 both verify the assertion's signature, and a
+        // changed assertion does not verify.
+        XmlSec::verify_signed_xml(
+            &assertion_xml,
+            &CertificateDer::from(idp_cert.der().to_vec()),
+            Some("ID"),
+        )
+        .expect("samael verifies the assertion signature");
+        assert!(xmlsec1_verifies(
+            &assertion_xml,
+            &idp_pem,
+            ASSERTION_ID_ATTR
+        ));
+        let tampered = assertion_xml.replacen("OIO-SAML-3.0", "OIO-SAML-3.1", 1);
+        assert!(!xmlsec1_verifies(&tampered, &idp_pem, ASSERTION_ID_ATTR));
+        assert!(assertion_xml.contains("rsa-sha256") && assertion_xml.contains("xml-exc-c14n"));
+
+        let a: samael::schema::Assertion = assertion_xml.parse().expect("samael reads it");
+        assert_eq!(a.issuer.value.as_deref(), Some(idp.entity_id.as_str()));
+        let subject = a.subject.as_ref().unwrap();
+        let name_id = subject.name_id.as_ref().unwrap();
+        assert_eq!(
+            name_id.format.as_deref(),
+            Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+        );
+        let confirmation = &subject.subject_confirmations.as_ref().unwrap()[0];
+        assert_eq!(
+            confirmation.method.as_deref(),
+            Some("urn:oasis:names:tc:SAML:2.0:cm:bearer")
+        );
+        let data = confirmation.subject_confirmation_data.as_ref().unwrap();
+        assert_eq!(data.recipient.as_deref(), Some(self.acs.as_str()));
+        assert_eq!(data.in_response_to.as_deref(), Some(request_id));
+        let not_on_or_after = data.not_on_or_after.unwrap().timestamp();
+        assert!(not_on_or_after > now && not_on_or_after <= now + 300);
+        let conditions = a.conditions.as_ref().unwrap();
+        assert!(conditions.not_before.unwrap().timestamp() <= now);
+        assert_eq!(
+            conditions.not_on_or_after.unwrap().timestamp(),
+            not_on_or_after
+        );
+        let audiences = &conditions.audience_restrictions.as_ref().unwrap()[0].audience;
+        assert_eq!(audiences, &vec![self.entity_id.clone()]);
+        let statement = &a.authn_statements.as_ref().unwrap()[0];
+        let loa = statement
+            .authn_context
+            .as_ref()
+            .and_then(|c| c.value.as_ref())
+            .and_then(|c| c.value.clone())
+            .unwrap();
+        let mut attributes = HashMap::new();
+        for s in a.attribute_statements.as_ref().unwrap() {
+            for attr in &s.attributes {
+                attributes.insert(
+                    attr.name.clone().unwrap(),
+                    attr.values.iter().filter_map(|v| v.value.clone()).collect(),
+                );
+            }
+        }
+        assert_eq!(
+            attributes["https://data.gov.dk/model/core/specVersion"],
+            vec!["OIO-SAML-3.0".to_owned()]
+        );
+        let loa_name = loa.rsplit('/').next().unwrap().to_owned();
+        assert_eq!(
+            attributes["https://data.gov.dk/concept/core/nsis/loa"],
+            vec![loa_name]
+        );
+        Login {
+            name_id: name_id.value.clone(),
+            session_index: statement.session_index.clone().unwrap(),
+            loa,
+            authn_instant: statement.authn_instant.unwrap().timestamp(),
+            attributes,
+        }
+    }
+
+    /// Checks a SAML error Response to this SP and returns its second-level status code.
+    fn refused(&self, page: &Page, request_id: &str) -> String {
+        let (action, xml, _) = form_post(page);
+        assert_eq!(action, self.acs);
+        let response: samael::schema::Response = xml.parse().unwrap();
+        assert_eq!(response.in_response_to.as_deref(), Some(request_id));
+        assert!(response.assertion.is_none() && response.encrypted_assertion.is_none());
+        let top = response.status.unwrap().status_code.value.unwrap();
+        assert_ne!(top, SUCCESS);
+        let marker = "<samlp:StatusCode Value=\"";
+        let second = xml.split(marker).nth(2).expect("a second-level status");
+        second
+            .split('"')
+            .next()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// A page refusing the request: a 4xx, no form to any SP.
+fn assert_refused_page(page: &Page, status: StatusCode) {
+    assert_eq!(page.status, status, "{}", page.body);
+    assert!(page.location().is_none());
+    assert!(!page.body.contains("SAMLResponse"));
+}
+
+// ---------------------------------------------------------------- logins
+
+async fn passwordless_on(sesam: &TestServer) {
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+}
+
+async fn anna_with_app(sesam: &TestServer) -> (User, AppClient) {
+    let anna = sesam
+        .store()
+        .create_user(
+            sesam_store::NewUser {
+                username: sesam_core::Username::parse("anna").unwrap(),
+                display_name: "Anna Andersen".into(),
+                email: Some("anna@kommune.dk".into()),
+                password_hash: Some(sesam_server::password::hash_now(PASSWORD).unwrap()),
+                is_admin: false,
+                password_only: false,
+                must_change_password: false,
+            },
+            sesam.now(),
+        )
+        .await
+        .unwrap();
+    let (app, _) = sesam
+        .enrol(
+            &anna,
+            EnrolOptions {
+                display_name: "Anna's iPhone".into(),
+                ..EnrolOptions::default()
+            },
+        )
+        .await;
+    (anna, app)
+}
+
+/// From the login page the service sent the browser to, through the passwordless login with
+/// the app answering, to the page the login returns to.
+async fn passwordless(browser: &Browser, app: &AppClient, username: &str) -> Page {
+    assert_eq!(start_login(browser, username).await, "/login/wait");
+    let code = code_on(&browser.get("/login/wait").await);
+    let pending = app.pending().await.unwrap();
+    assert_eq!(
+        app.answer(&pending[0].id, &Answer::Code(code))
+            .await
+            .unwrap()
+            .status,
+        "approved"
+    );
+    let done = browser.get("/login/complete").await;
+    assert_eq!(done.location(), Some("/saml/sso/continue"));
+    follow(browser, done).await
+}
+
+/// Answers the pending app request (push approval after a password).
+async fn approve(app: &AppClient, code: String) {
+    let pending = app.pending().await.unwrap();
+    assert_eq!(
+        app.answer(&pending[0].id, &Answer::Code(code))
+            .await
+            .unwrap()
+            .status,
+        "approved"
+    );
+}
+
+// ---------------------------------------------------------------- tests
+
+async fn metadata_is_signed_and_names_the_endpoints(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let page = sesam.browser().get("/saml/metadata").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.headers.get("content-type").unwrap(),
+        "application/samlmetadata+xml"
+    );
+    let idp = &sesam.server.state.saml;
+    let pem = idp.key.certificate().to_pem().unwrap();
+    assert!(xmlsec1_verifies(
+        &page.body,
+        &pem,
+        "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
+    ));
+    assert!(!xmlsec1_verifies(
+        &page.body.replacen("/saml/sso", "/saml/ss0", 1),
+        &pem,
+        "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
+    ));
+    let base = &sesam.server.state.config.public_url;
+    assert_eq!(idp.entity_id, format!("{base}/saml/metadata"));
+    assert!(page
+        .body
+        .contains(&format!(r#"entityID="{base}/saml/metadata""#)));
+    for binding in ["HTTP-Redirect", "HTTP-POST"] {
+        assert!(page.body.contains(&format!(
+            r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:{binding}" Location="{base}/saml/sso"/>"#
+        )));
+    }
+    assert!(page.body.contains("nameid-format:persistent"));
+    assert!(page.body.contains(r#"use="signing""#) && page.body.contains(r#"use="encryption""#));
+    assert!(page.body.contains("validUntil=") && page.body.contains("cacheDuration="));
+    // Our own reader of SP metadata reads it too (same structure, other descriptor).
+    assert!(page.body.contains("IDPSSODescriptor"));
+    sesam.stop().await;
+}
+
+async fn passwordless_login_over_redirect_then_sso_over_post_with_encryption(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    passwordless_on(&sesam).await;
+    sesam
+        .store()
+        .set_setting("organisation_name", "Testby Kommune", sesam.now())
+        .await
+        .unwrap();
+    let (anna, app) = anna_with_app(&sesam).await;
+    let plain = TestSp::new("plain.example.test");
+    plain
+        .register(
+            &sesam,
+            SpOptions {
+                name: Some("Plain Service".into()),
+                released_attributes: vec![
+                    "uuid".into(),
+                    "name".into(),
+                    "email".into(),
+                    "orgName".into(),
+                ],
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let sealed = TestSp::new("sealed.example.test");
+    sealed
+        .register(
+            &sesam,
+            SpOptions {
+                encrypt_assertions: true,
+                require_signed_requests: true,
+                released_attributes: vec!["uuid".into()],
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let browser = sesam.browser();
+
+    // Redirect binding, unsigned, a RelayState with characters that need escaping.
+    let relay = "https://plain.example.test/app?x=1&y=\"2\"";
+    let req = plain.request(&sesam);
+    let first = browser.get(&plain.redirect(&req, Some(relay), None)).await;
+    assert_eq!(first.location(), Some("/login"), "{}", first.body);
+    let page = passwordless(&browser, &app, "anna").await;
+    let login = plain.accept(&sesam, &page, &req.id, Some(relay), false);
+    assert_eq!(login.loa, LOA_SUBSTANTIAL);
+    assert_eq!(
+        login.attributes["https://data.gov.dk/model/core/eid/professional/uuid/persistent"],
+        vec![format!("urn:uuid:{}", anna.id.0)]
+    );
+    assert_eq!(
+        login.attributes["https://data.gov.dk/model/core/eid/fullName"],
+        vec!["Anna Andersen".to_owned()]
+    );
+    assert_eq!(
+        login.attributes["https://data.gov.dk/model/core/eid/email"],
+        vec!["anna@kommune.dk".to_owned()]
+    );
+    assert_eq!(
+        login.attributes["https://data.gov.dk/model/core/eid/professional/orgName"],
+        vec!["Testby Kommune".to_owned()]
+    );
+    assert!((login.authn_instant - sesam.now().0).abs() <= 1);
+    assert!(login.name_id.len() >= 32 && !login.name_id.contains(&anna.id.0));
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"saml.response".to_string()));
+    // The request is answered once: coming back to the continuation finds nothing waiting.
+    assert_refused_page(
+        &browser.get("/saml/sso/continue").await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // POST binding, signed, to an SP that gets encrypted assertions: the session is reused.
+    let req2 = sealed.request(&sesam);
+    let posted = post_sso(&browser, &sealed.post_fields(&req2, Some("opaque"), true)).await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let handover = posted.location().unwrap().to_owned();
+    assert!(handover.starts_with("/saml/sso/continue?r="));
+    let page = browser.get(&handover).await;
+    let second = sealed.accept(&sesam, &page, &req2.id, Some("opaque"), true);
+    assert_eq!(second.loa, LOA_SUBSTANTIAL);
+    assert_eq!(
+        second.session_index, login.session_index,
+        "one login, two SPs"
+    );
+    assert_ne!(second.name_id, login.name_id, "a pseudonym per SP");
+    assert_eq!(second.attributes.len(), 3, "specVersion, loa and uuid only");
+    assert_eq!(
+        sesam
+            .store()
+            .saml_participants(&login.session_index)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // The handover is single-use.
+    assert_refused_page(&browser.get(&handover).await, StatusCode::BAD_REQUEST);
+
+    // The same user at the first SP again: the same persistent NameID.
+    let req3 = plain.request(&sesam);
+    let again = browser.get(&plain.redirect(&req3, None, None)).await;
+    let third = plain.accept(&sesam, &again, &req3.id, None, false);
+    assert_eq!(third.name_id, login.name_id);
+    sesam.stop().await;
+}
+
+async fn passwordless_login_over_post_with_signed_request_then_signed_redirect(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    passwordless_on(&sesam).await;
+    let (_anna, app) = anna_with_app(&sesam).await;
+    let sp = TestSp::new("signed.example.test");
+    sp.register(
+        &sesam,
+        SpOptions {
+            encrypt_assertions: true,
+            require_signed_requests: true,
+            ..SpOptions::default()
+        },
+    )
+    .await;
+    let browser = sesam.browser();
+
+    // The cross-site POST carries no cookie; the handover continues on a GET that has one.
+    let mut req = sp.request(&sesam);
+    req.acs_url = None;
+    req.acs_index = Some(1);
+    let posted = post_sso(&sesam.browser(), &sp.post_fields(&req, None, true)).await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let to_login = browser.get(posted.location().unwrap()).await;
+    assert_eq!(to_login.location(), Some("/login"));
+    let page = passwordless(&browser, &app, "anna").await;
+    let (action, _, _) = form_post(&page);
+    assert_eq!(action, sp.second_acs(), "the ACS chosen by index");
+
+    // A signed Redirect request, answered from the session.
+    let req = sp.request(&sesam);
+    let page = browser
+        .get(&sp.redirect(&req, Some("r"), Some(RSA_SHA256)))
+        .await;
+    let login = sp.accept(&sesam, &page, &req.id, Some("r"), true);
+    assert_eq!(login.loa, LOA_SUBSTANTIAL);
+    sesam.stop().await;
+}
+
+async fn bad_requests_get_the_right_answer(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let sp = TestSp::new("sp.example.test");
+    sp.register(&sesam, SpOptions::default()).await;
+    let strict = TestSp::new("strict.example.test");
+    strict
+        .register(
+            &sesam,
+            SpOptions {
+                require_signed_requests: true,
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let off = TestSp::new("off.example.test");
+    off.register(
+        &sesam,
+        SpOptions {
+            enabled: false,
+            ..SpOptions::default()
+        },
+    )
+    .await;
+    let stranger = TestSp::new("stranger.example.test");
+    let browser = sesam.browser();
+    let get = |path: String| {
+        let browser = &browser;
+        async move { browser.get(&path).await }
+    };
+
+    // Unknown and disabled SPs: a page, never a redirect.
+    let page = get(stranger.redirect(&stranger.request(&sesam), None, None)).await;
+    assert_refused_page(&page, StatusCode::FORBIDDEN);
+    let page = get(off.redirect(&off.request(&sesam), None, None)).await;
+    assert_refused_page(&page, StatusCode::FORBIDDEN);
+    let mut no_issuer = sp.request(&sesam);
+    no_issuer.issuer = String::new();
+    assert!(get(sp.redirect(&no_issuer, None, None))
+        .await
+        .status
+        .is_client_error());
+
+    // An ACS the metadata does not list, by URL or index.
+    let mut r = sp.request(&sesam);
+    r.acs_url = Some("https://evil.example.test/acs".into());
+    assert_refused_page(
+        &get(sp.redirect(&r, None, None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    r.acs_url = None;
+    r.acs_index = Some(7);
+    assert_refused_page(
+        &get(sp.redirect(&r, None, None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+
+    // Signatures: missing when required, by another key, over changed content, SHA-1.
+    let r = strict.request(&sesam);
+    assert_refused_page(
+        &get(strict.redirect(&r, None, None)).await,
+        StatusCode::FORBIDDEN,
+    );
+    let foreign = IdpKey::generate("foreign", 30).unwrap();
+    let path = redirect_path(
+        &strict.xml(&strict.request(&sesam), false),
+        None,
+        Some((&foreign, RSA_SHA256)),
+    );
+    assert_refused_page(&get(path).await, StatusCode::FORBIDDEN);
+    let good = strict.redirect(&strict.request(&sesam), Some("a"), Some(RSA_SHA256));
+    assert_refused_page(
+        &get(good.replacen("RelayState=a", "RelayState=b", 1)).await,
+        StatusCode::FORBIDDEN,
+    );
+    let sha1 = strict.redirect(&strict.request(&sesam), None, Some(RSA_SHA1));
+    assert_refused_page(&get(sha1).await, StatusCode::FORBIDDEN);
+    let fields = strict.post_fields(&strict.request(&sesam), None, false);
+    assert_refused_page(&post_sso(&browser, &fields).await, StatusCode::FORBIDDEN);
+    let signed = sign_enveloped(&strict.xml(&strict.request(&sesam), true), &foreign);
+    assert_refused_page(
+        &post_sso(&browser, &post_fields(&signed, None)).await,
+        StatusCode::FORBIDDEN,
+    );
+    // A signed POST request changed after signing, and wrapped inside another request.
+    let r = strict.request(&sesam);
+    let signed = sign_enveloped(&strict.xml(&r, true), &strict.signing);
+    let changed = signed.replacen(&strict.acs, &strict.second_acs(), 1);
+    assert_refused_page(
+        &post_sso(&browser, &post_fields(&changed, None)).await,
+        StatusCode::FORBIDDEN,
+    );
+    let wrapped = format!(
+        concat!(
+            r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+            r#" ID="_evil" Version="2.0" IssueInstant="{ii}" AssertionConsumerServiceURL="{acs}">"#,
+            "<saml:Issuer>{issuer}</saml:Issuer><samlp:Extensions>{signed}</samlp:Extensions></samlp:AuthnRequest>"
+        ),
+        ii = instant(sesam.now().0),
+        acs = strict.acs,
+        issuer = strict.entity_id,
+        signed = signed.trim_start_matches(|c| c != '>').trim_start_matches('>'),
+    );
+    let page = post_sso(&browser, &post_fields(&wrapped, None)).await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+    assert!(!page.body.contains("SAMLResponse"));
+    // The untouched signed request is accepted.
+    let page = post_sso(&browser, &post_fields(&signed, None)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+
+    // Times and Destination are answered to the SP's ACS.
+    let mut r = sp.request(&sesam);
+    r.issue_instant -= 600;
+    assert_eq!(
+        sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
+        "RequestDenied"
+    );
+    let mut r = sp.request(&sesam);
+    r.issue_instant += 600;
+    assert_eq!(
+        sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
+        "RequestDenied"
+    );
+    let mut r = sp.request(&sesam);
+    r.destination = Some("https://other-idp.example.test/sso".into());
+    assert_eq!(
+        sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
+        "RequestDenied"
+    );
+    let mut r = sp.request(&sesam);
+    r.name_id_format = Some("urn:oasis:names:tc:SAML:2.0:nameid-format:transient");
+    assert_eq!(
+        sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
+        "InvalidNameIDPolicy"
+    );
+
+    // A replayed request ID.
+    let r = sp.request(&sesam);
+    let first = get(sp.redirect(&r, None, None)).await;
+    assert_eq!(first.location(), Some("/login"));
+    let replay = get(sp.redirect(&r, None, None)).await;
+    assert_eq!(sp.refused(&replay, &r.id), "RequestDenied");
+    let replay = post_sso(&browser, &sp.post_fields(&r, None, false)).await;
+    assert_eq!(sp.refused(&replay, &r.id), "RequestDenied");
+
+    // What cannot be read at all: a page.
+    let r = sp.request(&sesam);
+    let doctype = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]>{}",
+        sp.xml(&r, false)
+    );
+    assert_refused_page(
+        &get(redirect_path(&doctype, None, None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(
+        &post_sso(&browser, &post_fields(&doctype, None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    let bomb = deflate(&vec![b' '; 10 * 1024 * 1024]);
+    let page = get(redirect_path_raw(&B64.encode(&bomb), None, None)).await;
+    assert!(page.status.is_client_error(), "{}", page.status);
+    assert!(!page.body.contains("SAMLResponse"));
+    assert_refused_page(
+        &get("/saml/sso?SAMLRequest=%%%not-base64!!".into()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(
+        &get(redirect_path_raw("bm90IGRlZmxhdGU=", None, None)).await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(&get("/saml/sso".into()).await, StatusCode::BAD_REQUEST);
+    assert_refused_page(
+        &get("/saml/sso?SAMLRequest=a&SAMLRequest=b".into()).await,
+        StatusCode::BAD_REQUEST,
+    );
+    let long_relay = "x".repeat(2000);
+    assert_refused_page(
+        &get(sp.redirect(&sp.request(&sesam), Some(&long_relay), None)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert_refused_page(
+        &post_sso(
+            &browser,
+            &sp.post_fields(&sp.request(&sesam), Some(&long_relay), false),
+        )
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert_refused_page(
+        &post_sso(
+            &browser,
+            &[("SAMLRequest".to_owned(), "!!not base64!!".to_owned())],
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(
+        &browser
+            .post_raw(
+                "/saml/sso",
+                "application/x-www-form-urlencoded",
+                b"SAMLRequest=%FF%FE".to_vec(),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(
+        &browser
+            .post_raw(
+                "/saml/sso",
+                "text/xml",
+                sp.xml(&sp.request(&sesam), false).into_bytes(),
+            )
+            .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    assert_refused_page(
+        &browser
+            .post_raw(
+                "/saml/sso",
+                "application/x-www-form-urlencoded",
+                format!("SAMLRequest={}", "A".repeat(200_000)).into_bytes(),
+            )
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    let not_authn = B64.encode(br#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_x" Version="2.0" IssueInstant="2026-01-01T00:00:00Z"/>"#);
+    assert_refused_page(
+        &post_sso(&browser, &[("SAMLRequest".to_owned(), not_authn)]).await,
+        StatusCode::BAD_REQUEST,
+    );
+    // Continuations without a request waiting.
+    for path in [
+        "/saml/sso/continue?r=0123456789abcdef0123456789abcdef",
+        "/saml/sso/continue?r=../../etc",
+        "/saml/sso/continue",
+    ] {
+        assert_refused_page(&sesam.browser().get(path).await, StatusCode::BAD_REQUEST);
+    }
+    sesam.stop().await;
+}
+
+async fn force_authn_is_passive_step_up_and_high(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, app) = anna_with_app(&sesam).await;
+    let sp = TestSp::new("levels.example.test");
+    sp.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+
+    // IsPassive without a session: NoPassive, at once.
+    let mut r = sp.request(&sesam);
+    r.passive = true;
+    assert_eq!(
+        sp.refused(&browser.get(&sp.redirect(&r, None, None)).await, &r.id),
+        "NoPassive"
+    );
+    // High is refused before any login.
+    let mut r = sp.request(&sesam);
+    r.context = Some(("exact", vec![LOA_HIGH]));
+    assert_eq!(
+        sp.refused(&browser.get(&sp.redirect(&r, None, None)).await, &r.id),
+        "NoAuthnContext"
+    );
+    let mut r = sp.request(&sesam);
+    r.context = Some(("better", vec![LOA_SUBSTANTIAL]));
+    assert_eq!(
+        sp.refused(&browser.get(&sp.redirect(&r, None, None)).await, &r.id),
+        "NoAuthnContext"
+    );
+
+    // A password login gives Low.
+    let r = sp.request(&sesam);
+    let start = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"));
+    let answer = browser.log_in("anna", PASSWORD).await;
+    let page = follow(&browser, answer).await;
+    let low = sp.accept(&sesam, &page, &r.id, None, false);
+    assert_eq!(low.loa, LOA_LOW);
+
+    // IsPassive with a session that suffices: answered without a page.
+    let mut r = sp.request(&sesam);
+    r.passive = true;
+    r.context = Some(("minimum", vec![LOA_LOW]));
+    let page = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(sp.accept(&sesam, &page, &r.id, None, false).loa, LOA_LOW);
+    // IsPassive asking for more than the session has: NoPassive.
+    let mut r = sp.request(&sesam);
+    r.passive = true;
+    r.context = Some(("minimum", vec![LOA_SUBSTANTIAL]));
+    assert_eq!(
+        sp.refused(&browser.get(&sp.redirect(&r, None, None)).await, &r.id),
+        "NoPassive"
+    );
+
+    // Substantial asked for: the app steps the password login up.
+    let mut r = sp.request(&sesam);
+    r.context = Some(("minimum", vec![LOA_SUBSTANTIAL, LOA_HIGH]));
+    let start = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login/step-up"));
+    let wait = follow(&browser, start).await;
+    approve(&app, code_on(&wait)).await;
+    let page = follow(&browser, browser.get("/login/complete").await).await;
+    let stepped = sp.accept(&sesam, &page, &r.id, None, false);
+    assert_eq!(stepped.loa, LOA_SUBSTANTIAL);
+    assert_eq!(
+        stepped.session_index, low.session_index,
+        "the same login, stepped up"
+    );
+
+    // ForceAuthn: the session is not reused; a new login is, with a new AuthnInstant.
+    sesam.clock.advance(30);
+    let mut r = sp.request(&sesam);
+    r.force = true;
+    let start = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"), "{}", start.body);
+    let answer = browser.log_in("anna", PASSWORD).await;
+    let page = follow(&browser, answer).await;
+    let fresh = sp.accept(&sesam, &page, &r.id, None, false);
+    assert_eq!(fresh.authn_instant, sesam.now().0);
+    assert!(fresh.authn_instant > stepped.authn_instant);
+    assert_ne!(fresh.session_index, low.session_index);
+    assert_eq!(fresh.name_id, low.name_id);
+
+    // An SP whose minimum is Substantial steps a password login up too.
+    let strict = TestSp::new("substantial.example.test");
+    strict
+        .register(
+            &sesam,
+            SpOptions {
+                min_level: sesam_core::AssuranceLevel::Substantial,
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let r = strict.request(&sesam);
+    let start = browser.get(&strict.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login/step-up"));
+    let wait = follow(&browser, start).await;
+    approve(&app, code_on(&wait)).await;
+    let page = follow(&browser, browser.get("/login/complete").await).await;
+    assert_eq!(
+        strict.accept(&sesam, &page, &r.id, None, false).loa,
+        LOA_SUBSTANTIAL
+    );
+    sesam.stop().await;
+}
+
+fn sesam_cli(db: &TestDb, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sesam"))
+        .args(args)
+        .env_remove("SESAM_CONFIG")
+        .env("SESAM_DATABASE_URL", &db.url)
+        .output()
+        .expect("run sesam");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn sp_cli_adds_lists_updates_and_removes(db: TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = TestSp::new("cli.example.test");
+    let file = dir.path().join("sp.xml");
+    std::fs::write(&file, sp.metadata(false)).unwrap();
+    let file = file.to_str().unwrap();
+
+    let (ok, out, err) = sesam_cli(&db, &["sp", "add", "--metadata", file, "--encrypt"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("added https://cli.example.test/shibboleth"),
+        "{out}"
+    );
+    let (ok, out, err) = sesam_cli(
+        &db,
+        &[
+            "sp",
+            "add",
+            "--metadata",
+            file,
+            "--name",
+            "Sagssystem",
+            "--min-level",
+            "substantial",
+            "--require-signed-requests",
+            "--attributes",
+            "uuid,email",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("updated"), "{out}");
+    let (ok, out, _) = sesam_cli(&db, &["sp", "list"]);
+    assert!(ok);
+    assert!(
+        out.contains("https://cli.example.test/shibboleth  Sagssystem"),
+        "{out}"
+    );
+    assert!(out.contains("min-level=substantial") && out.contains("signed-requests"));
+    assert!(out.contains("attributes=uuid,email") && !out.contains("encrypt"));
+
+    // Bad metadata and bad options: a clear error, nothing stored or changed.
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let cases = [
+        (write("text.xml", "this is not XML"), "not well-formed"),
+        (
+            write(
+                "root.xml",
+                r#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>"#,
+            ),
+            "root element",
+        ),
+        (
+            write(
+                "doctype.xml",
+                &format!(
+                    "<!DOCTYPE x [<!ENTITY a \"a\">]>{}",
+                    sp.metadata(false)
+                        .replace(r#"<?xml version="1.0" encoding="UTF-8"?>"#, "")
+                ),
+            ),
+            "DOCTYPE",
+        ),
+        (
+            write("big.xml", &format!("<x>{}</x>", "a".repeat(300 * 1024))),
+            "larger than",
+        ),
+        (write("binary.xml", "\u{0}\u{1}"), "not"),
+    ];
+    for (path, want) in &cases {
+        let (ok, _, err) = sesam_cli(&db, &["sp", "add", "--metadata", path]);
+        assert!(!ok);
+        assert!(err.contains(want), "{path}: {err}");
+    }
+    let (ok, _, err) = sesam_cli(&db, &["sp", "add", "--metadata", "/no/such/file.xml"]);
+    assert!(!ok && err.contains("/no/such/file.xml"), "{err}");
+    let (ok, _, err) = sesam_cli(
+        &db,
+        &["sp", "add", "--metadata", file, "--min-level", "high"],
+    );
+    assert!(!ok && err.contains("min-level"), "{err}");
+    let (ok, _, err) = sesam_cli(
+        &db,
+        &["sp", "add", "--metadata", file, "--attributes", "cpr"],
+    );
+    assert!(!ok && err.contains("unknown attribute"), "{err}");
+    let (ok, _, err) = sesam_cli(
+        &db,
+        &["sp", "add", "--metadata", "http://127.0.0.1:9/metadata"],
+    );
+    assert!(!ok && err.contains("127.0.0.1:9"), "{err}");
+    let (_, out, _) = sesam_cli(&db, &["sp", "list"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("Sagssystem"), "unchanged: {out}");
+
+    let (ok, out, _) = sesam_cli(
+        &db,
+        &["sp", "remove", "https://cli.example.test/shibboleth"],
+    );
+    assert!(ok && out.contains("removed"));
+    let (ok, _, err) = sesam_cli(
+        &db,
+        &["sp", "remove", "https://cli.example.test/shibboleth"],
+    );
+    assert!(!ok && err.contains("no service provider"));
+    let (_, out, _) = sesam_cli(&db, &["sp", "list"]);
+    assert!(out.trim().is_empty());
+}
