@@ -285,7 +285,118 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     text_of(&computer, "#status").await;
     screenshot(&computer, "admin-user.png").await;
 
+    oidc_client_is_registered_and_a_password_login_reaches_it(&sesam, &computer).await;
+
     computer.close().await.unwrap();
     phone.close().await.unwrap();
     sesam.stop().await;
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(client: &Client, css: &str, text: &str) {
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// The admin registers an OIDC client in the portal for a relying party on this machine;
+/// then the password-only robot logs in to it. Chromium applies the login form's CSP
+/// `form-action` to the redirects after the password is sent, so this proves they reach the
+/// relying party.
+async fn oidc_client_is_registered_and_a_password_login_reaches_it(
+    sesam: &TestServer,
+    computer: &Client,
+) {
+    let base = sesam.url("");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rp = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/cb",
+        axum::routing::get(|| async { axum::response::Html("<h1 id=\"rp\">Relying party</h1>") }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    computer
+        .goto(&format!("{base}/admin/services"))
+        .await
+        .unwrap();
+    type_into(computer, "#client-name", "Borgerservice").await;
+    type_into(computer, "#client-redirects", &format!("{rp}/cb")).await;
+    click(computer, "#client-create").await;
+    let secret = text_of(computer, "#client-secret").await;
+    let client_id = text_of(computer, "#client-id").await;
+    screenshot(computer, "admin-oidc-client.png").await;
+    computer
+        .goto(&format!("{base}/admin/services"))
+        .await
+        .unwrap();
+    text_of(computer, "#services").await;
+    screenshot(computer, "admin-services.png").await;
+
+    computer.goto(&format!("{base}/logout")).await.unwrap();
+    click(computer, "form[action='/logout'] button[type=submit]").await;
+    text_of(computer, "h1").await;
+
+    let verifier = "a-verifier-for-the-browser-test-that-is-long-enough-0123456789";
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", &format!("{rp}/cb")),
+        ("scope", "openid profile"),
+        ("state", "browser-1"),
+        ("code_challenge", &sesam_oidc::pkce_challenge_s256(verifier)),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap();
+    computer
+        .goto(&format!("{base}/authorize?{query}"))
+        .await
+        .unwrap();
+    type_into(computer, "#username", "robot").await;
+    click(computer, "form[action='/login'] button[type=submit]").await;
+    type_into(computer, "#password", "Robot-demo-login-1").await;
+    click(
+        computer,
+        "form[action='/login/password'] button[type=submit]",
+    )
+    .await;
+    text_of(computer, "#rp").await;
+    let url = computer.current_url().await.unwrap();
+    assert!(url.as_str().starts_with(&format!("{rp}/cb?code=")), "{url}");
+    let code = url
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", &format!("{rp}/cb")),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
 }

@@ -851,3 +851,90 @@ async fn end_session_logs_out_and_redirects_only_where_registered(db: TestDb) {
         .contains(&"logout".to_string()));
     sesam.stop().await;
 }
+
+/// Keys from files: the current one signs, the next one is published ahead of a rollover,
+/// and an ES256 client gets ES256 tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_keys_sign_and_the_next_key_is_published() {
+    use sesam_oidc::JwsSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let current = sesam_oidc::SigningKey::generate().unwrap();
+    let next = sesam_oidc::SigningKey::generate().unwrap();
+    let current_path = dir.path().join("current.pem");
+    let next_path = dir.path().join("next.pem");
+    std::fs::write(&current_path, current.to_pem().unwrap()).unwrap();
+    std::fs::write(&next_path, next.to_pem().unwrap()).unwrap();
+    let db = TestDb::sqlite();
+    let config = crate::harness::test_config_with(
+        &db.url,
+        &[
+            (
+                "SESAM_OIDC_SIGNING_KEY_FILE",
+                current_path.to_str().unwrap(),
+            ),
+            (
+                "SESAM_OIDC_NEXT_SIGNING_KEY_FILE",
+                next_path.to_str().unwrap(),
+            ),
+        ],
+    );
+    let sesam = TestServer::start_with(sesam_core::ManualClock::starting_now(), config).await;
+    let jwks: Value = reqwest::get(sesam.url("/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&current.kid()) && kids.contains(&next.kid()),
+        "{kids:?}"
+    );
+    assert_eq!(kids.len(), 3, "RS256, ES256 and the next RS256 key");
+
+    let app = anna_with_app(&sesam).await;
+    let rp = register(&sesam, false).await;
+    let code = code_for(
+        &sesam,
+        &sesam.browser(),
+        &app,
+        &authorize_path(&rp.client_id, &[]),
+    )
+    .await;
+    let (_, tokens) = exchange(&sesam, &rp, &code).await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let header = id_token_claims(&format!("x.{}", id_token.split('.').next().unwrap()));
+    assert_eq!(header["kid"], current.kid());
+    assert_eq!(header["alg"], "RS256");
+
+    // A client registered for ES256 gets ES256 ID tokens.
+    let (es_client, es_secret) = sesam_server::oidc::register_client(
+        sesam.store(),
+        &ClientRegistration {
+            name: "EC".into(),
+            redirect_uris: vec![CALLBACK.into()],
+            es256: true,
+            ..ClientRegistration::default()
+        },
+        sesam.now(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let es = Rp {
+        client_id: es_client.client_id,
+        secret: es_secret,
+    };
+    let browser = sesam.browser();
+    let code = code_for(&sesam, &browser, &app, &authorize_path(&es.client_id, &[])).await;
+    let (_, tokens) = exchange(&sesam, &es, &code).await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let header = id_token_claims(&format!("x.{}", id_token.split('.').next().unwrap()));
+    assert_eq!(header["alg"], "ES256");
+    sesam.stop().await;
+}

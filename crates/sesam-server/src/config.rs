@@ -32,6 +32,11 @@ pub struct Config {
     pub push: PushConfig,
     /// How often a waiting browser's stream re-reads its challenge when no notification came.
     pub challenge_reread_seconds: u64,
+    /// The RSA key (PEM) that signs ID tokens; without it one is generated and kept in the
+    /// database.
+    pub oidc_signing_key_file: Option<PathBuf>,
+    /// The next RSA key, published in the JWKS ahead of a rollover.
+    pub oidc_next_signing_key_file: Option<PathBuf>,
 }
 
 /// Where pushes go: recorded in the database (`outbox`, for development and tests) or sent
@@ -71,6 +76,8 @@ struct RawConfig {
     fcm_base_url: Option<String>,
     fcm_project_id: Option<String>,
     fcm_service_account_file: Option<String>,
+    oidc_signing_key_file: Option<String>,
+    oidc_next_signing_key_file: Option<String>,
 }
 
 /// Every key, in the order the example file documents them.
@@ -94,6 +101,8 @@ pub const KEYS: &[&str] = &[
     "fcm_base_url",
     "fcm_project_id",
     "fcm_service_account_file",
+    "oidc_signing_key_file",
+    "oidc_next_signing_key_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +275,8 @@ impl Config {
             trust_forwarded_for: raw.trust_forwarded_for.unwrap_or(false),
             password_hash_concurrency: concurrency as usize,
             demo: raw.demo.unwrap_or(false),
+            oidc_signing_key_file: raw.oidc_signing_key_file.map(PathBuf::from),
+            oidc_next_signing_key_file: raw.oidc_next_signing_key_file.map(PathBuf::from),
         })
     }
 
@@ -349,6 +360,8 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "fcm_base_url" => raw.fcm_base_url = Some(value.clone()),
             "fcm_project_id" => raw.fcm_project_id = Some(value.clone()),
             "fcm_service_account_file" => raw.fcm_service_account_file = Some(value.clone()),
+            "oidc_signing_key_file" => raw.oidc_signing_key_file = Some(value.clone()),
+            "oidc_next_signing_key_file" => raw.oidc_next_signing_key_file = Some(value.clone()),
             _ => unreachable!("every key in KEYS is handled"),
         }
     }

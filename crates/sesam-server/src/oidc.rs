@@ -12,6 +12,8 @@ pub struct OidcProvider {
     /// `public_url`: discovery lives at `{issuer}/.well-known/openid-configuration`.
     pub issuer: String,
     pub rs256: SigningKey,
+    /// Published in the JWKS ahead of a rollover; signs nothing yet.
+    pub next_rs256: Option<SigningKey>,
     pub es256: EcSigningKey,
     /// Mixed into pairwise subject identifiers so they cannot be computed from outside.
     pub pairwise_salt: Vec<u8>,
@@ -23,10 +25,22 @@ impl OidcProvider {
         config: &Config,
         now: UnixTime,
     ) -> anyhow::Result<OidcProvider> {
-        let rs256 = stored_or_new(store, "oidc-rs256", now, || {
-            Ok(SigningKey::generate()?.to_pem()?)
-        })
-        .await?;
+        let rs256 = match &config.oidc_signing_key_file {
+            Some(path) => read_key(path)?,
+            None => {
+                stored_or_new(store, "oidc-rs256", now, || {
+                    Ok(SigningKey::generate()?.to_pem()?)
+                })
+                .await?
+            }
+        };
+        let next_rs256 = match &config.oidc_next_signing_key_file {
+            Some(path) => Some(
+                SigningKey::from_pem(read_key(path)?.as_bytes())
+                    .with_context(|| format!("{}", path.display()))?,
+            ),
+            None => None,
+        };
         let es256 = stored_or_new(store, "oidc-es256", now, || {
             Ok(EcSigningKey::generate()?.to_pem()?)
         })
@@ -38,9 +52,19 @@ impl OidcProvider {
         Ok(OidcProvider {
             issuer: config.public_url.clone(),
             rs256: SigningKey::from_pem(rs256.as_bytes()).context("stored oidc-rs256 key")?,
+            next_rs256,
             es256: EcSigningKey::from_pem(es256.as_bytes()).context("stored oidc-es256 key")?,
             pairwise_salt: salt.into_bytes(),
         })
+    }
+
+    /// The keys relying parties may see signatures from (and the next one).
+    pub fn published(&self) -> Vec<&dyn JwsSigner> {
+        let mut keys: Vec<&dyn JwsSigner> = vec![&self.rs256, &self.es256];
+        if let Some(next) = &self.next_rs256 {
+            keys.push(next);
+        }
+        keys
     }
 
     pub fn signer(&self, alg: JwsAlg) -> &dyn JwsSigner {
@@ -49,6 +73,10 @@ impl OidcProvider {
             JwsAlg::RS256 => &self.rs256,
         }
     }
+}
+
+fn read_key(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// The key stored for `purpose`, or a new one from `generate` stored now.

@@ -94,10 +94,9 @@ pub async fn discovery(State(state): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let keys: [&dyn sesam_oidc::JwsSigner; 2] = [&state.oidc.rs256, &state.oidc.es256];
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(sesam_oidc::jwks(&keys)),
+        Json(sesam_oidc::jwks(&state.oidc.published())),
     )
         .into_response()
 }
