@@ -15,6 +15,7 @@ on_both_databases!(
     the_audit_log_filters_and_exports,
     user_search_stays_correct_over_100000_users,
     oidc_clients_are_managed_in_the_portal,
+    users_are_created_in_the_portal,
 );
 
 async fn add_admin(sesam: &TestServer) -> sesam_core::User {
@@ -616,4 +617,81 @@ async fn oidc_clients_are_managed_in_the_portal(db: TestDb) {
     ] {
         assert!(events.contains(&event.to_string()), "{event} in {events:?}");
     }
+}
+
+async fn users_are_created_in_the_portal(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (browser, _app) = admin_browser(&sesam).await;
+    let csrf = browser.get("/admin/users").await.csrf();
+    let create = |csrf: String, username: &'static str, name: &'static str, email: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .post_form(
+                    "/admin/users/new",
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("username", username),
+                        ("display_name", name),
+                        ("email", email),
+                        ("pilot", "on"),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        create(String::new(), "carl", "Carl", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    for (username, name, email) in [
+        ("carl jensen", "Carl", ""),
+        ("carl", "", ""),
+        ("carl", "Carl", "not-an-address"),
+        ("", "Carl", ""),
+    ] {
+        let page = create(csrf.clone(), username, name, email).await;
+        assert_eq!(
+            page.status,
+            StatusCode::BAD_REQUEST,
+            "{username:?} {name:?} {email:?}"
+        );
+        assert!(page.body.contains("id=\"new-user-error\""));
+    }
+    let carl = Username::parse("carl").unwrap();
+    assert!(sesam
+        .store()
+        .find_user_by_username(&carl)
+        .await
+        .unwrap()
+        .is_none());
+
+    let page = create(csrf.clone(), "carl", "Carl Carlsen", "carl@kommune.dk").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let marker = "id=\"one-time-password\">";
+    let start = page.body.find(marker).unwrap() + marker.len();
+    let password = &page.body[start..start + page.body[start..].find('<').unwrap()];
+    let stored = sesam
+        .store()
+        .find_user_by_username(&carl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.must_change_password && stored.in_pilot && !stored.is_admin);
+    assert_eq!(stored.email.as_deref(), Some("carl@kommune.dk"));
+    assert!(sesam
+        .audit_events("carl")
+        .await
+        .contains(&"user.created".to_string()));
+
+    let again = create(csrf.clone(), "CARL", "Another Carl", "").await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert!(again.body.contains("new-user-error"));
+
+    // The one-time password works once, and must be changed at once.
+    let carls = sesam.browser();
+    assert_eq!(
+        carls.log_in("carl", password).await.location(),
+        Some("/account/password")
+    );
 }

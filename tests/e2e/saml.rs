@@ -1297,6 +1297,106 @@ async fn sp_cli_adds_lists_updates_and_removes(db: TestDb) {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("Sagssystem"), "unchanged: {out}");
 
+    // From a URL: fetched, kept for a refresh; a document over the size cap is refused.
+    let served = std::sync::Arc::new(std::sync::Mutex::new(sp.metadata(false)));
+    let current = served.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metadata.xml",
+            axum::routing::get(move || {
+                let current = current.clone();
+                async move { current.lock().unwrap().clone() }
+            }),
+        )
+        .route(
+            "/big.xml",
+            axum::routing::get(|| async { format!("<x>{}</x>", "a".repeat(300 * 1024)) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("http://{addr}/metadata.xml");
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        tokio::task::block_in_place(|| sesam_cli(&db, &refs))
+    };
+    let (ok, _, err) = run(vec![
+        "sp".into(),
+        "add".into(),
+        "--metadata".into(),
+        format!("http://{addr}/big.xml"),
+    ]);
+    assert!(!ok && err.contains("larger than"), "{err}");
+    let (ok, _, err) = run(vec![
+        "sp".into(),
+        "add".into(),
+        "--metadata".into(),
+        format!("http://{addr}/missing.xml"),
+    ]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let other = TestSp::new("url.example.test");
+    *served.lock().unwrap() = other.metadata(false);
+    let (ok, out, err) = run(vec![
+        "sp".into(),
+        "add".into(),
+        "--metadata".into(),
+        url.clone(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("added https://url.example.test/shibboleth"),
+        "{out}"
+    );
+    let store = db.store().await;
+    let stored = store
+        .saml_sp("https://url.example.test/shibboleth")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.metadata_url.as_deref(), Some(url.as_str()));
+    // The SP rolls its signing key: a refresh picks it up; metadata naming another entity
+    // is refused and changes nothing.
+    let rolled = TestSp::new("url.example.test");
+    *served.lock().unwrap() = rolled.metadata(true);
+    let refresh = || {
+        run(vec![
+            "sp".into(),
+            "refresh".into(),
+            "https://url.example.test/shibboleth".into(),
+        ])
+    };
+    let (ok, out, err) = refresh();
+    assert!(ok && out.contains("refreshed"), "{err}");
+    let after = store
+        .saml_sp("https://url.example.test/shibboleth")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.metadata_xml, rolled.metadata(true));
+    assert_eq!(after.created_at, stored.created_at);
+    *served.lock().unwrap() = sp.metadata(false);
+    let (ok, _, err) = refresh();
+    assert!(!ok && err.contains("nothing changed"), "{err}");
+    assert_eq!(
+        store
+            .saml_sp("https://url.example.test/shibboleth")
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_xml,
+        rolled.metadata(true)
+    );
+    store.close().await;
+    let (ok, _, err) = sesam_cli(
+        &db,
+        &["sp", "refresh", "https://cli.example.test/shibboleth"],
+    );
+    assert!(!ok && err.contains("not added from a URL"), "{err}");
+    sesam_cli(
+        &db,
+        &["sp", "remove", "https://url.example.test/shibboleth"],
+    );
+
     let (ok, out, _) = sesam_cli(
         &db,
         &["sp", "remove", "https://cli.example.test/shibboleth"],

@@ -63,6 +63,9 @@ pub struct Settings {
     pub session_idle_seconds: i64,
     pub session_absolute_seconds: i64,
     pub organisation_name: String,
+    /// The organisation's CVR number (8 digits) for the professional SAML attributes; empty
+    /// when not set.
+    pub organisation_cvr: String,
     /// How long the app has to answer a challenge.
     pub challenge_lifetime_seconds: i64,
     /// Challenges per user, and per client address, within the window; beyond that the
@@ -86,6 +89,7 @@ impl Default for Settings {
             session_idle_seconds: 60 * 60,
             session_absolute_seconds: 10 * 60 * 60,
             organisation_name: String::new(),
+            organisation_cvr: String::new(),
             challenge_lifetime_seconds: 120,
             challenge_limit_per_user: 5,
             challenge_limit_per_ip: 20,
@@ -137,6 +141,7 @@ impl Settings {
         "session_idle_seconds",
         "session_absolute_seconds",
         "organisation_name",
+        "organisation_cvr",
         "challenge_lifetime_seconds",
         "challenge_limit_per_user",
         "challenge_limit_per_ip",
@@ -176,6 +181,14 @@ impl Settings {
                     return Err(bad(key, "longer than 200 characters"));
                 }
                 self.organisation_name = value.trim().to_owned()
+            }
+            "organisation_cvr" => {
+                let cvr = value.trim();
+                if !(cvr.is_empty() || (cvr.len() == 8 && cvr.bytes().all(|b| b.is_ascii_digit())))
+                {
+                    return Err(bad(key, "not 8 digits"));
+                }
+                self.organisation_cvr = cvr.to_owned()
             }
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
@@ -217,6 +230,7 @@ impl Settings {
             "session_idle_seconds" => self.session_idle_seconds.to_string(),
             "session_absolute_seconds" => self.session_absolute_seconds.to_string(),
             "organisation_name" => self.organisation_name.clone(),
+            "organisation_cvr" => self.organisation_cvr.clone(),
             "challenge_lifetime_seconds" => self.challenge_lifetime_seconds.to_string(),
             "challenge_limit_per_user" => self.challenge_limit_per_user.to_string(),
             "challenge_limit_per_ip" => self.challenge_limit_per_ip.to_string(),
@@ -265,6 +279,15 @@ mod tests {
         let mut s = Settings::default();
         s.set("passwordless", "pilot").unwrap();
         s.set("organisation_name", "Aarhus Kommune").unwrap();
+        s.set("organisation_cvr", " 55133018 ").unwrap();
+        assert_eq!(s.organisation_cvr, "55133018");
+        for bad in ["5513301", "551330181", "5513301X"] {
+            assert!(s.set("organisation_cvr", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            s.organisation_cvr, "55133018",
+            "a refused value changes nothing"
+        );
         let pairs = s.to_pairs();
         let back = Settings::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str()))).unwrap();
         assert_eq!(back, s);

@@ -144,7 +144,7 @@ fn digest_for(alg: &str, policy: SignaturePolicy) -> Result<MessageDigest> {
     }
 }
 
-fn verify_redirect(
+pub(crate) fn verify_redirect(
     sig_alg: &str,
     signature: &[u8],
     signed_octets: &str,
@@ -164,24 +164,30 @@ fn verify_redirect(
     Err(SamlError::BadSignature)
 }
 
-/// Signature-wrapping defence before xmlsec runs: one AuthnRequest (the root), one Signature
-/// (its direct child), one Reference to the root's ID, unique IDs, only harmless transforms.
-fn check_post_signature_structure(root: &Element, policy: SignaturePolicy) -> Result<()> {
+/// Signature-wrapping defence before xmlsec runs: one `message` element (the root, e.g.
+/// `AuthnRequest`), one Signature (its direct child), one Reference to the root's ID, unique
+/// IDs, only harmless transforms.
+pub(crate) fn check_post_signature_structure(
+    root: &Element,
+    message: &'static str,
+    policy: SignaturePolicy,
+) -> Result<()> {
     let structure = SamlError::SignatureStructure;
-    if root.count_descendants(NS_SAMLP, "AuthnRequest") != 1 {
-        return Err(structure("more than one AuthnRequest"));
+    if !root.is(NS_SAMLP, message) || root.count_descendants(NS_SAMLP, message) != 1 {
+        return Err(structure("exactly one protocol message, as the root"));
     }
     if root.count_descendants(NS_DS, "Signature") != 1 {
         return Err(structure("exactly one Signature is allowed"));
     }
     let signature = root.child(NS_DS, "Signature").ok_or(structure(
-        "the Signature must be a child of the AuthnRequest",
+        "the Signature must be a child of the signed message",
     ))?;
     let mut ids = Vec::new();
     root.collect_ids(&mut ids);
-    let root_id = root
-        .attr("ID")
-        .ok_or(SamlError::Missing("AuthnRequest ID"))?;
+    let root_id = root.attr("ID").ok_or(SamlError::Missing(match message {
+        "AuthnRequest" => "AuthnRequest ID",
+        _ => "message ID",
+    }))?;
     if ids.iter().filter(|id| **id == root_id).count() != 1 {
         return Err(structure("duplicate ID"));
     }
@@ -206,9 +212,7 @@ fn check_post_signature_structure(root: &Element, policy: SignaturePolicy) -> Re
         return Err(structure("exactly one Reference is allowed"));
     }
     if reference.attr("URI") != Some(&format!("#{root_id}")) {
-        return Err(structure(
-            "the Reference must point at the AuthnRequest's ID",
-        ));
+        return Err(structure("the Reference must point at the message's ID"));
     }
     let digest = reference
         .child(NS_DS, "DigestMethod")
@@ -232,10 +236,25 @@ fn check_post_signature_structure(root: &Element, policy: SignaturePolicy) -> Re
 }
 
 fn verify_post(xml: &str, certs: &[Certificate], policy: SignaturePolicy) -> Result<AuthnRequest> {
+    read_authn_request(&verify_post_message(xml, "AuthnRequest", certs, policy)?)
+}
+
+/// Verifies the enveloped signature of a POST-binding `message` and returns the element the
+/// signature covers, parsed from exactly the signed bytes.
+pub(crate) fn verify_post_message(
+    xml: &str,
+    message: &'static str,
+    certs: &[Certificate],
+    policy: SignaturePolicy,
+) -> Result<Element> {
     if certs.is_empty() {
         return Err(SamlError::BadSignature);
     }
-    check_post_signature_structure(&parse(xml.as_bytes(), MAX_REQUEST_XML_BYTES)?, policy)?;
+    check_post_signature_structure(
+        &parse(xml.as_bytes(), MAX_REQUEST_XML_BYTES)?,
+        message,
+        policy,
+    )?;
     let ders: Vec<CertificateDer> = certs.iter().map(|c| c.der().to_vec().into()).collect();
     let strong = [
         AllowedSignatureAlgorithm::RsaSha256,
@@ -254,12 +273,12 @@ fn verify_post(xml: &str, certs: &[Certificate], policy: SignaturePolicy) -> Res
     // Read the request from exactly the bytes the signature covers, not from our own parse of
     // the envelope: no parser differential between what was checked and what is used.
     let root = parse(verified.as_bytes(), MAX_REQUEST_XML_BYTES)?;
-    if !root.is(NS_SAMLP, "AuthnRequest") {
+    if !root.is(NS_SAMLP, message) {
         return Err(SamlError::SignatureStructure(
-            "the signed element is not the AuthnRequest",
+            "the signed element is not the protocol message",
         ));
     }
-    read_authn_request(&root)
+    Ok(root)
 }
 
 fn bool_attr(e: &Element, name: &'static str) -> Result<bool> {
@@ -342,7 +361,7 @@ fn read_authn_request(root: &Element) -> Result<AuthnRequest> {
     })
 }
 
-fn decode_base64(field: &'static str, value: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode_base64(field: &'static str, value: &str) -> Result<Vec<u8>> {
     let compact: String = value.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if compact.len() > MAX_REQUEST_XML_BYTES * 2 {
         return Err(SamlError::TooLarge {
@@ -355,7 +374,7 @@ fn decode_base64(field: &'static str, value: &str) -> Result<Vec<u8>> {
 }
 
 /// Raw DEFLATE (RFC 1951) with an output cap: a deflate bomb stops at `limit` bytes.
-fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>> {
+pub(crate) fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let decoder = flate2::read::DeflateDecoder::new(data);
     decoder
@@ -370,7 +389,7 @@ fn inflate(data: &[u8], limit: usize) -> Result<Vec<u8>> {
 
 /// Percent-decoding of one query value. `+` stays `+` in base64 values (space is not base64),
 /// and means space elsewhere.
-fn query_decode(value: &str, plus_is_space: bool) -> Result<String> {
+pub(crate) fn query_decode(value: &str, plus_is_space: bool) -> Result<String> {
     let value = if plus_is_space {
         value.replace('+', " ")
     } else {
@@ -385,7 +404,7 @@ fn query_decode(value: &str, plus_is_space: bool) -> Result<String> {
         })
 }
 
-fn checked_relay_state(relay_state: Option<String>) -> Result<Option<String>> {
+pub(crate) fn checked_relay_state(relay_state: Option<String>) -> Result<Option<String>> {
     match relay_state {
         Some(r) if r.len() > MAX_RELAY_STATE_BYTES => Err(SamlError::TooLarge {
             limit: MAX_RELAY_STATE_BYTES,
@@ -467,6 +486,7 @@ pub fn decode_post(
         // The structure is checked now, the cryptography once the SP's certificates are known.
         check_post_signature_structure(
             &root,
+            "AuthnRequest",
             SignaturePolicy {
                 require_signed: true,
                 allow_sha1: true,

@@ -99,7 +99,6 @@ impl IdpKey {
         &self.cert
     }
 
-    #[cfg(test)]
     pub(crate) fn private_key(&self) -> &PKey<Private> {
         &self.key
     }

@@ -10,6 +10,7 @@ mod authn_request;
 mod encrypt;
 mod error;
 mod key;
+mod logout;
 mod metadata;
 mod post_form;
 mod response;
@@ -23,6 +24,11 @@ pub use authn_request::{
 pub use encrypt::{build_encrypted_response, KeyTransport};
 pub use error::{Result, SamlError};
 pub use key::{Certificate, IdpKey};
+pub use logout::{
+    build_logout_response, decode_logout_post, decode_logout_redirect,
+    logout_response_redirect_url, LogoutRequest, LogoutResponseParams, LogoutStatus,
+    UnverifiedLogoutRequest,
+};
 pub use metadata::{idp_metadata, IdpMetadata};
 pub use post_form::post_form;
 pub use response::{

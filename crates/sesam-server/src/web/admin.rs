@@ -154,7 +154,8 @@ struct SettingsPage {
     csrf: String,
     /// (value, text key, chosen)
     modes: Vec<(&'static str, &'static str, bool)>,
-    others: Vec<(&'static str, String)>,
+    /// (key, label text key, value)
+    others: Vec<(&'static str, String, String)>,
     preview: Option<PreviewView>,
     saved: bool,
     error: Option<String>,
@@ -178,6 +179,7 @@ fn settings_page(chrome: Chrome, csrf: String, s: &Settings) -> SettingsPage {
             .to_pairs()
             .into_iter()
             .filter(|(k, _)| *k != "passwordless")
+            .map(|(k, v)| (k, format!("setting.{k}"), v))
             .collect(),
         preview: None,
         saved: false,
@@ -315,6 +317,10 @@ pub async fn save_settings(
 #[template(path = "admin_users.html")]
 struct UsersPage {
     chrome: Chrome,
+    csrf: String,
+    /// The create-user form as typed, and what is wrong with it.
+    new_user: NewUserForm,
+    new_user_error: Option<String>,
     query: String,
     users: Vec<(String, String, String, &'static str, String)>,
     next_href: Option<String>,
@@ -347,7 +353,7 @@ fn flags(u: &User) -> String {
 
 pub async fn users(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     lang: Lang,
     Query(q): Query<UsersQuery>,
 ) -> Result<Response, AppError> {
@@ -389,11 +395,114 @@ pub async fn users(
         StatusCode::OK,
         &UsersPage {
             chrome: Chrome::new(lang, "/admin/users"),
+            csrf: csrf::token(&admin.0.session).await?,
+            new_user: NewUserForm::default(),
+            new_user_error: None,
             query,
             users,
             next_href,
         },
     )
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NewUserForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+    admin: Option<String>,
+    password_only: Option<String>,
+    pilot: Option<String>,
+}
+
+/// Creates a user with a one-time password (shown once on the user's page, to be changed
+/// at the first login).
+pub async fn create_user(
+    State(state): State<AppState>,
+    admin: Admin,
+    lang: Lang,
+    ip: ClientIp,
+    crate::web::form::StrictForm(form): crate::web::form::StrictForm<NewUserForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&admin.0.session, form.csrf.as_deref()).await?;
+    let t = lang.catalog();
+    let display_name = form.display_name.trim();
+    let email = form.email.trim();
+    let problem = match sesam_core::Username::parse(form.username.trim()) {
+        Err(_) => Some(t.get("login.username_invalid").to_owned()),
+        Ok(_) if display_name.is_empty() || display_name.chars().count() > 200 => {
+            Some(t.get("admin.users.new_name_invalid").to_owned())
+        }
+        Ok(_) if !email.is_empty() && (email.len() > 254 || !email.contains('@')) => {
+            Some(t.get("admin.users.new_email_invalid").to_owned())
+        }
+        Ok(_) => None,
+    };
+    let created = match (problem, sesam_core::Username::parse(form.username.trim())) {
+        (None, Ok(username)) => {
+            let password = crate::password::generate_one_time_password();
+            let hash = state
+                .passwords
+                .hash(password.clone())
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?;
+            let new = sesam_store::NewUser {
+                username,
+                display_name: display_name.to_owned(),
+                email: (!email.is_empty()).then(|| email.to_owned()),
+                password_hash: Some(hash),
+                is_admin: form.admin.is_some(),
+                password_only: form.password_only.is_some(),
+                must_change_password: true,
+            };
+            match state.store.create_user(new, state.now()).await {
+                Ok(user) => Ok((user, password)),
+                Err(sesam_store::StoreError::Conflict(_)) => {
+                    Err(t.get("admin.users.new_exists").to_owned())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        (Some(problem), _) => Err(problem),
+        (None, Err(_)) => Err(t.get("login.username_invalid").to_owned()),
+    };
+    let (user, password) = match created {
+        Ok(done) => done,
+        Err(problem) => {
+            let page = UsersPage {
+                chrome: Chrome::new(lang, "/admin/users"),
+                csrf: csrf::token(&admin.0.session).await?,
+                new_user: form,
+                new_user_error: Some(problem),
+                query: String::new(),
+                users: Vec::new(),
+                next_href: None,
+            };
+            return render(StatusCode::BAD_REQUEST, &page);
+        }
+    };
+    let now = state.now();
+    if form.pilot.is_some() {
+        state.store.set_in_pilot(&user.id, true, now).await?;
+    }
+    state
+        .store
+        .append_audit(
+            &audit(&admin.0.user, "user.created", user.username.as_str(), &ip).detail(format!(
+                "admin: {}, password-only: {}, pilot: {}",
+                user.is_admin,
+                user.password_only,
+                form.pilot.is_some()
+            )),
+            now,
+        )
+        .await?;
+    let user = find_user(&state, &user.id.0).await?;
+    user_page(&state, &admin, lang, &user, Some(password), None).await
 }
 
 #[derive(Template)]

@@ -86,6 +86,8 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/end_session", get(oidc::end_session))
         .route("/saml/sso", get(saml::sso_redirect).post(saml::sso_post))
         .route("/saml/sso/continue", get(saml::sso_continue))
+        .route("/saml/slo", get(saml::slo_redirect).post(saml::slo_post))
+        .route("/saml/slo/continue", get(saml::slo_continue))
         .route("/admin", get(admin::dashboard))
         .route(
             "/admin/settings",
@@ -93,6 +95,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         )
         .route("/admin/settings/preview", post(admin::preview_settings))
         .route("/admin/users", get(admin::users))
+        .route("/admin/users/new", post(admin::create_user))
         .route("/admin/users/{id}", get(admin::user))
         .route("/admin/users/{id}/{action}", post(admin::user_action))
         .route(

@@ -63,6 +63,8 @@ enum Refusal {
         message: String,
     },
     Internal(AppError),
+    /// A LogoutRequest refused with a LogoutResponse to the SP.
+    Logout(Box<PendingLogout>, sesam_saml::LogoutStatus),
 }
 
 impl From<AppError> for Refusal {
@@ -197,21 +199,8 @@ pub async fn sso_continue(
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
-        let handover = query
-            .as_deref()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|p| p.strip_prefix("r="))
-            .map(str::to_owned);
-        if let Some(id) = handover {
-            if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
-            }
-            let Some(json) = state.store.take_saml_pending(&id, state.now()).await? else {
-                return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
-            };
-            let pending: Pending = serde_json::from_str(&json)
-                .map_err(|e| AppError::Internal(format!("stored SAML request: {e}")))?;
+        if query.as_deref().unwrap_or("").contains("r=") {
+            let pending: Pending = take_handover(&state, query.as_deref()).await?;
             session
                 .insert(PENDING_KEY, &pending)
                 .await
@@ -238,6 +227,7 @@ fn answer(state: &AppState, lang: Lang, result: Result<Response, Refusal>) -> Re
         Ok(r) => r,
         Err(Refusal::Page(status, key)) => error_page(lang, status, key),
         Err(Refusal::Internal(e)) => e.into_response(),
+        Err(Refusal::Logout(pending, status)) => logout_answer(state, &pending, status, lang),
         Err(Refusal::ToSp {
             acs_url,
             in_response_to,
@@ -609,4 +599,271 @@ fn origin_of(url: &str) -> &str {
         .find(['/', '?', '#', ';', ' ', '\''])
         .map_or(url.len(), |i| after_scheme + i);
     &url[..end]
+}
+
+// ---------------------------------------------------------------- single logout
+
+/// A checked LogoutRequest: what the logout and the answer need.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PendingLogout {
+    sp: String,
+    request_id: String,
+    name_id: Option<String>,
+    session_indexes: Vec<String>,
+    relay_state: Option<String>,
+    /// The SP's SingleLogoutService (its ResponseLocation when given).
+    endpoint: String,
+    /// Answer over HTTP-Redirect (else HTTP-POST).
+    redirect: bool,
+}
+
+/// `GET /saml/slo`: a LogoutRequest over HTTP-Redirect (a top-level GET: the session cookie
+/// comes along).
+pub async fn slo_redirect(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = async {
+        let unverified = sesam_saml::decode_logout_redirect(query.as_deref().unwrap_or(""))
+            .map_err(|e| decode_refusal(&e))?;
+        let pending = accept_logout(&state, unverified).await?;
+        log_out(&state, &session, &ip, pending, lang).await
+    }
+    .await;
+    answer(&state, lang, result)
+}
+
+/// `POST /saml/slo`: over HTTP-POST. As for sign-on, the checked request is kept and the
+/// browser continues on a GET that carries the session cookie.
+pub async fn slo_post(
+    State(state): State<AppState>,
+    lang: Lang,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let (saml_request, relay_state) = read_post_fields(&headers, &body)?;
+        let unverified = sesam_saml::decode_logout_post(&saml_request, relay_state.as_deref())
+            .map_err(|e| decode_refusal(&e))?;
+        let pending = accept_logout(&state, unverified).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let json = serde_json::to_string(&pending)
+            .map_err(|e| AppError::Internal(format!("pending logout: {e}")))?;
+        state
+            .store
+            .put_saml_pending(&id, &json, state.now().plus_seconds(HANDOVER_SECONDS))
+            .await?;
+        Ok(Redirect::to(&format!("/saml/slo/continue?r={id}")).into_response())
+    }
+    .await;
+    answer(&state, lang, result)
+}
+
+/// `GET /saml/slo/continue?r=`: the logout of a POST-binding LogoutRequest.
+pub async fn slo_continue(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    ip: ClientIp,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let result = async {
+        let pending: PendingLogout = take_handover(&state, query.as_deref()).await?;
+        log_out(&state, &session, &ip, pending, lang).await
+    }
+    .await;
+    answer(&state, lang, result)
+}
+
+/// The request handed over from a POST under `?r=`; single use.
+async fn take_handover<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    query: Option<&str>,
+) -> Result<T, Refusal> {
+    let none = || Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request");
+    let id = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("r="))
+        .filter(|id| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(none)?;
+    let json = state
+        .store
+        .take_saml_pending(id, state.now())
+        .await?
+        .ok_or_else(none)?;
+    serde_json::from_str(&json).map_err(|_| none())
+}
+
+/// Known SP, signature always required, an SLO endpoint in its metadata; then (answered to
+/// the SP) version, time, Destination and replay.
+async fn accept_logout(
+    state: &AppState,
+    unverified: sesam_saml::UnverifiedLogoutRequest,
+) -> Result<PendingLogout, Refusal> {
+    let issuer = unverified
+        .issuer()
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_sp"))?
+        .to_owned();
+    let Some(sp) = state.store.saml_sp(&issuer).await? else {
+        tracing::info!(%issuer, "LogoutRequest from an unknown SP");
+        return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
+    };
+    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+        .map_err(|e| AppError::Internal(format!("stored metadata of {issuer}: {e}")))?;
+    let relay_state = unverified.relay_state().map(str::to_owned);
+    let policy = SignaturePolicy {
+        require_signed: true,
+        allow_sha1: sp.allow_sha1,
+    };
+    let request = unverified
+        .verify(&metadata.signing_certificates, policy)
+        .map_err(|e| {
+            tracing::info!(%issuer, error = %e, "LogoutRequest signature refused");
+            Refusal::Page(StatusCode::FORBIDDEN, "saml.bad_signature")
+        })?;
+    let services = &metadata.single_logout_services;
+    let chosen = services
+        .iter()
+        .find(|s| s.binding == sesam_saml::BINDING_HTTP_REDIRECT)
+        .or_else(|| {
+            services
+                .iter()
+                .find(|s| s.binding == sesam_saml::BINDING_HTTP_POST)
+        })
+        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_acs"))?;
+    if request.id.is_empty() || request.id.chars().count() > MAX_REQUEST_ID_CHARS {
+        return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"));
+    }
+    let pending = PendingLogout {
+        sp: sp.entity_id.clone(),
+        request_id: request.id.clone(),
+        name_id: request.name_id.clone(),
+        session_indexes: request.session_indexes.clone(),
+        relay_state,
+        endpoint: chosen
+            .response_location
+            .clone()
+            .unwrap_or_else(|| chosen.location.clone()),
+        redirect: chosen.binding == sesam_saml::BINDING_HTTP_REDIRECT,
+    };
+    let now = state.now();
+    let denied = request
+        .validate(&state.saml.slo_url, odt(now)?, SKEW)
+        .map_err(|e| e.to_string())
+        .err();
+    let replayed = !state
+        .store
+        .remember_saml_request_id(
+            &sp.entity_id,
+            &request.id,
+            now.plus_seconds(2 * SKEW.whole_seconds() + 60),
+            now,
+        )
+        .await?;
+    if let Some(why) = denied.or(replayed.then(|| "the request ID was used before".to_owned())) {
+        tracing::info!(%issuer, %why, "LogoutRequest refused");
+        return Err(Refusal::Logout(
+            Box::new(pending),
+            sesam_saml::LogoutStatus::RequestDenied,
+        ));
+    }
+    Ok(pending)
+}
+
+/// Ends the session the request names (when it is this browser's) and answers the SP. Other
+/// SPs of the session are not told (no front-channel propagation yet): the answer then says
+/// PartialLogout.
+async fn log_out(
+    state: &AppState,
+    session: &Session,
+    ip: &ClientIp,
+    pending: PendingLogout,
+    lang: Lang,
+) -> Result<Response, Refusal> {
+    use sesam_saml::LogoutStatus;
+    let mut status = LogoutStatus::Success;
+    if let Some(auth) = crate::web::auth::current(session).await? {
+        let expected_name_id = state.saml.name_id(&auth.user_id, &pending.sp);
+        let names_this_login = pending.name_id.as_deref() == Some(expected_name_id.as_str())
+            && (pending.session_indexes.is_empty() || pending.session_indexes.contains(&auth.sid));
+        if names_this_login {
+            let others = state
+                .store
+                .saml_participants(&auth.sid)
+                .await?
+                .into_iter()
+                .filter(|p| p.sp != pending.sp)
+                .count();
+            if !auth.sid.is_empty() {
+                state
+                    .store
+                    .revoke_oidc_session(&auth.sid, state.now())
+                    .await?;
+            }
+            session.flush().await.map_err(AppError::from)?;
+            let username = match state
+                .store
+                .get_user(&sesam_core::UserId(auth.user_id.clone()))
+                .await
+            {
+                Ok(u) => u.username.to_string(),
+                Err(_) => auth.user_id.clone(),
+            };
+            state
+                .store
+                .append_audit(
+                    &AuditEvent::new("saml.logout")
+                        .actor(&username)
+                        .subject(&username)
+                        .client_ip(ip.text())
+                        .detail(pending.sp.clone()),
+                    state.now(),
+                )
+                .await?;
+            if others > 0 {
+                status = LogoutStatus::PartialLogout;
+            }
+        } else {
+            // The browser is signed in, but not as the login the SP names: leave it.
+            status = LogoutStatus::RequestDenied;
+        }
+    }
+    Ok(logout_answer(state, &pending, status, lang))
+}
+
+fn logout_answer(
+    state: &AppState,
+    pending: &PendingLogout,
+    status: sesam_saml::LogoutStatus,
+    lang: Lang,
+) -> Response {
+    let now = match odt(state.now()) {
+        Ok(now) => now,
+        Err(e) => return e.into_response(),
+    };
+    let params = sesam_saml::LogoutResponseParams {
+        idp_entity_id: &state.saml.entity_id,
+        destination: &pending.endpoint,
+        in_response_to: &pending.request_id,
+        now,
+        status,
+    };
+    let relay = pending.relay_state.as_deref();
+    if pending.redirect {
+        match sesam_saml::logout_response_redirect_url(&params, relay, &state.saml.key) {
+            Ok(url) => Redirect::to(&url).into_response(),
+            Err(e) => AppError::Internal(format!("LogoutResponse: {e}")).into_response(),
+        }
+    } else {
+        match sesam_saml::build_logout_response(&params, &state.saml.key) {
+            Ok(xml) => deliver(&pending.endpoint, &xml, relay, lang),
+            Err(e) => AppError::Internal(format!("LogoutResponse: {e}")).into_response(),
+        }
+    }
 }
