@@ -16,6 +16,7 @@ on_both_databases!(
     user_search_stays_correct_over_100000_users,
     oidc_clients_are_managed_in_the_portal,
     users_are_created_in_the_portal,
+    saml_service_providers_are_added_from_metadata_and_bad_uploads_store_nothing,
 );
 
 async fn add_admin(sesam: &TestServer) -> sesam_core::User {
@@ -694,4 +695,192 @@ async fn users_are_created_in_the_portal(db: TestDb) {
         carls.log_in("carl", password).await.location(),
         Some("/account/password")
     );
+}
+
+fn sp_metadata(entity_id: &str) -> String {
+    let cert = sesam_saml::IdpKey::generate("sp.example.dk", 30)
+        .unwrap()
+        .certificate()
+        .to_base64();
+    format!(
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{eid}">"#,
+            r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+            r#"<md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            r#"<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.dk/acs" index="0"/>"#,
+            "</md:SPSSODescriptor></md:EntityDescriptor>"
+        ),
+        eid = entity_id,
+        cert = cert
+    )
+}
+
+/// A multipart/form-data body as a browser sends the add-SP form.
+fn multipart(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
+    let boundary = "----sesam-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some(bytes) = file {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"sp.xml\"\r\nContent-Type: text/xml\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn saml_service_providers_are_added_from_metadata_and_bad_uploads_store_nothing(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (browser, _app) = admin_browser(&sesam).await;
+    let csrf = browser.get("/admin/services").await.csrf();
+    let upload = |fields: Vec<(&'static str, String)>, file: Option<Vec<u8>>| {
+        let browser = &browser;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (content_type, body) = multipart(&pairs, file.as_deref());
+            browser
+                .post_raw("/admin/services/saml/new", &content_type, body)
+                .await
+        }
+    };
+    let good = sp_metadata("https://sp.example.dk/shibboleth");
+    let with_csrf = |extra: &[(&'static str, &str)]| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("min_level", "substantial".to_owned()),
+        ];
+        f.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        f
+    };
+
+    assert_eq!(
+        upload(
+            vec![("min_level", "low".into())],
+            Some(good.clone().into_bytes())
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN,
+        "no CSRF token"
+    );
+    let doctype = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e \"boom\">]>{}",
+        good.split_once("?>").unwrap().1
+    );
+    let oversized = format!("{good}<!--{}-->", "x".repeat(300 * 1024));
+    for (why, file) in [
+        ("not XML", b"this is not xml".to_vec()),
+        (
+            "wrong root",
+            br#"<md:EntitiesDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"/>"#.to_vec(),
+        ),
+        ("DOCTYPE", doctype.into_bytes()),
+        ("oversized", oversized.into_bytes()),
+    ] {
+        let page = upload(with_csrf(&[]), Some(file)).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{why}: {}", page.body);
+        assert!(page.body.contains("id=\"sp-problem\""), "{why}");
+    }
+    let neither = upload(with_csrf(&[]), None).await;
+    assert_eq!(neither.status, StatusCode::BAD_REQUEST);
+    let bad_level = upload(
+        vec![("csrf", csrf.clone()), ("min_level", "high".into())],
+        Some(good.clone().into_bytes()),
+    )
+    .await;
+    assert_eq!(bad_level.status, StatusCode::BAD_REQUEST);
+    assert!(sesam.store().list_saml_sps().await.unwrap().is_empty());
+
+    let added = upload(
+        with_csrf(&[
+            ("name", "Sygesikring"),
+            ("encrypt", "on"),
+            ("attribute", "uuid"),
+            ("attribute", "name"),
+        ]),
+        Some(good.clone().into_bytes()),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
+    let sp = sesam
+        .store()
+        .saml_sp("https://sp.example.dk/shibboleth")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            sp.name.as_str(),
+            sp.min_level.as_str(),
+            sp.encrypt_assertions
+        ),
+        ("Sygesikring", "substantial", true)
+    );
+    assert_eq!(sp.released_attributes, ["uuid", "name"]);
+    let page = browser.get(added.location().unwrap()).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("https://sp.example.dk/shibboleth"));
+    assert!(browser
+        .get("/admin/services")
+        .await
+        .body
+        .contains("Sygesikring"));
+
+    // Settings: a bad level changes nothing; a good change is stored and audited.
+    let form = |level: &str| {
+        vec![
+            ("csrf", csrf.as_str()),
+            ("entity_id", "https://sp.example.dk/shibboleth"),
+            ("action", "save"),
+            ("name", "Sygesikring"),
+            ("min_level", level),
+            ("enabled", "on"),
+            ("attribute", "email"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect::<Vec<_>>()
+    };
+    let post = |fields: Vec<(&'static str, String)>| {
+        let browser = &browser;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser.post_form("/admin/services/saml", &pairs).await
+        }
+    };
+    assert_eq!(post(form("high")).await.status, StatusCode::BAD_REQUEST);
+    let saved = post(form("low")).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let sp = sesam
+        .store()
+        .saml_sp("https://sp.example.dk/shibboleth")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (sp.min_level.as_str(), sp.encrypt_assertions),
+        ("low", false)
+    );
+    assert_eq!(sp.released_attributes, ["email"]);
+    let mut no_csrf = form("low");
+    no_csrf.remove(0);
+    assert_eq!(post(no_csrf).await.status, StatusCode::FORBIDDEN);
+
+    let mut remove = form("low");
+    remove[2].1 = "remove".into();
+    assert_eq!(post(remove).await.location(), Some("/admin/services"));
+    assert!(sesam.store().list_saml_sps().await.unwrap().is_empty());
+    let events = sesam.audit_events("https://sp.example.dk/shibboleth").await;
+    for event in ["saml.sp.added", "saml.sp.changed", "saml.sp.removed"] {
+        assert!(events.contains(&event.to_string()), "{event} in {events:?}");
+    }
 }

@@ -32,6 +32,7 @@ on_both_databases!(
     bad_requests_get_the_right_answer,
     force_authn_is_passive_step_up_and_high,
     sp_cli_adds_lists_updates_and_removes,
+    single_logout_ends_the_session_and_answers_the_sp,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -53,6 +54,8 @@ struct TestSp {
     acs: String,
     signing: IdpKey,
     encryption: IdpKey,
+    /// Its SingleLogoutService uses HTTP-POST (else HTTP-Redirect).
+    slo_post: bool,
 }
 
 /// What an AuthnRequest says; `TestSp::request` fills in sensible values.
@@ -96,7 +99,45 @@ impl TestSp {
             acs: format!("https://{host}/Shibboleth.sso/SAML2/POST"),
             signing: IdpKey::generate(host, 30).unwrap(),
             encryption: IdpKey::generate(&format!("{host} encryption"), 30).unwrap(),
+            slo_post: false,
         }
+    }
+
+    fn slo(&self) -> String {
+        format!("https://{}/Shibboleth.sso/SLO", self.host)
+    }
+
+    /// A LogoutRequest for `name_id` and `session_index`, with a signature template when
+    /// `template` (for POST).
+    fn logout_xml(
+        &self,
+        sesam: &TestServer,
+        id: &str,
+        name_id: &str,
+        session_index: &str,
+        template: bool,
+    ) -> String {
+        let signature = if template {
+            signature_template(id, &self.signing)
+        } else {
+            String::new()
+        };
+        format!(
+            concat!(
+                r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+                r#" ID="{id}" Version="2.0" IssueInstant="{ii}" Destination="{dest}">"#,
+                "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
+                r#"<saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID>"#,
+                "<samlp:SessionIndex>{session_index}</samlp:SessionIndex></samlp:LogoutRequest>"
+            ),
+            id = id,
+            ii = instant(sesam.now().0),
+            dest = sesam.server.state.saml.slo_url,
+            issuer = self.entity_id,
+            signature = signature,
+            name_id = name_id,
+            session_index = session_index,
+        )
     }
 
     fn second_acs(&self) -> String {
@@ -110,7 +151,7 @@ impl TestSp {
                 r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{eid}">"#,
                 r#"<md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
                 "{sig}{enc}",
-                r#"<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://{host}/Shibboleth.sso/SLO/Redirect"/>"#,
+                r#"<md:SingleLogoutService Binding="{slo_binding}" Location="{slo}"/>"#,
                 "<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>",
                 r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
                 r#"<md:AssertionConsumerService Binding="{post}" Location="{acs2}" index="1"/>"#,
@@ -120,10 +161,15 @@ impl TestSp {
             signed = authn_requests_signed,
             sig = key_descriptor("signing", &self.signing),
             enc = key_descriptor("encryption", &self.encryption),
-            host = self.host,
             post = BINDING_POST,
             acs = self.acs,
             acs2 = self.second_acs(),
+            slo_binding = if self.slo_post {
+                BINDING_POST
+            } else {
+                "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+            },
+            slo = self.slo(),
         )
     }
 
@@ -172,23 +218,7 @@ impl TestSp {
             attrs.push_str(r#" IsPassive="true""#);
         }
         let signature = if signature_template {
-            format!(
-                concat!(
-                    r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>"#,
-                    r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
-                    r#"<ds:SignatureMethod Algorithm="{alg}"/>"#,
-                    r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
-                    r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>"#,
-                    r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
-                    r#"</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>"#,
-                    r#"<ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo>"#,
-                    r#"<ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data>"#,
-                    r#"<ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"#
-                ),
-                alg = RSA_SHA256,
-                id = r.id,
-                cert = self.signing.certificate().to_base64()
-            )
+            self::signature_template(&r.id, &self.signing)
         } else {
             String::new()
         };
@@ -243,6 +273,26 @@ impl TestSp {
     }
 }
 
+fn signature_template(id: &str, key: &IdpKey) -> String {
+    format!(
+        concat!(
+            r#"<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>"#,
+            r#"<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+            r#"<ds:SignatureMethod Algorithm="{alg}"/>"#,
+            r##"<ds:Reference URI="#{id}"><ds:Transforms>"##,
+            r#"<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>"#,
+            r#"<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>"#,
+            r#"</ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>"#,
+            r#"<ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo>"#,
+            r#"<ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data>"#,
+            r#"<ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>"#
+        ),
+        alg = RSA_SHA256,
+        id = id,
+        cert = key.certificate().to_base64()
+    )
+}
+
 fn sign_enveloped(xml: &str, key: &IdpKey) -> String {
     let der = private_key(key)
         .rsa()
@@ -263,6 +313,11 @@ fn redirect_path(xml: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>
 }
 
 fn redirect_path_raw(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>) -> String {
+    format!("/saml/sso?{}", signed_query(b64, relay, signer))
+}
+
+/// `SAMLRequest=…[&RelayState=…][&SigAlg=…&Signature=…]`, signed as the Redirect binding says.
+fn signed_query(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>) -> String {
     let mut q = format!("SAMLRequest={}", urlencode(b64));
     if let Some(r) = relay {
         q.push_str(&format!("&RelayState={}", urlencode(r)));
@@ -280,7 +335,7 @@ fn redirect_path_raw(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &s
         let sig = signer.sign_to_vec().unwrap();
         q.push_str(&format!("&Signature={}", urlencode(&B64.encode(sig))));
     }
-    format!("/saml/sso?{q}")
+    q
 }
 
 fn post_fields(xml: &str, relay: Option<&str>) -> Vec<(String, String)> {
@@ -292,11 +347,15 @@ fn post_fields(xml: &str, relay: Option<&str>) -> Vec<(String, String)> {
 }
 
 async fn post_sso(browser: &Browser, fields: &[(String, String)]) -> Page {
+    post_sso_to(browser, "/saml/sso", fields).await
+}
+
+async fn post_sso_to(browser: &Browser, path: &str, fields: &[(String, String)]) -> Page {
     let refs: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    browser.post_form("/saml/sso", &refs).await
+    browser.post_form(path, &refs).await
 }
 
 /// Follows redirects on this site until a page answers.
@@ -1409,4 +1468,238 @@ async fn sp_cli_adds_lists_updates_and_removes(db: TestDb) {
     assert!(!ok && err.contains("no service provider"));
     let (_, out, _) = sesam_cli(&db, &["sp", "list"]);
     assert!(out.trim().is_empty());
+}
+
+/// Password login at `sp` (no session yet) over the Redirect binding.
+async fn password_login_at(sesam: &TestServer, browser: &Browser, sp: &TestSp) -> Login {
+    let r = sp.request(sesam);
+    let start = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"));
+    let page = follow(browser, browser.log_in("anna", PASSWORD).await).await;
+    sp.accept(sesam, &page, &r.id, None, false)
+}
+
+/// Checks a LogoutResponse delivered over HTTP-Redirect (signature over the query) and
+/// returns its status codes joined with a space.
+fn redirect_logout_response(
+    sesam: &TestServer,
+    sp: &TestSp,
+    page: &Page,
+    request_id: &str,
+) -> String {
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let location = page.location().unwrap();
+    let (endpoint, query) = location.split_once('?').unwrap();
+    assert_eq!(endpoint, sp.slo());
+    let signed = &query[..query.find("&Signature=").unwrap()];
+    let value = |name: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(|v| {
+                reqwest::Url::parse(&format!("http://x/?v={v}"))
+                    .unwrap()
+                    .query_pairs()
+                    .next()
+                    .unwrap()
+                    .1
+                    .into_owned()
+            })
+            .unwrap()
+    };
+    assert_eq!(value("SigAlg"), RSA_SHA256);
+    assert!(signed.contains("&SigAlg="));
+    let signature = B64.decode(value("Signature").replace(' ', "+")).unwrap();
+    let idp = &sesam.server.state.saml;
+    let public = openssl::x509::X509::from_der(idp.key.certificate().der())
+        .unwrap()
+        .public_key()
+        .unwrap();
+    let mut verifier = openssl::sign::Verifier::new(MessageDigest::sha256(), &public).unwrap();
+    verifier.update(signed.as_bytes()).unwrap();
+    assert!(
+        verifier.verify(&signature).unwrap(),
+        "the query signature verifies"
+    );
+    let deflated = B64.decode(value("SAMLResponse").replace(' ', "+")).unwrap();
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::DeflateDecoder::new(&deflated[..]),
+        &mut xml,
+    )
+    .unwrap();
+    let response: samael::schema::LogoutResponse = xml.parse().expect("samael reads it");
+    assert_eq!(response.in_response_to.as_deref(), Some(request_id));
+    assert_eq!(response.destination.as_deref(), Some(sp.slo().as_str()));
+    assert_eq!(
+        response.issuer.and_then(|i| i.value).as_deref(),
+        Some(idp.entity_id.as_str())
+    );
+    statuses(&xml)
+}
+
+fn statuses(xml: &str) -> String {
+    xml.split("<samlp:StatusCode Value=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().rsplit(':').next().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, _app) = anna_with_app(&sesam).await;
+    let a = TestSp::new("a.example.test");
+    a.register(&sesam, SpOptions::default()).await;
+    let mut b = TestSp::new("b.example.test");
+    b.slo_post = true;
+    b.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+    let at_a = password_login_at(&sesam, &browser, &a).await;
+    let r = b.request(&sesam);
+    let at_b = b.accept(
+        &sesam,
+        &browser.get(&b.redirect(&r, None, None)).await,
+        &r.id,
+        None,
+        false,
+    );
+    let slo = |xml: &str, signer: Option<(&IdpKey, &str)>| {
+        format!(
+            "/saml/slo?{}",
+            signed_query(&B64.encode(deflate(xml.as_bytes())), Some("back"), signer)
+        )
+    };
+    let id = || format!("_{}", uuid::Uuid::new_v4().simple());
+    let still_signed_in =
+        |page: Page| assert_eq!(page.status, StatusCode::OK, "{:?}", page.location());
+
+    // Refused without ending the session: unsigned, foreign key, unknown SP, garbage.
+    let xml = a.logout_xml(&sesam, &id(), &at_a.name_id, &at_a.session_index, false);
+    assert_refused_page(&browser.get(&slo(&xml, None)).await, StatusCode::FORBIDDEN);
+    let foreign = IdpKey::generate("foreign", 30).unwrap();
+    assert_refused_page(
+        &browser.get(&slo(&xml, Some((&foreign, RSA_SHA256)))).await,
+        StatusCode::FORBIDDEN,
+    );
+    let stranger = TestSp::new("stranger.example.test");
+    let xml = stranger.logout_xml(&sesam, &id(), "x", "y", false);
+    assert_refused_page(
+        &browser
+            .get(&slo(&xml, Some((&stranger.signing, RSA_SHA256))))
+            .await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_refused_page(
+        &browser.get("/saml/slo?SAMLRequest=%%%garbage").await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_refused_page(
+        &browser
+            .get(&slo(
+                &a.xml(&a.request(&sesam), false),
+                Some((&a.signing, RSA_SHA256)),
+            ))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    // Signed, but naming another user's NameID: answered RequestDenied, session kept.
+    let other = id();
+    let xml = a.logout_xml(&sesam, &other, "someone-else", &at_a.session_index, false);
+    let page = browser
+        .get(&slo(&xml, Some((&a.signing, RSA_SHA256))))
+        .await;
+    assert_eq!(
+        redirect_logout_response(&sesam, &a, &page, &other),
+        "Requester RequestDenied"
+    );
+    still_signed_in(browser.get("/account").await);
+
+    // The real thing: the session ends; b was not told, so the answer is PartialLogout.
+    let request_id = id();
+    let xml = a.logout_xml(
+        &sesam,
+        &request_id,
+        &at_a.name_id,
+        &at_a.session_index,
+        false,
+    );
+    let path = slo(&xml, Some((&a.signing, RSA_SHA256)));
+    let page = browser.get(&path).await;
+    assert_eq!(
+        redirect_logout_response(&sesam, &a, &page, &request_id),
+        "Success PartialLogout"
+    );
+    assert!(page.location().unwrap().contains("&RelayState=back&"));
+    assert_eq!(browser.get("/account").await.location(), Some("/login"));
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"saml.logout".to_string()));
+    let mut passive = a.request(&sesam);
+    passive.passive = true;
+    assert_eq!(
+        a.refused(
+            &browser.get(&a.redirect(&passive, None, None)).await,
+            &passive.id
+        ),
+        "NoPassive"
+    );
+    // The same request again is a replay.
+    let page = browser.get(&path).await;
+    assert_eq!(
+        redirect_logout_response(&sesam, &a, &page, &request_id),
+        "Requester RequestDenied"
+    );
+
+    // Over HTTP-POST from b: handed over to a GET, answered by a signed form xmlsec1 accepts.
+    let at_b2 = password_login_at(&sesam, &browser, &b).await;
+    assert_ne!(at_b2.session_index, at_b.session_index);
+    let request_id = id();
+    let xml = sign_enveloped(
+        &b.logout_xml(
+            &sesam,
+            &request_id,
+            &at_b2.name_id,
+            &at_b2.session_index,
+            true,
+        ),
+        &b.signing,
+    );
+    let posted = post_sso_to(
+        &sesam.browser(),
+        "/saml/slo",
+        &post_fields(&xml, Some("rs")),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let page = browser.get(posted.location().unwrap()).await;
+    let (action, response, relay) = form_post(&page);
+    assert_eq!(action, b.slo());
+    assert_eq!(relay.as_deref(), Some("rs"));
+    let pem = sesam.server.state.saml.key.certificate().to_pem().unwrap();
+    assert!(xmlsec1_verifies(
+        &response,
+        &pem,
+        "urn:oasis:names:tc:SAML:2.0:protocol:LogoutResponse"
+    ));
+    let parsed: samael::schema::LogoutResponse = response.parse().unwrap();
+    assert_eq!(parsed.in_response_to.as_deref(), Some(request_id.as_str()));
+    assert_eq!(statuses(&response), "Success");
+    assert_eq!(browser.get("/account").await.location(), Some("/login"));
+    // A POST LogoutRequest changed after signing is refused.
+    let changed = sign_enveloped(
+        &b.logout_xml(&sesam, &id(), &at_b2.name_id, &at_b2.session_index, true),
+        &b.signing,
+    )
+    .replacen(&at_b2.name_id, "someone-else", 1);
+    assert_refused_page(
+        &post_sso_to(&browser, "/saml/slo", &post_fields(&changed, None)).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_refused_page(
+        &browser.get("/saml/slo/continue?r=00ff").await,
+        StatusCode::BAD_REQUEST,
+    );
+    sesam.stop().await;
 }

@@ -37,6 +37,20 @@ struct ServicesPage {
     /// The create form as typed, with what is wrong with it.
     form: ClientForm,
     problems: Vec<String>,
+    /// Why the last metadata upload was refused.
+    sp_problem: Option<String>,
+    attributes: &'static [&'static str],
+}
+
+#[derive(Template)]
+#[template(path = "admin_saml_sp.html")]
+struct SpPage {
+    chrome: Chrome,
+    csrf: String,
+    sp: sesam_store::SamlSp,
+    attributes: &'static [&'static str],
+    problem: Option<String>,
+    saved: bool,
 }
 
 #[derive(Template)]
@@ -98,7 +112,10 @@ async fn rows(state: &AppState) -> Result<Vec<ServiceRow>, AppError> {
             .into_iter()
             .map(|sp| ServiceRow {
                 kind: "SAML",
-                href: String::new(),
+                href: format!(
+                    "/admin/services/saml?entity_id={}",
+                    urlencode(&sp.entity_id)
+                ),
                 detail: format!(
                     "min. {}{}",
                     sp.min_level,
@@ -130,6 +147,8 @@ async fn services_page(
         rows: rows(state).await?,
         form,
         problems,
+        sp_problem: None,
+        attributes: &crate::saml::RELEASABLE,
     };
     render(status, &page)
 }
@@ -340,4 +359,339 @@ pub async fn client_action(
         }
         _ => Err(AppError::NotFound),
     }
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+// ---------------------------------------------------------------- SAML service providers
+
+/// What the add-SP form sent (multipart, so a metadata file can be uploaded).
+#[derive(Default)]
+struct SpUpload {
+    metadata: Vec<u8>,
+    metadata_url: String,
+    name: String,
+    options: crate::saml::SpOptions,
+}
+
+fn level_of(value: &str) -> Option<sesam_core::AssuranceLevel> {
+    match value {
+        "low" => Some(sesam_core::AssuranceLevel::Low),
+        "substantial" => Some(sesam_core::AssuranceLevel::Substantial),
+        _ => None,
+    }
+}
+
+/// The CSRF token (when it came before any problem) and the upload or what is wrong with it.
+async fn read_upload(
+    multipart: axum::extract::Multipart,
+) -> (Option<String>, Result<SpUpload, String>) {
+    let mut csrf = None;
+    let upload = read_fields(multipart, &mut csrf).await;
+    (csrf, upload)
+}
+
+async fn read_fields(
+    mut multipart: axum::extract::Multipart,
+    csrf: &mut Option<String>,
+) -> Result<SpUpload, String> {
+    let max = sesam_saml::MAX_SP_METADATA_BYTES;
+    let mut upload = SpUpload {
+        options: crate::saml::SpOptions {
+            released_attributes: Vec::new(),
+            ..crate::saml::SpOptions::default()
+        },
+        ..SpUpload::default()
+    };
+    let too_large = || format!("The metadata is larger than {} KiB.", max / 1024);
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|_| "The form could not be read.".to_owned())?
+    {
+        let name = field.name().unwrap_or("").to_owned();
+        let mut value = Vec::new();
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|_| "The form could not be read.".to_owned())?
+        {
+            if value.len() + chunk.len() > max {
+                return Err(too_large());
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let text = || String::from_utf8_lossy(&value).trim().to_owned();
+        match name.as_str() {
+            "csrf" => *csrf = Some(text()),
+            "metadata" | "metadata_text" => {
+                if !value.iter().all(u8::is_ascii_whitespace) {
+                    upload.metadata = value;
+                }
+            }
+            "metadata_url" => upload.metadata_url = text(),
+            "name" => upload.name = text(),
+            "min_level" => {
+                upload.options.min_level =
+                    level_of(&text()).ok_or("The minimum level must be low or substantial.")?
+            }
+            "encrypt" => upload.options.encrypt_assertions = true,
+            "signed_requests" => upload.options.require_signed_requests = true,
+            "attribute" => upload.options.released_attributes.push(text()),
+            _ => return Err(format!("The form has an unknown field {name:?}.")),
+        }
+    }
+    upload.options.name = Some(upload.name.clone()).filter(|n| !n.is_empty());
+    Ok(upload)
+}
+
+pub async fn add_sp(
+    State(state): State<AppState>,
+    admin: Admin,
+    lang: Lang,
+    ip: ClientIp,
+    multipart: axum::extract::Multipart,
+) -> Result<Response, AppError> {
+    let (csrf_sent, upload) = read_upload(multipart).await;
+    csrf::verify(&admin.0.session, csrf_sent.as_deref()).await?;
+    let refused = |problem: String| async {
+        let page = ServicesPage {
+            chrome: Chrome::new(lang, "/admin/services"),
+            csrf: csrf::token(&admin.0.session).await?,
+            rows: rows(&state).await?,
+            form: ClientForm::default(),
+            problems: Vec::new(),
+            sp_problem: Some(problem),
+            attributes: &crate::saml::RELEASABLE,
+        };
+        render(StatusCode::BAD_REQUEST, &page)
+    };
+    let upload = match upload {
+        Ok(u) => u,
+        Err(problem) => return refused(problem).await,
+    };
+    let (xml, url) = match (upload.metadata.is_empty(), upload.metadata_url.is_empty()) {
+        (false, true) => (upload.metadata.clone(), None),
+        (true, false) => match crate::saml::fetch_metadata(&upload.metadata_url).await {
+            Ok(xml) => (xml, Some(upload.metadata_url.clone())),
+            Err(e) => return refused(format!("{e:#}.")).await,
+        },
+        _ => {
+            return refused(lang.catalog().get("admin.sp.one_source").to_owned()).await;
+        }
+    };
+    let (record, _) = match crate::saml::sp_registration(&xml, url, &upload.options) {
+        Ok(done) => done,
+        Err(e) => return refused(format!("{e:#}.")).await,
+    };
+    let now = state.now();
+    let created = state.store.upsert_saml_sp(&record, now).await?;
+    state
+        .store
+        .append_audit(
+            &audit(
+                &admin.0.user,
+                if created {
+                    "saml.sp.added"
+                } else {
+                    "saml.sp.updated"
+                },
+                &record.entity_id,
+                &ip,
+            )
+            .detail(format!(
+                "{}; min. {}; encrypted {}; signed requests {}; attributes {}",
+                record.name,
+                record.min_level,
+                record.encrypt_assertions,
+                record.require_signed_requests,
+                record.released_attributes.join(" ")
+            )),
+            now,
+        )
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/admin/services/saml?entity_id={}",
+        urlencode(&record.entity_id)
+    ))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SpQuery {
+    entity_id: String,
+    saved: Option<String>,
+}
+
+async fn find_sp(state: &AppState, entity_id: &str) -> Result<sesam_store::SamlSp, AppError> {
+    if entity_id.len() > 1024 {
+        return Err(AppError::NotFound);
+    }
+    state
+        .store
+        .saml_sp(entity_id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn sp_page(
+    admin: &Admin,
+    lang: Lang,
+    sp: sesam_store::SamlSp,
+    problem: Option<String>,
+    saved: bool,
+) -> Result<Response, AppError> {
+    let status = if problem.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let page = SpPage {
+        chrome: Chrome::new(lang, "/admin/services"),
+        csrf: csrf::token(&admin.0.session).await?,
+        sp,
+        attributes: &crate::saml::RELEASABLE,
+        problem,
+        saved,
+    };
+    render(status, &page)
+}
+
+pub async fn sp(
+    State(state): State<AppState>,
+    admin: Admin,
+    lang: Lang,
+    axum::extract::Query(q): axum::extract::Query<SpQuery>,
+) -> Result<Response, AppError> {
+    let sp = find_sp(&state, &q.entity_id).await?;
+    sp_page(&admin, lang, sp, None, q.saved.is_some()).await
+}
+
+/// The per-SP settings form, and the refresh and remove buttons (`action`).
+pub async fn save_sp(
+    State(state): State<AppState>,
+    admin: Admin,
+    lang: Lang,
+    ip: ClientIp,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| AppError::BadRequest("the form is not form-encoded"))?;
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    csrf::verify(&admin.0.session, get("csrf")).await?;
+    let sp = find_sp(&state, get("entity_id").unwrap_or("")).await?;
+    let now = state.now();
+    let mut xml = sp.metadata_xml.clone().into_bytes();
+    let (event, options) = match get("action").unwrap_or("save") {
+        "remove" => {
+            state.store.remove_saml_sp(&sp.entity_id).await?;
+            state
+                .store
+                .append_audit(
+                    &audit(&admin.0.user, "saml.sp.removed", &sp.entity_id, &ip).detail(sp.name),
+                    now,
+                )
+                .await?;
+            return Ok(Redirect::to("/admin/services").into_response());
+        }
+        "refresh" => {
+            let Some(url) = sp.metadata_url.clone() else {
+                return sp_page(
+                    &admin,
+                    lang,
+                    sp,
+                    Some(lang.catalog().get("admin.sp.no_url").to_owned()),
+                    false,
+                )
+                .await;
+            };
+            xml = match crate::saml::fetch_metadata(&url).await {
+                Ok(xml) => xml,
+                Err(e) => return sp_page(&admin, lang, sp, Some(format!("{e:#}.")), false).await,
+            };
+            let options = crate::saml::SpOptions {
+                name: Some(sp.name.clone()),
+                enabled: sp.enabled,
+                min_level: level_of(&sp.min_level).unwrap_or(sesam_core::AssuranceLevel::Low),
+                encrypt_assertions: sp.encrypt_assertions,
+                require_signed_requests: sp.require_signed_requests,
+                allow_sha1: sp.allow_sha1,
+                released_attributes: sp.released_attributes.clone(),
+            };
+            ("saml.sp.refreshed", options)
+        }
+        "save" => {
+            let Some(min_level) = get("min_level").and_then(level_of) else {
+                return sp_page(
+                    &admin,
+                    lang,
+                    sp,
+                    Some("The minimum level must be low or substantial.".into()),
+                    false,
+                )
+                .await;
+            };
+            let options = crate::saml::SpOptions {
+                name: get("name").map(str::to_owned),
+                enabled: get("enabled").is_some(),
+                min_level,
+                encrypt_assertions: get("encrypt").is_some(),
+                require_signed_requests: get("signed_requests").is_some(),
+                allow_sha1: sp.allow_sha1,
+                released_attributes: fields
+                    .iter()
+                    .filter(|(k, _)| k == "attribute")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+            };
+            ("saml.sp.changed", options)
+        }
+        _ => return Err(AppError::BadRequest("unknown action")),
+    };
+    let record = match crate::saml::sp_registration(&xml, sp.metadata_url.clone(), &options) {
+        Ok((record, _)) if record.entity_id == sp.entity_id => record,
+        Ok(_) => {
+            return sp_page(
+                &admin,
+                lang,
+                sp,
+                Some(lang.catalog().get("admin.sp.entity_changed").to_owned()),
+                false,
+            )
+            .await
+        }
+        Err(e) => return sp_page(&admin, lang, sp, Some(format!("{e:#}.")), false).await,
+    };
+    state.store.upsert_saml_sp(&record, now).await?;
+    state
+        .store
+        .append_audit(
+            &audit(&admin.0.user, event, &record.entity_id, &ip).detail(format!(
+                "enabled {} -> {}; min. {} -> {}; encrypted {} -> {}; signed requests {} -> {}; attributes {} -> {}",
+                sp.enabled,
+                record.enabled,
+                sp.min_level,
+                record.min_level,
+                sp.encrypt_assertions,
+                record.encrypt_assertions,
+                sp.require_signed_requests,
+                record.require_signed_requests,
+                sp.released_attributes.join(" "),
+                record.released_attributes.join(" ")
+            )),
+            now,
+        )
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/admin/services/saml?entity_id={}&saved=1",
+        urlencode(&record.entity_id)
+    ))
+    .into_response())
 }

@@ -105,6 +105,11 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/admin/services", get(admin_services::services))
         .route("/admin/services/oidc", post(admin_services::create_client))
         .route(
+            "/admin/services/saml",
+            get(admin_services::sp).post(admin_services::save_sp),
+        )
+        .route("/admin/services/saml/new", post(admin_services::add_sp))
+        .route(
             "/admin/services/oidc/{id}",
             get(admin_services::client).post(admin_services::save_client),
         )

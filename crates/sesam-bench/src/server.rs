@@ -1,0 +1,152 @@
+//! Sesam in a process of its own (this binary again, with `--serve`), so its memory can be
+//! read apart from the load generator's: start it, read its RSS, and end it.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sesam_core::SystemClock;
+use sesam_server::Config;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// What the child prints once it listens: `LISTENING 127.0.0.1:PORT`.
+const READY: &str = "LISTENING ";
+
+/// The `--serve` side: Sesam exactly as `sesam serve` runs it, configured by `SESAM_*`.
+pub fn serve() -> anyhow::Result<()> {
+    let config = Config::load(None, std::env::vars())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        sesam_server::telemetry::init(&config);
+        let server = sesam_server::start(config, Arc::new(SystemClock)).await?;
+        println!("{READY}{}", server.addr);
+        server.wait_for_stop_signal().await
+    })
+}
+
+pub struct SesamProcess {
+    child: Child,
+    pub pid: u32,
+    pub base_url: String,
+}
+
+impl SesamProcess {
+    /// Starts Sesam on a random port against `database_url` with the outbox push provider.
+    pub async fn start(database_url: &str) -> anyhow::Result<SesamProcess> {
+        let exe = std::env::current_exe().context("locating this program")?;
+        let mut command = Command::new(exe);
+        command.arg("--serve");
+        // Only our settings: a SESAM_* variable of the caller's shell must not change the run.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SESAM_")) {
+            command.env_remove(key);
+        }
+        command
+            .env("SESAM_LISTEN", "127.0.0.1:0")
+            .env("SESAM_DATABASE_URL", database_url)
+            .env("SESAM_PUSH_PROVIDER", "outbox")
+            .env("SESAM_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().context("starting Sesam")?;
+        let pid = child.id().context("Sesam exited at once")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(addr) = line.strip_prefix(READY) {
+                    return Ok(addr.to_owned());
+                }
+            }
+            bail!("Sesam stopped before it listened")
+        })
+        .await
+        .context("Sesam did not start within 60 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(SesamProcess {
+            child,
+            pid,
+            base_url: format!("http://{addr}"),
+        })
+    }
+
+    /// Resident memory now (`VmRSS`) and at its peak so far (`VmHWM`), in bytes.
+    pub fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        Ok(Memory {
+            rss: status_kib(&status, "VmRSS:").context("no VmRSS")? * 1024,
+            peak: status_kib(&status, "VmHWM:").context("no VmHWM")? * 1024,
+        })
+    }
+
+    /// CPU time (user + system) Sesam has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(&self.pid.to_string())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+/// CPU time (user + system) of process `pid` (or `self`) so far, from `/proc/PID/stat`.
+pub fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces) come the state (field 3) and more;
+    // utime and stime are fields 14 and 15, in clock ticks of 10 ms on Linux.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Samples the RSS every 100 ms while `work` runs; returns its result and the largest sample.
+pub async fn with_peak_rss<T>(
+    sesam: &SesamProcess,
+    work: impl std::future::Future<Output = T>,
+) -> (T, u64) {
+    let mut peak = sesam.memory().map(|m| m.rss).unwrap_or(0);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            out = &mut work => return (out, peak),
+            _ = tick.tick() => {
+                if let Ok(m) = sesam.memory() {
+                    peak = peak.max(m.rss);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_kib_lines_of_proc_status() {
+        let status = "Name:\tsesam\nVmHWM:\t   40960 kB\nVmRSS:\t   20480 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(20480));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(40960));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+}
