@@ -285,6 +285,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     text_of(&computer, "#status").await;
     screenshot(&computer, "admin-user.png").await;
 
+    admin_rolls_out_passwordless_and_registers_a_saml_sp(&sesam, &computer).await;
     oidc_client_is_registered_and_a_password_login_reaches_it(&sesam, &computer).await;
 
     computer.close().await.unwrap();
@@ -347,6 +348,7 @@ async fn oidc_client_is_registered_and_a_password_login_reaches_it(
         .unwrap();
     text_of(computer, "#services").await;
     screenshot(computer, "admin-services.png").await;
+    every_admin_action_is_in_the_audit_log(sesam, computer).await;
 
     computer.goto(&format!("{base}/logout")).await.unwrap();
     click(computer, "form[action='/logout'] button[type=submit]").await;
@@ -399,4 +401,89 @@ async fn oidc_client_is_registered_and_a_password_login_reaches_it(
         .await
         .unwrap();
     assert_eq!(tokens["token_type"], "Bearer", "{tokens}");
+}
+
+/// Pilot first (with the preview), a pilot user, then on for everyone; and a SAML service
+/// provider from its metadata file: all through the portal's forms.
+async fn admin_rolls_out_passwordless_and_registers_a_saml_sp(
+    sesam: &TestServer,
+    computer: &Client,
+) {
+    let base = sesam.url("");
+    for mode in ["pilot", "on"] {
+        computer
+            .goto(&format!("{base}/admin/settings"))
+            .await
+            .unwrap();
+        click(computer, &format!("input[name=passwordless][value={mode}]")).await;
+        click(computer, "#settings-submit").await;
+        text_of(computer, "#preview-count").await;
+        if mode == "pilot" {
+            screenshot(computer, "admin-settings-pilot-preview.png").await;
+        }
+        click(computer, "#settings-submit").await;
+        text_of(computer, "#saved").await;
+        if mode == "pilot" {
+            // A pilot user, created in the portal.
+            computer.goto(&format!("{base}/admin/users")).await.unwrap();
+            type_into(computer, "#new-username", "pia").await;
+            type_into(computer, "#new-display-name", "Pia Pilot").await;
+            click(computer, "input[name=pilot]").await;
+            click(computer, "#new-user-create").await;
+            let password = text_of(computer, "#one-time-password").await;
+            assert!(password.len() >= 12, "{password}");
+            assert!(text_of(computer, "#flags").await.contains("pilot"));
+            screenshot(computer, "admin-user-created.png").await;
+        }
+    }
+    let settings = sesam.store().load_settings().await.unwrap();
+    assert_eq!(settings.passwordless.as_str(), "on");
+
+    let cert = sesam_saml::IdpKey::generate("sp.example.dk", 30)
+        .unwrap()
+        .certificate()
+        .to_base64();
+    let metadata = format!(
+        concat!(
+            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://sp.example.dk/shibboleth">"#,
+            r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+            r#"<md:KeyDescriptor use="encryption"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            r#"<md:AssertionConsumerService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location="https://sp.example.dk/acs" index="0"/>"#,
+            "</md:SPSSODescriptor></md:EntityDescriptor>"
+        ),
+        cert
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sp-metadata.xml");
+    std::fs::write(&file, metadata).unwrap();
+    computer
+        .goto(&format!("{base}/admin/services"))
+        .await
+        .unwrap();
+    type_into(computer, "#sp-file", file.to_str().unwrap()).await;
+    type_into(computer, "#sp-name", "Sygesikring").await;
+    click(computer, "#sp-create").await;
+    assert_eq!(
+        text_of(computer, "#sp-entity-id").await,
+        "https://sp.example.dk/shibboleth"
+    );
+    screenshot(computer, "admin-saml-sp.png").await;
+}
+
+async fn every_admin_action_is_in_the_audit_log(sesam: &TestServer, computer: &Client) {
+    computer
+        .goto(&format!("{}/admin/audit", sesam.url("")))
+        .await
+        .unwrap();
+    text_of(computer, "#audit").await;
+    let page = computer.source().await.unwrap();
+    for event in [
+        "settings.changed",
+        "user.created",
+        "saml.sp.added",
+        "oidc.client.added",
+    ] {
+        assert!(page.contains(event), "{event} is not in the audit log page");
+    }
+    screenshot(computer, "admin-audit-after.png").await;
 }
