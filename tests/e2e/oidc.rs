@@ -28,6 +28,7 @@ on_both_databases!(
     prompt_login_and_max_age_force_a_new_login_and_sso_is_reused_otherwise,
     acr_substantial_steps_up_a_password_login,
     end_session_logs_out_and_redirects_only_where_registered,
+    expired_codes_and_tokens_are_forgotten_and_live_ones_kept,
 );
 
 const CALLBACK: &str = "https://rp.example.dk/callback";
@@ -937,4 +938,68 @@ async fn configured_keys_sign_and_the_next_key_is_published() {
     let header = id_token_claims(&format!("x.{}", id_token.split('.').next().unwrap()));
     assert_eq!(header["alg"], "ES256");
     sesam.stop().await;
+}
+
+async fn expired_codes_and_tokens_are_forgotten_and_live_ones_kept(db: TestDb) {
+    use sesam_store::{OidcGrant, TokenKind};
+    let store = db.store().await;
+    let now = sesam_core::UnixTime(1_800_000_000);
+    let user = crate::harness::add_user(&store, "anna", "Anna", "correct horse battery", now).await;
+    let client = sesam_server::oidc::register_client(
+        &store,
+        &ClientRegistration {
+            name: "RP".into(),
+            redirect_uris: vec![CALLBACK.into()],
+            ..ClientRegistration::default()
+        },
+        now,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .0;
+    let grant = OidcGrant {
+        client_id: client.client_id,
+        user_id: user.id.0,
+        scope: "openid".into(),
+        auth_time: now.0,
+        acr: "low".into(),
+        amr: vec!["pwd".into()],
+        sid: "s1".into(),
+    };
+    store
+        .insert_oidc_code("old-code", &grant, CALLBACK, "c", None, now)
+        .await
+        .unwrap();
+    store
+        .insert_oidc_token(
+            "old-access",
+            TokenKind::Access,
+            "f",
+            &grant,
+            now,
+            now.0 + 600,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_oidc_token(
+            "live-refresh",
+            TokenKind::Refresh,
+            "f",
+            &grant,
+            now,
+            now.0 + 30 * 86400,
+        )
+        .await
+        .unwrap();
+    let later = sesam_core::UnixTime(now.0 + 2 * 3600);
+    assert_eq!(store.delete_expired_oidc(later, 60).await.unwrap(), 2);
+    assert!(store.peek_oidc_code("old-code").await.unwrap().is_none());
+    assert!(store.get_oidc_token("old-access").await.unwrap().is_none());
+    assert!(store
+        .get_oidc_token("live-refresh")
+        .await
+        .unwrap()
+        .is_some());
 }

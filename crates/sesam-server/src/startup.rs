@@ -89,17 +89,17 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     let oidc = crate::oidc::OidcProvider::load(&store, &config, clock.now()).await?;
     let saml = crate::saml::SamlIdp::load(&store, &config, clock.now()).await?;
     let pusher = crate::push::build(&config.push, &store, clock.clone())?;
-    let state = AppState::new(config, store.clone(), clock, pusher, oidc, saml);
+    let state = AppState::new(config, store.clone(), clock.clone(), pusher, oidc, saml);
     let shared = state.clone();
     let relay = tokio::spawn(crate::challenges::relay_notifications(state.clone()));
     let (app, cleanup) = match store.session_store() {
         SessionStore::Sqlite(s) => (
             web::router(state, s.clone(), settings.session_idle_seconds),
-            tokio::spawn(delete_expired_sessions(s)),
+            tokio::spawn(delete_expired(s, store.clone(), clock.clone())),
         ),
         SessionStore::Postgres(s) => (
             web::router(state, s.clone(), settings.session_idle_seconds),
-            tokio::spawn(delete_expired_sessions(s)),
+            tokio::spawn(delete_expired(s, store.clone(), clock.clone())),
         ),
     };
 
@@ -127,13 +127,28 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     })
 }
 
-async fn delete_expired_sessions<S: ExpiredDeletion>(store: S) {
-    if let Err(e) = store
-        .continuously_delete_expired(tokio::time::Duration::from_secs(600))
-        .await
-    {
-        tracing::warn!(error = %e, "expired-session clean-up stopped");
-    }
+/// Every ten minutes: forget expired sessions, and OIDC codes and tokens that can no longer
+/// be used.
+async fn delete_expired<S: ExpiredDeletion>(sessions: S, store: Store, clock: Arc<dyn Clock>) {
+    let sessions = async {
+        if let Err(e) = sessions
+            .continuously_delete_expired(tokio::time::Duration::from_secs(600))
+            .await
+        {
+            tracing::warn!(error = %e, "expired-session clean-up stopped");
+        }
+    };
+    let oidc = async {
+        let mut every = tokio::time::interval(tokio::time::Duration::from_secs(600));
+        loop {
+            every.tick().await;
+            let lifetime = sesam_oidc::CODE_LIFETIME_SECS as i64;
+            if let Err(e) = store.delete_expired_oidc(clock.now(), lifetime).await {
+                tracing::warn!(error = %e, "OIDC clean-up failed");
+            }
+        }
+    };
+    tokio::join!(sessions, oidc);
 }
 
 /// Creates `admin` with a one-time password when no administrator exists. Returns the
