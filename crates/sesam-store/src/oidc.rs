@@ -346,16 +346,15 @@ impl Store {
         &self,
         code_hash: &str,
     ) -> Result<Option<(StoredCode, bool)>, StoreError> {
-        let row: Option<CodeRow> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
+        let row: Option<CodeRow> = on_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, \
              acr, amr, sid, issued_at, used_at FROM oidc_codes WHERE code_hash = $1"
         )
         .bind(code_hash)
         .fetch_optional(p)
         .await?
-            });
+        });
         Ok(row.map(|r| {
             let used = r.used_at.is_some();
             (stored_code(r), used)
@@ -377,20 +376,9 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
-        let row: Option<CodeRow> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
-            "SELECT client_id, user_id, redirect_uri, code_challenge, scope, nonce, auth_time, \
-             acr, amr, sid, issued_at, used_at FROM oidc_codes WHERE code_hash = $1"
-        )
-        .bind(code_hash)
-        .fetch_optional(p)
-        .await?
-            });
-        let Some(r) = row else {
+        let Some((code, _)) = self.peek_oidc_code(code_hash).await? else {
             return Ok(CodeUse::Unknown);
         };
-        let code = stored_code(r);
         Ok(if spent == 1 {
             CodeUse::First(code)
         } else {

@@ -185,6 +185,11 @@ pub async fn submit_logout(
             .await?;
     }
     session.flush().await?;
+    logged_out_page(lang)
+}
+
+/// "You are logged out", after `/logout` and after a service's `end_session`.
+pub fn logged_out_page(lang: Lang) -> Result<Response, AppError> {
     let t = lang.catalog();
     let page = MessagePage {
         chrome: Chrome::new(lang, "/login"),

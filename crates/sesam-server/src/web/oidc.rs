@@ -166,11 +166,7 @@ pub async fn authorize_post(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !is_form {
+    if !is_form(&headers) {
         return Err(AppError::UnsupportedMediaType);
     }
     let Ok(text) = std::str::from_utf8(&body) else {
@@ -391,13 +387,16 @@ fn no_store() -> [(header::HeaderName, &'static str); 2] {
     ]
 }
 
-fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
-    let is_form = headers
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+fn form_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
     let invalid = |d: &str| TokenError::new(TokenErrorCode::InvalidRequest, d);
-    if !is_form {
+    if !is_form(headers) {
         return Err(invalid(
             "the body must be application/x-www-form-urlencoded",
         ));
@@ -877,18 +876,7 @@ pub async fn end_session(
             }
             Ok(Redirect::to(&location).into_response())
         }
-        None => {
-            let t = lang.catalog();
-            let page = MessagePage {
-                chrome: Chrome::new(lang, "/end_session"),
-                title: t.get("logout.done_title").to_owned(),
-                body: t.get("logout.done_body").to_owned(),
-                alert: false,
-                link_href: "/login",
-                link_label: t.get("login.title").to_owned(),
-            };
-            render(StatusCode::OK, &page)
-        }
+        None => crate::web::account::logged_out_page(lang),
     }
 }
 
