@@ -1003,3 +1003,44 @@ async fn expired_codes_and_tokens_are_forgotten_and_live_ones_kept(db: TestDb) {
         .unwrap()
         .is_some());
 }
+
+/// A browser app (public client) may call the token and userinfo endpoints from its own
+/// origin; pages with the session cookie get no CORS headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_apps_may_call_the_token_endpoints_across_origins() {
+    let db = TestDb::sqlite();
+    let sesam = TestServer::start(&db).await;
+    let http = reqwest::Client::new();
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, sesam.url("/token"))
+        .header("origin", "https://app.example.dk")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    for path in ["/jwks", "/.well-known/openid-configuration"] {
+        let r = http
+            .get(sesam.url(path))
+            .header("origin", "https://app.example.dk")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+    for path in ["/login", "/authorize?client_id=x"] {
+        let r = http
+            .get(sesam.url(path))
+            .header("origin", "https://app.example.dk")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+    sesam.stop().await;
+}

@@ -136,14 +136,24 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
     } else {
         "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http:; base-uri 'none'"
     });
-    Router::new()
-        .merge(pages)
-        .nest("/api/app/v1", crate::api::router())
+    // The OIDC endpoints a browser app (a public client) calls from its own origin. They use
+    // no cookies, so any origin may read their answers.
+    let oidc_api = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/jwks", get(oidc::jwks))
         .route("/token", post(oidc::token))
         .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
         .route("/revoke", post(oidc::revoke))
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    Router::new()
+        .merge(pages)
+        .nest("/api/app/v1", crate::api::router())
+        .merge(oidc_api)
         .route("/saml/metadata", get(saml::metadata))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
