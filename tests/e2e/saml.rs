@@ -140,6 +140,37 @@ impl TestSp {
         )
     }
 
+    /// The SP's LogoutResponse to Sesam.
+    fn logout_response_xml(
+        &self,
+        sesam: &TestServer,
+        in_response_to: &str,
+        status: &str,
+        template: bool,
+    ) -> String {
+        let id = format!("_{}", uuid::Uuid::new_v4().simple());
+        let signature = if template {
+            signature_template(&id, &self.signing)
+        } else {
+            String::new()
+        };
+        format!(
+            concat!(
+                r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+                r#" ID="{id}" Version="2.0" IssueInstant="{ii}" Destination="{dest}" InResponseTo="{irt}">"#,
+                "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
+                r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:{status}"/></samlp:Status></samlp:LogoutResponse>"#
+            ),
+            id = id,
+            ii = instant(sesam.now().0),
+            dest = sesam.server.state.saml.slo_url,
+            irt = in_response_to,
+            issuer = self.entity_id,
+            signature = signature,
+            status = status,
+        )
+    }
+
     fn second_acs(&self) -> String {
         format!("https://{}/Shibboleth.sso/SAML2/POST-2", self.host)
     }
@@ -175,6 +206,7 @@ impl TestSp {
 
     /// Registers this SP with `sesam` as the CLI would.
     async fn register(&self, sesam: &TestServer, options: SpOptions) {
+        assert_schema_valid(&self.metadata(false), SAML_XSD);
         let (record, _) =
             sp_registration(self.metadata(false).as_bytes(), None, &options).expect("registers");
         sesam
@@ -318,7 +350,16 @@ fn redirect_path_raw(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &s
 
 /// `SAMLRequest=…[&RelayState=…][&SigAlg=…&Signature=…]`, signed as the Redirect binding says.
 fn signed_query(b64: &str, relay: Option<&str>, signer: Option<(&IdpKey, &str)>) -> String {
-    let mut q = format!("SAMLRequest={}", urlencode(b64));
+    signed_query_of("SAMLRequest", b64, relay, signer)
+}
+
+fn signed_query_of(
+    param: &str,
+    b64: &str,
+    relay: Option<&str>,
+    signer: Option<(&IdpKey, &str)>,
+) -> String {
+    let mut q = format!("{param}={}", urlencode(b64));
     if let Some(r) = relay {
         q.push_str(&format!("&RelayState={}", urlencode(r)));
     }
@@ -388,13 +429,48 @@ fn attr_after<'a>(body: &'a str, marker: &str) -> Option<&'a str> {
 
 /// The auto-submitting form: (action, decoded SAMLResponse XML, RelayState).
 fn form_post(page: &Page) -> (String, String, Option<String>) {
+    form_field(page, "SAMLResponse")
+}
+
+/// As [`form_post`], for the message in form field `field`.
+fn form_field(page: &Page, field: &str) -> (String, String, Option<String>) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     let action = unescape(attr_after(&page.body, "action=\"").expect("a form"));
-    let response = attr_after(&page.body, "name=\"SAMLResponse\" value=\"")
-        .unwrap_or_else(|| panic!("no SAMLResponse in:\n{}", page.body));
+    let response = attr_after(&page.body, &format!("name=\"{field}\" value=\""))
+        .unwrap_or_else(|| panic!("no {field} in:\n{}", page.body));
     let xml = String::from_utf8(B64.decode(response).unwrap()).unwrap();
     let relay = attr_after(&page.body, "name=\"RelayState\" value=\"").map(unescape);
     (action, xml, relay)
+}
+
+/// The OASIS SAML 2.0 schemas (protocol, assertion, metadata) with XML Encryption 1.1.
+const SAML_XSD: &str = "saml-all.xsd";
+
+/// Validates `xml` with `xmllint` against an OASIS schema kept in tests/fixtures/saml, offline.
+fn assert_schema_valid(xml: &str, schema: &str) {
+    let path = format!(
+        "{}/tests/fixtures/saml/{schema}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = Command::new("xmllint")
+        .args(["--noout", "--nonet", "--schema", &path, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xmllint is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{schema}: {}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `xmlsec1 --verify` over `xml` with `cert_pem`.
@@ -503,6 +579,7 @@ impl TestSp {
         let idp_cert = idp.key.certificate();
         let idp_pem = idp_cert.to_pem().unwrap();
         let now = sesam.now().0;
+        assert_schema_valid(&xml, SAML_XSD);
         let response: samael::schema::Response = xml.parse().expect("samael reads the Response");
         assert_eq!(response.destination.as_deref(), Some(self.acs.as_str()));
         assert_eq!(response.in_response_to.as_deref(), Some(request_id));
@@ -534,6 +611,7 @@ impl TestSp {
             );
             between(&xml, "<saml:Assertion ", "</saml:Assertion>").to_owned()
         };
+        assert_schema_valid(&assertion_xml, SAML_XSD);
         // samael (the SP's library) and xmlsec1 both verify the assertion's signature, and a
         // changed assertion does not verify.
         XmlSec::verify_signed_xml(
@@ -615,6 +693,7 @@ impl TestSp {
     fn refused(&self, page: &Page, request_id: &str) -> String {
         let (action, xml, _) = form_post(page);
         assert_eq!(action, self.acs);
+        assert_schema_valid(&xml, SAML_XSD);
         let response: samael::schema::Response = xml.parse().unwrap();
         assert_eq!(response.in_response_to.as_deref(), Some(request_id));
         assert!(response.assertion.is_none() && response.encrypted_assertion.is_none());
@@ -731,6 +810,7 @@ async fn metadata_is_signed_and_names_the_endpoints(db: TestDb) {
         &pem,
         "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
     ));
+    assert_schema_valid(&page.body, SAML_XSD);
     let base = &sesam.server.state.config.public_url;
     assert_eq!(idp.entity_id, format!("{base}/saml/metadata"));
     assert!(page
@@ -795,6 +875,33 @@ async fn passwordless_login_over_redirect_then_sso_over_post_with_encryption(db:
     assert_eq!(first.location(), Some("/login"), "{}", first.body);
     let page = passwordless(&browser, &app, "anna").await;
     let login = plain.accept(&sesam, &page, &req.id, Some(relay), false);
+    // A third-party SP library given only Sesam's published metadata accepts the Response.
+    let idp_metadata: samael::metadata::EntityDescriptor = browser
+        .get("/saml/metadata")
+        .await
+        .body
+        .parse()
+        .expect("samael reads Sesam's metadata");
+    let third_party = samael::service_provider::ServiceProvider {
+        entity_id: Some(plain.entity_id.clone()),
+        acs_url: Some(plain.acs.clone()),
+        idp_metadata,
+        allowed_signature_algorithms: Some(vec![
+            samael::crypto::AllowedSignatureAlgorithm::RsaSha256,
+        ]),
+        ..Default::default()
+    };
+    let (_, response_xml, _) = form_post(&page);
+    let assertion = third_party
+        .parse_base64_response(&B64.encode(&response_xml), Some(&[req.id.as_str()]))
+        .expect("samael's ServiceProvider accepts the Response");
+    assert_eq!(
+        assertion.subject.unwrap().name_id.unwrap().value,
+        login.name_id
+    );
+    assert!(third_party
+        .parse_base64_response(&B64.encode(&response_xml), Some(&["_another_request"]))
+        .is_err());
     assert_eq!(login.loa, LOA_SUBSTANTIAL);
     assert_eq!(
         login.attributes["https://data.gov.dk/model/core/eid/professional/uuid/persistent"],
@@ -1481,16 +1588,13 @@ async fn password_login_at(sesam: &TestServer, browser: &Browser, sp: &TestSp) -
 
 /// Checks a LogoutResponse delivered over HTTP-Redirect (signature over the query) and
 /// returns its status codes joined with a space.
-fn redirect_logout_response(
-    sesam: &TestServer,
-    sp: &TestSp,
-    page: &Page,
-    request_id: &str,
-) -> String {
+/// Checks a message delivered over HTTP-Redirect to `to` (signature over the query with
+/// Sesam's key) and returns its XML.
+fn redirect_message(sesam: &TestServer, to: &str, page: &Page, param: &str) -> String {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     let location = page.location().unwrap();
     let (endpoint, query) = location.split_once('?').unwrap();
-    assert_eq!(endpoint, sp.slo());
+    assert_eq!(endpoint, to);
     let signed = &query[..query.find("&Signature=").unwrap()];
     let value = |name: &str| {
         query
@@ -1521,19 +1625,30 @@ fn redirect_logout_response(
         verifier.verify(&signature).unwrap(),
         "the query signature verifies"
     );
-    let deflated = B64.decode(value("SAMLResponse").replace(' ', "+")).unwrap();
+    let deflated = B64.decode(value(param).replace(' ', "+")).unwrap();
     let mut xml = String::new();
     std::io::Read::read_to_string(
         &mut flate2::read::DeflateDecoder::new(&deflated[..]),
         &mut xml,
     )
     .unwrap();
+    assert_schema_valid(&xml, SAML_XSD);
+    xml
+}
+
+fn redirect_logout_response(
+    sesam: &TestServer,
+    sp: &TestSp,
+    page: &Page,
+    request_id: &str,
+) -> String {
+    let xml = redirect_message(sesam, &sp.slo(), page, "SAMLResponse");
     let response: samael::schema::LogoutResponse = xml.parse().expect("samael reads it");
     assert_eq!(response.in_response_to.as_deref(), Some(request_id));
     assert_eq!(response.destination.as_deref(), Some(sp.slo().as_str()));
     assert_eq!(
         response.issuer.and_then(|i| i.value).as_deref(),
-        Some(idp.entity_id.as_str())
+        Some(sesam.server.state.saml.entity_id.as_str())
     );
     statuses(&xml)
 }
@@ -1615,7 +1730,7 @@ async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
     );
     still_signed_in(browser.get("/account").await);
 
-    // The real thing: the session ends; b was not told, so the answer is PartialLogout.
+    // The real thing: the session ends, b (HTTP-POST) is told and confirms, then a is answered.
     let request_id = id();
     let xml = a.logout_xml(
         &sesam,
@@ -1625,10 +1740,39 @@ async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
         false,
     );
     let path = slo(&xml, Some((&a.signing, RSA_SHA256)));
-    let page = browser.get(&path).await;
+    let to_b = browser.get(&path).await;
+    assert_eq!(browser.get("/account").await.location(), Some("/login"));
+    let (action, told, _) = form_field(&to_b, "SAMLRequest");
+    assert_schema_valid(&told, SAML_XSD);
+    assert_eq!(action, b.slo());
+    let pem = sesam.server.state.saml.key.certificate().to_pem().unwrap();
+    assert!(xmlsec1_verifies(
+        &told,
+        &pem,
+        "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"
+    ));
+    assert!(told.contains(&format!(
+        "<samlp:SessionIndex>{}</samlp:SessionIndex>",
+        at_a.session_index
+    )));
+    let told: samael::schema::LogoutRequest = told.parse().expect("samael reads it");
+    assert_eq!(told.name_id.unwrap().value, at_b.name_id);
+    assert_eq!(told.destination.as_deref(), Some(b.slo().as_str()));
+    let answer = sign_enveloped(
+        &b.logout_response_xml(&sesam, told.id.as_deref().unwrap(), "Success", true),
+        &b.signing,
+    );
+    let posted = post_sso_to(
+        &browser,
+        "/saml/slo",
+        &[("SAMLResponse".to_owned(), B64.encode(&answer))],
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let page = browser.get(posted.location().unwrap()).await;
     assert_eq!(
         redirect_logout_response(&sesam, &a, &page, &request_id),
-        "Success PartialLogout"
+        "Success"
     );
     assert!(page.location().unwrap().contains("&RelayState=back&"));
     assert_eq!(browser.get("/account").await.location(), Some("/login"));
@@ -1675,6 +1819,7 @@ async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
     let page = browser.get(posted.location().unwrap()).await;
     let (action, response, relay) = form_post(&page);
+    assert_schema_valid(&response, SAML_XSD);
     assert_eq!(action, b.slo());
     assert_eq!(relay.as_deref(), Some("rs"));
     let pem = sesam.server.state.saml.key.certificate().to_pem().unwrap();
@@ -1701,5 +1846,56 @@ async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
         &browser.get("/saml/slo/continue?r=00ff").await,
         StatusCode::BAD_REQUEST,
     );
+
+    // c (HTTP-Redirect) is told by a signed redirect; its refusal makes the logout partial.
+    let c = TestSp::new("c.example.test");
+    c.register(&sesam, SpOptions::default()).await;
+    let at_a3 = password_login_at(&sesam, &browser, &a).await;
+    let r = c.request(&sesam);
+    let at_c = c.accept(
+        &sesam,
+        &browser.get(&c.redirect(&r, None, None)).await,
+        &r.id,
+        None,
+        false,
+    );
+    let request_id = id();
+    let xml = a.logout_xml(
+        &sesam,
+        &request_id,
+        &at_a3.name_id,
+        &at_a3.session_index,
+        false,
+    );
+    let to_c = browser
+        .get(&slo(&xml, Some((&a.signing, RSA_SHA256))))
+        .await;
+    let told = redirect_message(&sesam, &c.slo(), &to_c, "SAMLRequest");
+    assert!(told.contains(&at_c.name_id) && told.contains(&at_a3.session_index));
+    let told_id = told
+        .split(" ID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let refusal = c.logout_response_xml(&sesam, told_id, "Responder", false);
+    let back = format!(
+        "/saml/slo?{}",
+        signed_query_of(
+            "SAMLResponse",
+            &B64.encode(deflate(refusal.as_bytes())),
+            None,
+            Some((&c.signing, RSA_SHA256)),
+        )
+    );
+    let page = browser.get(&back).await;
+    assert_eq!(
+        redirect_logout_response(&sesam, &a, &page, &request_id),
+        "Success PartialLogout"
+    );
+    assert_eq!(browser.get("/account").await.location(), Some("/login"));
+    // A LogoutResponse nobody waits for.
+    assert_refused_page(&browser.get(&back).await, StatusCode::BAD_REQUEST);
     sesam.stop().await;
 }

@@ -25,9 +25,10 @@ pub use encrypt::{build_encrypted_response, KeyTransport};
 pub use error::{Result, SamlError};
 pub use key::{Certificate, IdpKey};
 pub use logout::{
-    build_logout_response, decode_logout_post, decode_logout_redirect,
-    logout_response_redirect_url, LogoutRequest, LogoutResponseParams, LogoutStatus,
-    UnverifiedLogoutRequest,
+    build_logout_request, build_logout_response, decode_logout_post, decode_logout_redirect,
+    decode_logout_response_post, decode_logout_response_redirect, logout_request_redirect_url,
+    logout_response_redirect_url, LogoutRequest, LogoutRequestParams, LogoutResponse,
+    LogoutResponseParams, LogoutStatus, UnverifiedLogoutRequest, UnverifiedLogoutResponse,
 };
 pub use metadata::{idp_metadata, IdpMetadata};
 pub use post_form::post_form;

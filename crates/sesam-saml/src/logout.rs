@@ -70,26 +70,43 @@ impl UnverifiedLogoutRequest {
         sp_certs: &[Certificate],
         policy: SignaturePolicy,
     ) -> Result<LogoutRequest> {
-        let mut request = match self.evidence {
-            Evidence::None if policy.require_signed => return Err(SamlError::Unsigned),
-            Evidence::None => return Ok(self.request),
-            Evidence::Redirect {
-                sig_alg,
-                signature,
-                signed_octets,
-            } => {
-                verify_redirect(&sig_alg, &signature, &signed_octets, sp_certs, policy)?;
-                self.request
-            }
-            Evidence::Post { xml } => read_logout_request(&verify_post_message(
-                &xml,
-                "LogoutRequest",
-                sp_certs,
-                policy,
-            )?)?,
+        let mut request = match check_evidence(self.evidence, "LogoutRequest", sp_certs, policy)? {
+            Checked::Unsigned => return Ok(self.request),
+            Checked::Redirect => self.request,
+            Checked::Post(signed) => read_logout_request(&signed)?,
         };
         request.signed = true;
         Ok(request)
+    }
+}
+
+enum Checked {
+    Unsigned,
+    Redirect,
+    /// The element the enveloped signature covers.
+    Post(Element),
+}
+
+fn check_evidence(
+    evidence: Evidence,
+    message: &'static str,
+    certs: &[Certificate],
+    policy: SignaturePolicy,
+) -> Result<Checked> {
+    match evidence {
+        Evidence::None if policy.require_signed => Err(SamlError::Unsigned),
+        Evidence::None => Ok(Checked::Unsigned),
+        Evidence::Redirect {
+            sig_alg,
+            signature,
+            signed_octets,
+        } => {
+            verify_redirect(&sig_alg, &signature, &signed_octets, certs, policy)?;
+            Ok(Checked::Redirect)
+        }
+        Evidence::Post { xml } => Ok(Checked::Post(verify_post_message(
+            &xml, message, certs, policy,
+        )?)),
     }
 }
 
@@ -149,18 +166,22 @@ fn read_logout_request(root: &Element) -> Result<LogoutRequest> {
     })
 }
 
-/// Decodes an HTTP-Redirect LogoutRequest from the raw query string exactly as received.
-pub fn decode_logout_redirect(raw_query: &str) -> Result<UnverifiedLogoutRequest> {
+/// The XML, RelayState and signature evidence of a Redirect-binding message carried in
+/// `param` (`SAMLRequest` or `SAMLResponse`), from the raw query string exactly as received.
+fn decode_redirect_message(
+    raw_query: &str,
+    param: &'static str,
+) -> Result<(Vec<u8>, Option<String>, Evidence)> {
     if raw_query.len() > MAX_REQUEST_XML_BYTES * 2 {
         return Err(SamlError::TooLarge {
             limit: MAX_REQUEST_XML_BYTES * 2,
         });
     }
-    let (mut request, mut relay_state, mut sig_alg, mut signature) = (None, None, None, None);
+    let (mut message, mut relay_state, mut sig_alg, mut signature) = (None, None, None, None);
     for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let slot = match name {
-            "SAMLRequest" => &mut request,
+            n if n == param => &mut message,
             "RelayState" => &mut relay_state,
             "SigAlg" => &mut sig_alg,
             "Signature" => &mut signature,
@@ -173,14 +194,13 @@ pub fn decode_logout_redirect(raw_query: &str) -> Result<UnverifiedLogoutRequest
             });
         }
     }
-    let raw_request = request.ok_or(SamlError::Missing("SAMLRequest"))?;
-    let deflated = decode_base64("SAMLRequest", &query_decode(raw_request, false)?)?;
+    let raw_message = message.ok_or(SamlError::Missing(param))?;
+    let deflated = decode_base64(param, &query_decode(raw_message, false)?)?;
     let xml = inflate(&deflated, MAX_REQUEST_XML_BYTES)?;
-    let request = read_logout_request(&parse(&xml, MAX_REQUEST_XML_BYTES)?)?;
     let evidence = match (sig_alg, signature) {
         (None, None) => Evidence::None,
         (Some(raw_alg), Some(raw_sig)) => {
-            let mut signed_octets = format!("SAMLRequest={raw_request}");
+            let mut signed_octets = format!("{param}={raw_message}");
             if let Some(raw_relay) = relay_state {
                 signed_octets.push_str("&RelayState=");
                 signed_octets.push_str(raw_relay);
@@ -197,27 +217,23 @@ pub fn decode_logout_redirect(raw_query: &str) -> Result<UnverifiedLogoutRequest
         (Some(_), None) => return Err(SamlError::Missing("Signature")),
     };
     let relay_state = relay_state.map(|r| query_decode(r, true)).transpose()?;
-    Ok(UnverifiedLogoutRequest {
-        request,
-        relay_state: checked_relay_state(relay_state)?,
-        evidence,
-    })
+    Ok((xml, checked_relay_state(relay_state)?, evidence))
 }
 
-/// Decodes an HTTP-POST LogoutRequest from its form fields.
-pub fn decode_logout_post(
-    saml_request: &str,
-    relay_state: Option<&str>,
-) -> Result<UnverifiedLogoutRequest> {
-    let xml = decode_base64("SAMLRequest", saml_request)?;
+/// The parsed root and the signature evidence of a POST-binding message.
+fn decode_post_message(
+    field: &'static str,
+    base64_xml: &str,
+    message: &'static str,
+) -> Result<(Element, Evidence)> {
+    let xml = decode_base64(field, base64_xml)?;
     let root = parse(&xml, MAX_REQUEST_XML_BYTES)?;
-    let request = read_logout_request(&root)?;
     let evidence = if root.count_descendants(NS_DS, "Signature") == 0 {
         Evidence::None
     } else {
         check_post_signature_structure(
             &root,
-            "LogoutRequest",
+            message,
             SignaturePolicy {
                 require_signed: true,
                 allow_sha1: true,
@@ -227,11 +243,184 @@ pub fn decode_logout_post(
             xml: String::from_utf8(xml).map_err(|_| SamlError::NotXml("not UTF-8".into()))?,
         }
     };
+    Ok((root, evidence))
+}
+
+/// Decodes an HTTP-Redirect LogoutRequest from the raw query string exactly as received.
+pub fn decode_logout_redirect(raw_query: &str) -> Result<UnverifiedLogoutRequest> {
+    let (xml, relay_state, evidence) = decode_redirect_message(raw_query, "SAMLRequest")?;
+    Ok(UnverifiedLogoutRequest {
+        request: read_logout_request(&parse(&xml, MAX_REQUEST_XML_BYTES)?)?,
+        relay_state,
+        evidence,
+    })
+}
+
+/// Decodes an HTTP-POST LogoutRequest from its form fields.
+pub fn decode_logout_post(
+    saml_request: &str,
+    relay_state: Option<&str>,
+) -> Result<UnverifiedLogoutRequest> {
+    let (root, evidence) = decode_post_message("SAMLRequest", saml_request, "LogoutRequest")?;
+    let request = read_logout_request(&root)?;
     Ok(UnverifiedLogoutRequest {
         request,
         relay_state: checked_relay_state(relay_state.map(str::to_string))?,
         evidence,
     })
+}
+
+/// An SP's answer to a LogoutRequest Sesam sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutResponse {
+    pub id: String,
+    pub in_response_to: Option<String>,
+    pub issuer: Option<String>,
+    /// The top-level StatusCode value.
+    pub status: String,
+    pub signed: bool,
+}
+
+impl LogoutResponse {
+    pub fn is_success(&self) -> bool {
+        self.status == "urn:oasis:names:tc:SAML:2.0:status:Success"
+    }
+}
+
+/// A decoded LogoutResponse whose signature has not been checked yet.
+#[derive(Debug, Clone)]
+pub struct UnverifiedLogoutResponse {
+    response: LogoutResponse,
+    evidence: Evidence,
+}
+
+impl UnverifiedLogoutResponse {
+    pub fn issuer(&self) -> Option<&str> {
+        self.response.issuer.as_deref()
+    }
+
+    pub fn verify(
+        self,
+        sp_certs: &[Certificate],
+        policy: SignaturePolicy,
+    ) -> Result<LogoutResponse> {
+        let mut response = match check_evidence(self.evidence, "LogoutResponse", sp_certs, policy)?
+        {
+            Checked::Unsigned => return Ok(self.response),
+            Checked::Redirect => self.response,
+            Checked::Post(signed) => read_logout_response(&signed)?,
+        };
+        response.signed = true;
+        Ok(response)
+    }
+}
+
+fn read_logout_response(root: &Element) -> Result<LogoutResponse> {
+    if !root.is(NS_SAMLP, "LogoutResponse") {
+        return Err(SamlError::WrongRoot {
+            expected: "samlp:LogoutResponse",
+            found: format!("{{{}}}{}", root.ns, root.name),
+        });
+    }
+    let status = root
+        .child(NS_SAMLP, "Status")
+        .and_then(|s| s.child(NS_SAMLP, "StatusCode"))
+        .and_then(|c| c.attr("Value"))
+        .ok_or(SamlError::Missing("StatusCode"))?;
+    Ok(LogoutResponse {
+        id: root
+            .attr("ID")
+            .filter(|v| !v.is_empty())
+            .ok_or(SamlError::Missing("LogoutResponse ID"))?
+            .to_string(),
+        in_response_to: root.attr("InResponseTo").map(str::to_string),
+        issuer: root
+            .child(NS_SAML, "Issuer")
+            .map(|i| i.trimmed_text().to_string()),
+        status: status.to_string(),
+        signed: false,
+    })
+}
+
+/// Decodes an HTTP-Redirect LogoutResponse (`SAMLResponse`) from the raw query string.
+pub fn decode_logout_response_redirect(raw_query: &str) -> Result<UnverifiedLogoutResponse> {
+    let (xml, _, evidence) = decode_redirect_message(raw_query, "SAMLResponse")?;
+    Ok(UnverifiedLogoutResponse {
+        response: read_logout_response(&parse(&xml, MAX_REQUEST_XML_BYTES)?)?,
+        evidence,
+    })
+}
+
+/// Decodes an HTTP-POST LogoutResponse from its `SAMLResponse` form field.
+pub fn decode_logout_response_post(saml_response: &str) -> Result<UnverifiedLogoutResponse> {
+    let (root, evidence) = decode_post_message("SAMLResponse", saml_response, "LogoutResponse")?;
+    Ok(UnverifiedLogoutResponse {
+        response: read_logout_response(&root)?,
+        evidence,
+    })
+}
+
+/// What a LogoutRequest Sesam sends to another SP of the session says.
+#[derive(Debug, Clone, Copy)]
+pub struct LogoutRequestParams<'a> {
+    pub idp_entity_id: &'a str,
+    pub sp_entity_id: &'a str,
+    /// The SP's SingleLogoutService Location.
+    pub destination: &'a str,
+    /// The persistent NameID the SP was given.
+    pub name_id: &'a str,
+    pub session_index: &'a str,
+    pub now: OffsetDateTime,
+}
+
+fn logout_request_xml(
+    p: &LogoutRequestParams<'_>,
+    key: Option<&IdpKey>,
+) -> Result<(String, String)> {
+    let id = new_id()?;
+    let signature = key.map(|k| signature_template(&id, k)).unwrap_or_default();
+    let xml = format!(
+        concat!(
+            r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
+            r#" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}" NotOnOrAfter="{nooa}">"#,
+            "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
+            r#"<saml:NameID Format="{persistent}" NameQualifier="{issuer}" SPNameQualifier="{sp}">{name_id}</saml:NameID>"#,
+            "<samlp:SessionIndex>{session_index}</samlp:SessionIndex></samlp:LogoutRequest>"
+        ),
+        id = id,
+        now = instant(p.now),
+        nooa = instant(p.now + crate::ASSERTION_VALIDITY),
+        dest = esc(p.destination),
+        issuer = esc(p.idp_entity_id),
+        signature = signature,
+        persistent = crate::NAMEID_PERSISTENT,
+        sp = esc(p.sp_entity_id),
+        name_id = esc(p.name_id),
+        session_index = esc(p.session_index),
+    );
+    let xml = match key {
+        Some(k) => sign_enveloped(&xml, k)?,
+        None => xml,
+    };
+    Ok((id, xml))
+}
+
+/// A LogoutRequest with an enveloped signature for the HTTP-POST binding: (ID, XML).
+pub fn build_logout_request(p: &LogoutRequestParams<'_>, key: &IdpKey) -> Result<(String, String)> {
+    logout_request_xml(p, Some(key))
+}
+
+/// A LogoutRequest over HTTP-Redirect, signed over the query: (ID, URL).
+pub fn logout_request_redirect_url(
+    p: &LogoutRequestParams<'_>,
+    relay_state: Option<&str>,
+    key: &IdpKey,
+) -> Result<(String, String)> {
+    let (id, xml) = logout_request_xml(p, None)?;
+    Ok((
+        id,
+        redirect_url(p.destination, "SAMLRequest", &xml, relay_state, key)?,
+    ))
 }
 
 /// How a logout ended, as the LogoutResponse's status says.
@@ -303,6 +492,18 @@ pub fn logout_response_redirect_url(
     key: &IdpKey,
 ) -> Result<String> {
     let xml = logout_response_xml(p, None)?;
+    redirect_url(p.destination, "SAMLResponse", &xml, relay_state, key)
+}
+
+/// `destination` with the HTTP-Redirect encoding of `xml` in `param`: DEFLATE, base64, and an
+/// RSA-SHA256 signature over `param`, `RelayState` and `SigAlg` in that order.
+fn redirect_url(
+    destination: &str,
+    param: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+    key: &IdpKey,
+) -> Result<String> {
     let mut deflater =
         flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     deflater
@@ -313,7 +514,7 @@ pub fn logout_response_redirect_url(
         .map_err(|e| SamlError::Signing(e.to_string()))?;
     let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut query = format!("SAMLResponse={}", enc(&b64.encode(deflated)));
+    let mut query = format!("{param}={}", enc(&b64.encode(deflated)));
     if let Some(r) = relay_state {
         query.push_str(&format!("&RelayState={}", enc(r)));
     }
@@ -322,12 +523,8 @@ pub fn logout_response_redirect_url(
     signer.update(query.as_bytes())?;
     let signature = signer.sign_to_vec()?;
     query.push_str(&format!("&Signature={}", enc(&b64.encode(signature))));
-    let separator = if p.destination.contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    Ok(format!("{}{separator}{query}", p.destination))
+    let separator = if destination.contains('?') { '&' } else { '?' };
+    Ok(format!("{destination}{separator}{query}"))
 }
 
 #[cfg(test)]

@@ -229,13 +229,19 @@ impl Store {
         Ok(row.filter(|(_, exp)| *exp >= now.0).map(|(r, _)| r))
     }
 
-    /// Records that the login `sid` was sent to `sp` with `name_id`.
+    /// Records that the login `sid` was sent to `sp` with `name_id`, and forgets records of
+    /// logins older than `forget_before` (they can no longer be logged out).
     pub async fn add_saml_participant(
         &self,
         participant: &SamlParticipant,
         now: UnixTime,
+        forget_before: UnixTime,
     ) -> Result<(), StoreError> {
         on_pool!(self, |p| {
+            sqlx::query("DELETE FROM saml_participants WHERE created_at < $1")
+                .bind(forget_before.0)
+                .execute(p)
+                .await?;
             sqlx::query(
                 "INSERT INTO saml_participants (sid, sp, name_id, user_id, created_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sid, sp) DO NOTHING",

@@ -257,6 +257,22 @@ fn answer(state: &AppState, lang: Lang, result: Result<Response, Refusal>) -> Re
 
 /// The `SAMLRequest` and `RelayState` fields of a form body, strictly decoded.
 fn read_post_fields(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<String>), Refusal> {
+    let form = read_post_form(headers, body)?;
+    let request = form
+        .request
+        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"))?;
+    Ok((request, form.relay_state))
+}
+
+/// The SAML fields of a POST-binding form.
+struct PostForm {
+    request: Option<String>,
+    response: Option<String>,
+    relay_state: Option<String>,
+}
+
+/// Reads the form strictly: its type, a size cap, UTF-8, each field at most once.
+fn read_post_form(headers: &HeaderMap, body: &[u8]) -> Result<PostForm, Refusal> {
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -278,7 +294,7 @@ fn read_post_fields(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<
         ));
     }
     let bad = || Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request");
-    let (mut request, mut relay) = (None, None);
+    let (mut request, mut response, mut relay) = (None, None, None);
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
         let mut parts = pair.splitn(2, |b| *b == b'=');
         let name = parts.next().unwrap_or_default();
@@ -293,6 +309,7 @@ fn read_post_fields(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<
             .into_owned();
         let slot = match name {
             b"SAMLRequest" => &mut request,
+            b"SAMLResponse" => &mut response,
             b"RelayState" => &mut relay,
             _ => continue,
         };
@@ -300,7 +317,14 @@ fn read_post_fields(headers: &HeaderMap, body: &[u8]) -> Result<(String, Option<
             return Err(bad());
         }
     }
-    Ok((request.ok_or_else(bad)?, relay))
+    if request.is_some() == response.is_some() {
+        return Err(bad());
+    }
+    Ok(PostForm {
+        request,
+        response,
+        relay_state: relay,
+    })
 }
 
 /// The checks before a login starts: known SP, signature per its policy, ACS from its
@@ -544,6 +568,7 @@ async fn proceed(
                 user_id: user.id.0.clone(),
             },
             now,
+            now.plus_seconds(-settings.session_absolute_seconds),
         )
         .await?;
     state
@@ -567,8 +592,20 @@ async fn proceed(
 
 /// The auto-submitting form to the ACS, with a CSP that lets exactly that form go there.
 fn deliver(acs_url: &str, xml: &str, relay_state: Option<&str>, lang: Lang) -> Response {
+    deliver_field(acs_url, "SAMLResponse", xml, relay_state, lang)
+}
+
+/// As [`deliver`], with the message in form field `field` (`SAMLRequest` for a request).
+fn deliver_field(
+    acs_url: &str,
+    field: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+    lang: Lang,
+) -> Response {
     let label = lang.catalog().get("saml.post_button");
     let html = sesam_saml::post_form(acs_url, xml, relay_state, label)
+        .replacen("name=\"SAMLResponse\"", &format!("name=\"{field}\""), 1)
         .replacen(
             "<form method=\"post\"",
             "<form id=\"form-post\" method=\"post\"",
@@ -627,8 +664,14 @@ pub async fn slo_redirect(
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
-        let unverified = sesam_saml::decode_logout_redirect(query.as_deref().unwrap_or(""))
-            .map_err(|e| decode_refusal(&e))?;
+        let query = query.as_deref().unwrap_or("");
+        if query.split('&').any(|p| p.starts_with("SAMLResponse=")) {
+            let unverified = sesam_saml::decode_logout_response_redirect(query)
+                .map_err(|e| decode_refusal(&e))?;
+            return logout_response_arrived(&state, &session, unverified, lang).await;
+        }
+        let unverified =
+            sesam_saml::decode_logout_redirect(query).map_err(|e| decode_refusal(&e))?;
         let pending = accept_logout(&state, unverified).await?;
         log_out(&state, &session, &ip, pending, lang).await
     }
@@ -645,12 +688,24 @@ pub async fn slo_post(
     body: Bytes,
 ) -> Response {
     let result = async {
-        let (saml_request, relay_state) = read_post_fields(&headers, &body)?;
-        let unverified = sesam_saml::decode_logout_post(&saml_request, relay_state.as_deref())
-            .map_err(|e| decode_refusal(&e))?;
-        let pending = accept_logout(&state, unverified).await?;
+        let form = read_post_form(&headers, &body)?;
+        let handover = match (form.request, form.response) {
+            (Some(saml_request), _) => {
+                let unverified =
+                    sesam_saml::decode_logout_post(&saml_request, form.relay_state.as_deref())
+                        .map_err(|e| decode_refusal(&e))?;
+                SloHandover::Request(accept_logout(&state, unverified).await?)
+            }
+            (None, Some(saml_response)) => {
+                // Checked on the GET, against the logout the session is waiting for.
+                sesam_saml::decode_logout_response_post(&saml_response)
+                    .map_err(|e| decode_refusal(&e))?;
+                SloHandover::Response { saml_response }
+            }
+            (None, None) => return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request")),
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let json = serde_json::to_string(&pending)
+        let json = serde_json::to_string(&handover)
             .map_err(|e| AppError::Internal(format!("pending logout: {e}")))?;
         state
             .store
@@ -662,7 +717,16 @@ pub async fn slo_post(
     answer(&state, lang, result)
 }
 
-/// `GET /saml/slo/continue?r=`: the logout of a POST-binding LogoutRequest.
+/// What a POST to `/saml/slo` hands over to the GET.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind")]
+enum SloHandover {
+    Request(PendingLogout),
+    Response { saml_response: String },
+}
+
+/// `GET /saml/slo/continue?r=`: the logout of a POST-binding LogoutRequest, or the next step
+/// after an SP's POST-binding LogoutResponse.
 pub async fn slo_continue(
     State(state): State<AppState>,
     session: Session,
@@ -671,8 +735,14 @@ pub async fn slo_continue(
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
-        let pending: PendingLogout = take_handover(&state, query.as_deref()).await?;
-        log_out(&state, &session, &ip, pending, lang).await
+        match take_handover(&state, query.as_deref()).await? {
+            SloHandover::Request(pending) => log_out(&state, &session, &ip, pending, lang).await,
+            SloHandover::Response { saml_response } => {
+                let unverified = sesam_saml::decode_logout_response_post(&saml_response)
+                    .map_err(|e| decode_refusal(&e))?;
+                logout_response_arrived(&state, &session, unverified, lang).await
+            }
+        }
     }
     .await;
     answer(&state, lang, result)
@@ -736,7 +806,10 @@ async fn accept_logout(
                 .iter()
                 .find(|s| s.binding == sesam_saml::BINDING_HTTP_POST)
         })
-        .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_acs"))?;
+        .ok_or(Refusal::Page(
+            StatusCode::BAD_REQUEST,
+            "saml.no_logout_endpoint",
+        ))?;
     if request.id.is_empty() || request.id.chars().count() > MAX_REQUEST_ID_CHARS {
         return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"));
     }
@@ -776,9 +849,8 @@ async fn accept_logout(
     Ok(pending)
 }
 
-/// Ends the session the request names (when it is this browser's) and answers the SP. Other
-/// SPs of the session are not told (no front-channel propagation yet): the answer then says
-/// PartialLogout.
+/// Ends the session the request names (when it is this browser's), tells the session's other
+/// SPs one after another (front channel), then answers the initiating SP.
 async fn log_out(
     state: &AppState,
     session: &Session,
@@ -793,13 +865,14 @@ async fn log_out(
         let names_this_login = pending.name_id.as_deref() == Some(expected_name_id.as_str())
             && (pending.session_indexes.is_empty() || pending.session_indexes.contains(&auth.sid));
         if names_this_login {
-            let others = state
+            let others: Vec<(String, String)> = state
                 .store
                 .saml_participants(&auth.sid)
                 .await?
                 .into_iter()
                 .filter(|p| p.sp != pending.sp)
-                .count();
+                .map(|p| (p.sp, p.name_id))
+                .collect();
             if !auth.sid.is_empty() {
                 state
                     .store
@@ -826,9 +899,14 @@ async fn log_out(
                     state.now(),
                 )
                 .await?;
-            if others > 0 {
-                status = LogoutStatus::PartialLogout;
-            }
+            let chain = LogoutChain {
+                initiator: pending,
+                sid: auth.sid.clone(),
+                remaining: others,
+                waiting: None,
+                partial: false,
+            };
+            return continue_chain(state, session, chain, lang).await;
         } else {
             // The browser is signed in, but not as the login the SP names: leave it.
             status = LogoutStatus::RequestDenied;
@@ -866,4 +944,133 @@ fn logout_answer(
             Err(e) => AppError::Internal(format!("LogoutResponse: {e}")).into_response(),
         }
     }
+}
+
+/// A logout under way: the other SPs of the session are told one at a time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LogoutChain {
+    initiator: PendingLogout,
+    sid: String,
+    /// (SP entity ID, the NameID it was given), told from the back.
+    remaining: Vec<(String, String)>,
+    /// The SP and LogoutRequest ID whose answer is awaited.
+    waiting: Option<(String, String)>,
+    /// Some SP could not be told or did not confirm.
+    partial: bool,
+}
+
+const CHAIN_KEY: &str = "saml.logout";
+
+/// Sends the next SP its LogoutRequest, or, when all are done, answers the initiator.
+async fn continue_chain(
+    state: &AppState,
+    session: &Session,
+    mut chain: LogoutChain,
+    lang: Lang,
+) -> Result<Response, Refusal> {
+    use sesam_saml::{LogoutRequestParams, LogoutStatus};
+    while let Some((sp_id, name_id)) = chain.remaining.pop() {
+        let Some(sp) = state.store.saml_sp(&sp_id).await? else {
+            chain.partial = true;
+            continue;
+        };
+        let endpoint = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+            .ok()
+            .and_then(|md| {
+                let services = md.single_logout_services;
+                services
+                    .iter()
+                    .find(|s| s.binding == sesam_saml::BINDING_HTTP_REDIRECT)
+                    .or_else(|| {
+                        services
+                            .iter()
+                            .find(|s| s.binding == sesam_saml::BINDING_HTTP_POST)
+                    })
+                    .cloned()
+            });
+        let Some(endpoint) = endpoint else {
+            chain.partial = true;
+            continue;
+        };
+        let params = LogoutRequestParams {
+            idp_entity_id: &state.saml.entity_id,
+            sp_entity_id: &sp.entity_id,
+            destination: &endpoint.location,
+            name_id: &name_id,
+            session_index: &chain.sid,
+            now: odt(state.now())?,
+        };
+        let key = &state.saml.key;
+        let signing_failed = |e: SamlError| AppError::Internal(format!("LogoutRequest: {e}"));
+        let (id, response) = if endpoint.binding == sesam_saml::BINDING_HTTP_REDIRECT {
+            let (id, url) = sesam_saml::logout_request_redirect_url(&params, None, key)
+                .map_err(signing_failed)?;
+            (id, Redirect::to(&url).into_response())
+        } else {
+            let (id, xml) =
+                sesam_saml::build_logout_request(&params, key).map_err(signing_failed)?;
+            (
+                id,
+                deliver_field(&endpoint.location, "SAMLRequest", &xml, None, lang),
+            )
+        };
+        chain.waiting = Some((sp.entity_id.clone(), id));
+        session
+            .insert(CHAIN_KEY, &chain)
+            .await
+            .map_err(AppError::from)?;
+        return Ok(response);
+    }
+    session
+        .remove::<LogoutChain>(CHAIN_KEY)
+        .await
+        .map_err(AppError::from)?;
+    let status = if chain.partial {
+        LogoutStatus::PartialLogout
+    } else {
+        LogoutStatus::Success
+    };
+    Ok(logout_answer(state, &chain.initiator, status, lang))
+}
+
+/// An SP answered the LogoutRequest of the chain: note whether it confirmed, and go on.
+async fn logout_response_arrived(
+    state: &AppState,
+    session: &Session,
+    unverified: sesam_saml::UnverifiedLogoutResponse,
+    lang: Lang,
+) -> Result<Response, Refusal> {
+    let Some(mut chain) = session
+        .get::<LogoutChain>(CHAIN_KEY)
+        .await
+        .map_err(AppError::from)?
+    else {
+        return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
+    };
+    let Some((sp_id, request_id)) = chain.waiting.take() else {
+        return Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request"));
+    };
+    let mut confirmed = false;
+    if unverified.issuer().map(str::trim) == Some(sp_id.as_str()) {
+        if let Some(sp) = state.store.saml_sp(&sp_id).await? {
+            let certs = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+                .map(|md| md.signing_certificates)
+                .unwrap_or_default();
+            let policy = SignaturePolicy {
+                require_signed: true,
+                allow_sha1: sp.allow_sha1,
+            };
+            match unverified.verify(&certs, policy) {
+                Ok(response) => {
+                    confirmed = response.in_response_to.as_deref() == Some(request_id.as_str())
+                        && response.is_success();
+                }
+                Err(e) => tracing::info!(sp = %sp_id, error = %e, "LogoutResponse refused"),
+            }
+        }
+    }
+    if !confirmed {
+        chain.partial = true;
+    }
+    continue_chain(state, session, chain, lang).await
 }
