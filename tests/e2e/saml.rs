@@ -33,6 +33,7 @@ on_both_databases!(
     force_authn_is_passive_step_up_and_high,
     sp_cli_adds_lists_updates_and_removes,
     single_logout_ends_the_session_and_answers_the_sp,
+    logout_at_sesam_tells_the_service_providers,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -834,6 +835,11 @@ async fn passwordless_login_over_redirect_then_sso_over_post_with_encryption(db:
     passwordless_on(&sesam).await;
     sesam
         .store()
+        .set_setting("organisation_cvr", "29189099", sesam.now())
+        .await
+        .unwrap();
+    sesam
+        .store()
         .set_setting("organisation_name", "Testby Kommune", sesam.now())
         .await
         .unwrap();
@@ -849,6 +855,7 @@ async fn passwordless_login_over_redirect_then_sso_over_post_with_encryption(db:
                     "name".into(),
                     "email".into(),
                     "orgName".into(),
+                    "cvr".into(),
                 ],
                 ..SpOptions::default()
             },
@@ -918,6 +925,10 @@ async fn passwordless_login_over_redirect_then_sso_over_post_with_encryption(db:
     assert_eq!(
         login.attributes["https://data.gov.dk/model/core/eid/professional/orgName"],
         vec!["Testby Kommune".to_owned()]
+    );
+    assert_eq!(
+        login.attributes["https://data.gov.dk/model/core/eid/professional/cvr"],
+        vec!["29189099".to_owned()]
     );
     assert!((login.authn_instant - sesam.now().0).abs() <= 1);
     assert!(login.name_id.len() >= 32 && !login.name_id.contains(&anna.id.0));
@@ -1898,4 +1909,49 @@ async fn single_logout_ends_the_session_and_answers_the_sp(db: TestDb) {
     // A LogoutResponse nobody waits for.
     assert_refused_page(&browser.get(&back).await, StatusCode::BAD_REQUEST);
     sesam.stop().await;
+}
+
+async fn logout_at_sesam_tells_the_service_providers(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, _app) = anna_with_app(&sesam).await;
+    let mut b = TestSp::new("b.example.test");
+    b.slo_post = true;
+    b.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+    let at_b = password_login_at(&sesam, &browser, &b).await;
+
+    let csrf = browser.get("/logout").await.csrf();
+    let page = browser.post_form("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(browser.get("/account").await.location(), Some("/login"));
+    let (action, told, _) = form_field(&page, "SAMLRequest");
+    assert_eq!(action, b.slo());
+    let pem = sesam.server.state.saml.key.certificate().to_pem().unwrap();
+    assert!(xmlsec1_verifies(
+        &told,
+        &pem,
+        "urn:oasis:names:tc:SAML:2.0:protocol:LogoutRequest"
+    ));
+    let told: samael::schema::LogoutRequest = told.parse().expect("samael reads it");
+    assert_eq!(told.name_id.unwrap().value, at_b.name_id);
+
+    let answer = sign_enveloped(
+        &b.logout_response_xml(&sesam, told.id.as_deref().unwrap(), "Success", true),
+        &b.signing,
+    );
+    let posted = post_sso_to(
+        &browser,
+        "/saml/slo",
+        &[("SAMLResponse".to_owned(), B64.encode(&answer))],
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER, "{}", posted.body);
+    let done = browser.get(posted.location().unwrap()).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.body.contains("Du er logget ud"), "{}", done.body);
+    // A second logout has nobody left to tell.
+    assert_eq!(
+        sesam.browser().get("/logout").await.location(),
+        Some("/login")
+    );
 }

@@ -77,13 +77,14 @@ pub const ATTR_EMAIL: &str = "https://data.gov.dk/model/core/eid/email";
 pub const ATTR_ORG_NAME: &str = "https://data.gov.dk/model/core/eid/professional/orgName";
 
 /// The short names `released_attributes` may hold.
-pub const RELEASABLE: [&str; 4] = ["uuid", "name", "email", "orgName"];
+pub const ATTR_CVR: &str = "https://data.gov.dk/model/core/eid/professional/cvr";
+pub const RELEASABLE: [&str; 5] = ["uuid", "name", "email", "orgName", "cvr"];
 
 /// The attributes `sp` is given for `user` (specVersion and loa are added by the builder).
 pub fn released_attributes(
     sp: &SamlSp,
     user: &User,
-    organisation_name: &str,
+    settings: &sesam_core::Settings,
 ) -> Vec<sesam_saml::Attribute> {
     let mut out = Vec::new();
     for short in &sp.released_attributes {
@@ -93,7 +94,11 @@ pub fn released_attributes(
             "email" => (ATTR_EMAIL, user.email.clone()),
             "orgName" => (
                 ATTR_ORG_NAME,
-                Some(organisation_name.to_owned()).filter(|n| !n.is_empty()),
+                Some(settings.organisation_name.clone()).filter(|n| !n.is_empty()),
+            ),
+            "cvr" => (
+                ATTR_CVR,
+                Some(settings.organisation_cvr.clone()).filter(|n| !n.is_empty()),
             ),
             _ => continue,
         };

@@ -184,7 +184,16 @@ pub async fn submit_logout(
             )
             .await?;
     }
+    let sid = auth::current(&session)
+        .await?
+        .map(|a| a.sid)
+        .unwrap_or_default();
     session.flush().await?;
+    // The SAML service providers this login was used at are told too (front channel).
+    if let Some(response) = crate::web::saml::start_idp_logout(&state, &session, &sid, lang).await?
+    {
+        return Ok(response);
+    }
     logged_out_page(lang)
 }
 

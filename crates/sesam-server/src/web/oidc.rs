@@ -4,7 +4,7 @@
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -125,28 +125,9 @@ fn deliver(answer: AuthorizationResponse, lang: Lang) -> Response {
             let html = answer
                 .form_post_html(label, Some("/static/form-post.js"))
                 .unwrap_or_default();
-            let csp = format!(
-                "default-src 'none'; script-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
-                origin_of(action)
-            );
-            let mut response = Html(html).into_response();
-            if let Ok(value) = HeaderValue::from_str(&csp) {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_SECURITY_POLICY, value);
-            }
-            response
+            protocol::form_post_page(html, action)
         }
     }
-}
-
-/// `scheme://host[:port]` of an absolute URL (registered redirect URIs are absolute).
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url[after_scheme..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| after_scheme + i);
-    &url[..end]
 }
 
 /// `GET /authorize` (and `POST`, as OIDC allows): validate, then log in or answer at once.

@@ -2,7 +2,8 @@
 //! fresh one, maybe only if it needs no page), and gets the signed-in user back when the
 //! session has it, or the browser is sent through the login and back to `resume`.
 
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderValue};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use sesam_core::{AssuranceLevel, User, UserId};
 use tower_sessions::Session;
 
@@ -108,4 +109,29 @@ pub async fn login_for_service(
         }
     }
     Ok(LoginOutcome::Login(Redirect::to("/login").into_response()))
+}
+
+/// A page whose form carries a protocol answer to a service (OIDC `form_post`, SAML POST).
+/// Its own CSP lets the form go to that service's origin and nowhere else.
+pub fn form_post_page(html: String, action: &str) -> Response {
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        origin_of(action)
+    );
+    let mut response = Html(html).into_response();
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `scheme://host[:port]` of an absolute URL (registered redirect URIs and ACS URLs are).
+pub fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#', ';', ' ', '\''])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }

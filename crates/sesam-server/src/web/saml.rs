@@ -3,8 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use sesam_core::{AssuranceLevel, UnixTime};
@@ -487,6 +487,10 @@ async fn proceed(
             return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
         }
     };
+    if first && pending.force_authn {
+        // ForceAuthn: the login this browser has does not count, even one from this second.
+        crate::web::auth::sign_out_keeping_request(session).await?;
+    }
     let need = LoginNeed {
         service: &sp.name,
         level: pending.level,
@@ -523,7 +527,7 @@ async fn proceed(
         _ => LevelOfAssurance::Low,
     };
     let settings = state.store.load_settings().await?;
-    let attributes = crate::saml::released_attributes(&sp, &user, &settings.organisation_name);
+    let attributes = crate::saml::released_attributes(&sp, &user, &settings);
     let name_id = state.saml.name_id(&user.id.0, &sp.entity_id);
     let sid = if auth.sid.is_empty() {
         uuid::Uuid::new_v4().to_string()
@@ -616,26 +620,7 @@ fn deliver_field(
             "<script src=\"/static/form-post.js\" defer></script></head>",
             1,
         );
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
-        origin_of(acs_url)
-    );
-    let mut response = Html(html).into_response();
-    if let Ok(value) = HeaderValue::from_str(&csp) {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    response
-}
-
-/// `scheme://host[:port]` of an absolute URL (ACS URLs come from registered metadata).
-fn origin_of(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url[after_scheme..]
-        .find(['/', '?', '#', ';', ' ', '\''])
-        .map_or(url.len(), |i| after_scheme + i);
-    &url[..end]
+    crate::web::protocol::form_post_page(html, acs_url)
 }
 
 // ---------------------------------------------------------------- single logout
@@ -900,7 +885,7 @@ async fn log_out(
                 )
                 .await?;
             let chain = LogoutChain {
-                initiator: pending,
+                initiator: Some(pending),
                 sid: auth.sid.clone(),
                 remaining: others,
                 waiting: None,
@@ -946,10 +931,47 @@ fn logout_answer(
     }
 }
 
+/// Logout at Sesam (`/logout`): after the session has ended, the SPs that login was used
+/// at are told one at a time, and the last answer shows the logged-out page. `None` when
+/// no SP took part.
+pub async fn start_idp_logout(
+    state: &AppState,
+    session: &Session,
+    sid: &str,
+    lang: Lang,
+) -> Result<Option<Response>, AppError> {
+    if sid.is_empty() {
+        return Ok(None);
+    }
+    let remaining: Vec<(String, String)> = state
+        .store
+        .saml_participants(sid)
+        .await?
+        .into_iter()
+        .map(|p| (p.sp, p.name_id))
+        .collect();
+    if remaining.is_empty() {
+        return Ok(None);
+    }
+    let chain = LogoutChain {
+        initiator: None,
+        sid: sid.to_owned(),
+        remaining,
+        waiting: None,
+        partial: false,
+    };
+    match continue_chain(state, session, chain, lang).await {
+        Ok(response) => Ok(Some(response)),
+        Err(Refusal::Internal(e)) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
 /// A logout under way: the other SPs of the session are told one at a time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LogoutChain {
-    initiator: PendingLogout,
+    /// The SP whose LogoutRequest began it; `None` when the user logged out at Sesam.
+    initiator: Option<PendingLogout>,
     sid: String,
     /// (SP entity ID, the NameID it was given), told from the back.
     remaining: Vec<(String, String)>,
@@ -1030,7 +1052,10 @@ async fn continue_chain(
     } else {
         LogoutStatus::Success
     };
-    Ok(logout_answer(state, &chain.initiator, status, lang))
+    match &chain.initiator {
+        Some(initiator) => Ok(logout_answer(state, initiator, status, lang)),
+        None => Ok(crate::web::account::logged_out_page(lang)?),
+    }
 }
 
 /// An SP answered the LogoutRequest of the chain: note whether it confirmed, and go on.
