@@ -1955,3 +1955,62 @@ async fn logout_at_sesam_tells_the_service_providers(db: TestDb) {
         Some("/login")
     );
 }
+
+/// The key from a file signs, the next certificate is published ahead of a rollover, and
+/// the organisation can require every SP to sign its requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_key_next_certificate_and_signed_requests_for_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = IdpKey::generate("idp.example.test", 30).unwrap();
+    let next = IdpKey::generate("idp.example.test next", 30).unwrap();
+    let key_path = dir.path().join("saml.pem");
+    let next_path = dir.path().join("next.crt");
+    let mut pem = current.private_key_pem().unwrap();
+    pem.extend_from_slice(&current.certificate_pem().unwrap());
+    std::fs::write(&key_path, pem).unwrap();
+    std::fs::write(&next_path, next.certificate_pem().unwrap()).unwrap();
+    let db = TestDb::sqlite();
+    let config = crate::harness::test_config_with(
+        &db.url,
+        &[
+            ("SESAM_SAML_KEY_FILE", key_path.to_str().unwrap()),
+            (
+                "SESAM_SAML_NEXT_CERTIFICATE_FILE",
+                next_path.to_str().unwrap(),
+            ),
+        ],
+    );
+    let sesam = TestServer::start_with(sesam_core::ManualClock::starting_now(), config).await;
+    let page = sesam.browser().get("/saml/metadata").await;
+    assert!(xmlsec1_verifies(
+        &page.body,
+        &current.certificate_pem().unwrap(),
+        "urn:oasis:names:tc:SAML:2.0:metadata:EntityDescriptor"
+    ));
+    assert!(page.body.contains(&current.certificate().to_base64()));
+    assert!(page.body.contains(&next.certificate().to_base64()));
+    assert!(page.body.contains(r#"WantAuthnRequestsSigned="false""#));
+    assert_schema_valid(&page.body, SAML_XSD);
+
+    sesam
+        .store()
+        .set_setting("saml_want_signed_requests", "true", sesam.now())
+        .await
+        .unwrap();
+    let page = sesam.browser().get("/saml/metadata").await;
+    assert!(page.body.contains(r#"WantAuthnRequestsSigned="true""#));
+    let sp = TestSp::new("sp.example.test");
+    sp.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+    let unsigned = sp.request(&sesam);
+    assert_refused_page(
+        &browser.get(&sp.redirect(&unsigned, None, None)).await,
+        StatusCode::FORBIDDEN,
+    );
+    let signed = sp.request(&sesam);
+    let page = browser
+        .get(&sp.redirect(&signed, None, Some(RSA_SHA256)))
+        .await;
+    assert_eq!(page.location(), Some("/login"), "{}", page.body);
+    sesam.stop().await;
+}

@@ -66,6 +66,8 @@ pub struct Settings {
     /// The organisation's CVR number (8 digits) for the professional SAML attributes; empty
     /// when not set.
     pub organisation_cvr: String,
+    /// Every SAML service provider must sign its AuthnRequests (WantAuthnRequestsSigned).
+    pub saml_want_signed_requests: bool,
     /// How long the app has to answer a challenge.
     pub challenge_lifetime_seconds: i64,
     /// Challenges per user, and per client address, within the window; beyond that the
@@ -90,6 +92,7 @@ impl Default for Settings {
             session_absolute_seconds: 10 * 60 * 60,
             organisation_name: String::new(),
             organisation_cvr: String::new(),
+            saml_want_signed_requests: false,
             challenge_lifetime_seconds: 120,
             challenge_limit_per_user: 5,
             challenge_limit_per_ip: 20,
@@ -142,6 +145,7 @@ impl Settings {
         "session_absolute_seconds",
         "organisation_name",
         "organisation_cvr",
+        "saml_want_signed_requests",
         "challenge_lifetime_seconds",
         "challenge_limit_per_user",
         "challenge_limit_per_ip",
@@ -190,6 +194,13 @@ impl Settings {
                 }
                 self.organisation_cvr = cvr.to_owned()
             }
+            "saml_want_signed_requests" => {
+                self.saml_want_signed_requests = match value.trim() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(bad(key, format!("{other:?} is not true or false"))),
+                }
+            }
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
             }
@@ -231,6 +242,7 @@ impl Settings {
             "session_absolute_seconds" => self.session_absolute_seconds.to_string(),
             "organisation_name" => self.organisation_name.clone(),
             "organisation_cvr" => self.organisation_cvr.clone(),
+            "saml_want_signed_requests" => self.saml_want_signed_requests.to_string(),
             "challenge_lifetime_seconds" => self.challenge_lifetime_seconds.to_string(),
             "challenge_limit_per_user" => self.challenge_limit_per_user.to_string(),
             "challenge_limit_per_ip" => self.challenge_limit_per_ip.to_string(),

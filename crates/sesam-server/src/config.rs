@@ -37,6 +37,11 @@ pub struct Config {
     pub oidc_signing_key_file: Option<PathBuf>,
     /// The next RSA key, published in the JWKS ahead of a rollover.
     pub oidc_next_signing_key_file: Option<PathBuf>,
+    /// The SAML signing key and its certificate (one PEM file); without it a key and a
+    /// self-signed certificate are generated and kept in the database.
+    pub saml_key_file: Option<PathBuf>,
+    /// The next SAML certificate, published in the metadata ahead of a rollover.
+    pub saml_next_certificate_file: Option<PathBuf>,
 }
 
 /// Where pushes go: recorded in the database (`outbox`, for development and tests) or sent
@@ -78,6 +83,8 @@ struct RawConfig {
     fcm_service_account_file: Option<String>,
     oidc_signing_key_file: Option<String>,
     oidc_next_signing_key_file: Option<String>,
+    saml_key_file: Option<String>,
+    saml_next_certificate_file: Option<String>,
 }
 
 /// Every key, in the order the example file documents them.
@@ -103,6 +110,8 @@ pub const KEYS: &[&str] = &[
     "fcm_service_account_file",
     "oidc_signing_key_file",
     "oidc_next_signing_key_file",
+    "saml_key_file",
+    "saml_next_certificate_file",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -277,6 +286,8 @@ impl Config {
             demo: raw.demo.unwrap_or(false),
             oidc_signing_key_file: raw.oidc_signing_key_file.map(PathBuf::from),
             oidc_next_signing_key_file: raw.oidc_next_signing_key_file.map(PathBuf::from),
+            saml_key_file: raw.saml_key_file.map(PathBuf::from),
+            saml_next_certificate_file: raw.saml_next_certificate_file.map(PathBuf::from),
         })
     }
 
@@ -362,6 +373,8 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "fcm_service_account_file" => raw.fcm_service_account_file = Some(value.clone()),
             "oidc_signing_key_file" => raw.oidc_signing_key_file = Some(value.clone()),
             "oidc_next_signing_key_file" => raw.oidc_next_signing_key_file = Some(value.clone()),
+            "saml_key_file" => raw.saml_key_file = Some(value.clone()),
+            "saml_next_certificate_file" => raw.saml_next_certificate_file = Some(value.clone()),
             _ => unreachable!("every key in KEYS is handled"),
         }
     }

@@ -22,6 +22,8 @@ pub struct SamlIdp {
     pub sso_url: String,
     /// `{public_url}/saml/slo`.
     pub slo_url: String,
+    /// Published in the metadata ahead of a key rollover; signs nothing yet.
+    pub next_certificate: Option<sesam_saml::Certificate>,
     /// Mixed into persistent NameIDs so they cannot be computed from outside.
     nameid_salt: Vec<u8>,
 }
@@ -30,14 +32,30 @@ impl SamlIdp {
     pub async fn load(store: &Store, config: &Config, now: UnixTime) -> anyhow::Result<SamlIdp> {
         let entity_id = format!("{}/saml/metadata", config.public_url);
         // Key and certificate in one PEM text: the private key block, then the certificate.
-        let pem = stored_or_new(store, "saml", now, || {
-            let key = IdpKey::generate(&entity_id, 3650)?;
-            let mut pem = key.private_key_pem()?;
-            pem.extend_from_slice(&key.certificate_pem()?);
-            Ok(pem)
-        })
-        .await?;
-        let key = IdpKey::from_pem(pem.as_bytes(), pem.as_bytes()).context("stored saml key")?;
+        let pem = match &config.saml_key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+            None => {
+                stored_or_new(store, "saml", now, || {
+                    let key = IdpKey::generate(&entity_id, 3650)?;
+                    let mut pem = key.private_key_pem()?;
+                    pem.extend_from_slice(&key.certificate_pem()?);
+                    Ok(pem)
+                })
+                .await?
+            }
+        };
+        let key = IdpKey::from_pem(pem.as_bytes(), pem.as_bytes())
+            .context("the SAML key (a PEM private key followed by its certificate)")?;
+        let next_certificate = match &config.saml_next_certificate_file {
+            Some(path) => Some(
+                sesam_saml::Certificate::from_pem(
+                    &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+                )
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?,
+            ),
+            None => None,
+        };
         let salt = stored_or_new(store, "saml-nameid-salt", now, || {
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -51,6 +69,7 @@ impl SamlIdp {
             slo_url: format!("{}/saml/slo", config.public_url),
             entity_id,
             key,
+            next_certificate,
             nameid_salt: salt.into_bytes(),
         })
     }

@@ -116,14 +116,18 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         Ok(now) => now,
         Err(e) => return e.into_response(),
     };
+    let settings = match state.store.load_settings().await {
+        Ok(s) => s,
+        Err(e) => return AppError::from(e).into_response(),
+    };
     let meta = IdpMetadata {
         entity_id: &idp.entity_id,
         sso_url: &idp.sso_url,
         slo_url: &idp.slo_url,
-        want_authn_requests_signed: false,
+        want_authn_requests_signed: settings.saml_want_signed_requests,
         valid_until: now + Duration::days(7),
         cache_duration: Duration::hours(6),
-        next_signing_certificate: None,
+        next_signing_certificate: idp.next_certificate.as_ref(),
         encryption_certificate: None,
     };
     match sesam_saml::idp_metadata(&meta, &idp.key) {
@@ -348,7 +352,9 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
         .map_err(|e| AppError::Internal(format!("stored metadata of {issuer}: {e}")))?;
     let relay_state = unverified.relay_state().map(str::to_owned);
     let policy = SignaturePolicy {
-        require_signed: sp.require_signed_requests || metadata.authn_requests_signed,
+        require_signed: sp.require_signed_requests
+            || metadata.authn_requests_signed
+            || state.store.load_settings().await?.saml_want_signed_requests,
         allow_sha1: sp.allow_sha1,
     };
     let request: AuthnRequest = unverified
