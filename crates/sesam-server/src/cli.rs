@@ -468,26 +468,32 @@ async fn oidc_client_command(
                 es256,
                 pairwise,
             };
-            let (client, secret) = match crate::oidc::register_client(store, &registration, now)
-                .await?
-            {
-                Ok(done) => done,
-                Err(problems) => bail!("the client was not registered:\n  {}", problems.join("\n  ")),
-            };
+            let (client, secret) =
+                match crate::oidc::register_client(store, &registration, now).await? {
+                    Ok(done) => done,
+                    Err(problems) => bail!(
+                        "the client was not registered:\n  {}",
+                        problems.join("\n  ")
+                    ),
+                };
             store
                 .append_audit(
                     &AuditEvent::new("oidc.client.added")
                         .actor("cli")
                         .subject(&client.client_id)
-                        .detail(format!("{} -> {}", client.name, client.redirect_uris.join(" "))),
+                        .detail(format!(
+                            "{} -> {}",
+                            client.name,
+                            client.redirect_uris.join(" ")
+                        )),
                     now,
                 )
                 .await?;
             println!("client_id:     {}", client.client_id);
             match secret {
-                Some(secret) => println!(
-                    "client_secret: {secret}\n(shown only now; Sesam keeps only a hash)"
-                ),
+                Some(secret) => {
+                    println!("client_secret: {secret}\n(shown only now; Sesam keeps only a hash)")
+                }
                 None => println!("public client: no secret; PKCE (S256) is required"),
             }
         }
@@ -497,7 +503,11 @@ async fn oidc_client_command(
                     "{}  {:<24} {:<12} {}{}  {}",
                     c.client_id,
                     c.name,
-                    if c.secret_hash.is_some() { "confidential" } else { "public" },
+                    if c.secret_hash.is_some() {
+                        "confidential"
+                    } else {
+                        "public"
+                    },
                     c.id_token_alg,
                     if c.enabled { "" } else { " (disabled)" },
                     c.redirect_uris.join(" ")
@@ -510,7 +520,9 @@ async fn oidc_client_command(
             }
             store
                 .append_audit(
-                    &AuditEvent::new("oidc.client.removed").actor("cli").subject(&client_id),
+                    &AuditEvent::new("oidc.client.removed")
+                        .actor("cli")
+                        .subject(&client_id),
                     now,
                 )
                 .await?;
@@ -522,7 +534,9 @@ async fn oidc_client_command(
             };
             store
                 .append_audit(
-                    &AuditEvent::new("oidc.client.secret_rotated").actor("cli").subject(&client_id),
+                    &AuditEvent::new("oidc.client.secret_rotated")
+                        .actor("cli")
+                        .subject(&client_id),
                     now,
                 )
                 .await?;
