@@ -14,6 +14,7 @@ on_both_databases!(
     a_session_survives_a_server_restart,
     first_start_admin_must_choose_a_new_password,
     an_inactive_account_is_refused_after_the_right_password,
+    many_wrong_passwords_from_one_address_make_it_wait,
 );
 
 async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
@@ -502,5 +503,40 @@ async fn an_inactive_account_is_refused_after_the_right_password(db: TestDb) {
         StatusCode::UNAUTHORIZED,
         "a wrong password says nothing about the lock"
     );
+    sesam.stop().await;
+}
+
+/// Guessing one password each for many users (below each user's lock) is stopped per
+/// address; other users' own accounts are not locked by it.
+async fn many_wrong_passwords_from_one_address_make_it_wait(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    sesam
+        .store()
+        .set_setting("password_failures_per_ip", "3", sesam.now())
+        .await
+        .unwrap();
+    for name in ["u1", "u2", "u3", "u4"] {
+        sesam.add_user(name, name, "correct horse battery").await;
+    }
+    let browser = sesam.browser();
+    for name in ["u1", "u2", "u3"] {
+        let answer = browser.log_in(name, "wrong guess").await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{name}");
+    }
+    let fourth = browser.log_in("u4", "correct horse battery").await;
+    assert_eq!(
+        fourth.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address waits, even with a right password"
+    );
+    assert!(fourth.body.contains("role=\"alert\""));
+    assert!(sesam
+        .audit_events("u4")
+        .await
+        .contains(&"login.refused.address".to_string()));
+    // No user was locked by it: after the window the right password works at once.
+    sesam.clock.advance(15 * 60 + 1);
+    let open = browser.log_in("u4", "correct horse battery").await;
+    assert_eq!(open.location(), Some("/account"), "{}", open.body);
     sesam.stop().await;
 }

@@ -59,6 +59,10 @@ pub struct Settings {
     pub min_pin_length: u32,
     pub lockout_max_failures: u32,
     pub lockout_window_seconds: i64,
+    /// Failed passwords from one address within `lockout_window_seconds` before that address
+    /// must wait (against guessing many users' passwords; a whole office shares an address,
+    /// so it is generous).
+    pub password_failures_per_ip: u32,
     pub lockout_duration_seconds: i64,
     pub session_idle_seconds: i64,
     pub session_absolute_seconds: i64,
@@ -87,6 +91,7 @@ impl Default for Settings {
             min_pin_length: 6,
             lockout_max_failures: 5,
             lockout_window_seconds: 15 * 60,
+            password_failures_per_ip: 100,
             lockout_duration_seconds: 15 * 60,
             session_idle_seconds: 60 * 60,
             session_absolute_seconds: 10 * 60 * 60,
@@ -141,6 +146,7 @@ impl Settings {
         "lockout_max_failures",
         "lockout_window_seconds",
         "lockout_duration_seconds",
+        "password_failures_per_ip",
         "session_idle_seconds",
         "session_absolute_seconds",
         "organisation_name",
@@ -173,6 +179,9 @@ impl Settings {
             "min_pin_length" => self.min_pin_length = int_in(key, value, 4, 32)?,
             "lockout_max_failures" => self.lockout_max_failures = int_in(key, value, 1, 1000)?,
             "lockout_window_seconds" => self.lockout_window_seconds = int_in(key, value, 1, DAY)?,
+            "password_failures_per_ip" => {
+                self.password_failures_per_ip = int_in(key, value, 1, 100_000)?
+            }
             "lockout_duration_seconds" => {
                 self.lockout_duration_seconds = int_in(key, value, 1, DAY)?
             }
@@ -237,6 +246,7 @@ impl Settings {
             "min_pin_length" => self.min_pin_length.to_string(),
             "lockout_max_failures" => self.lockout_max_failures.to_string(),
             "lockout_window_seconds" => self.lockout_window_seconds.to_string(),
+            "password_failures_per_ip" => self.password_failures_per_ip.to_string(),
             "lockout_duration_seconds" => self.lockout_duration_seconds.to_string(),
             "session_idle_seconds" => self.session_idle_seconds.to_string(),
             "session_absolute_seconds" => self.session_absolute_seconds.to_string(),

@@ -24,6 +24,8 @@ use crate::web::wait;
 pub const REMEMBER_COOKIE: &str = "sesam_username";
 const REMEMBER_SECONDS: i64 = 400 * 24 * 60 * 60;
 pub const PENDING_KEY: &str = "login.username";
+/// Rate-limit bucket: failed passwords per client address.
+const IP_FAILURES: &str = "password-failures-ip";
 
 fn remembered(headers: &HeaderMap) -> Option<String> {
     cookies::get(headers, REMEMBER_COOKIE)
@@ -222,6 +224,29 @@ pub async fn submit_password(
         return render(StatusCode::TOO_MANY_REQUESTS, &locked_page(until));
     }
 
+    // Many wrong passwords from one address (for any users): that address waits.
+    let ip_key = ip.text().unwrap_or_else(|| "unknown".into());
+    let window = settings.lockout_window_seconds;
+    let ip_failures = state
+        .store
+        .rate_limit_hits(IP_FAILURES, &ip_key, now, window)
+        .await?;
+    if ip_failures >= i64::from(settings.password_failures_per_ip) {
+        state
+            .store
+            .append_audit(
+                &audit("login.refused.address").detail(format!(
+                    "{ip_failures} failed passwords from this address within {window} s"
+                )),
+                now,
+            )
+            .await?;
+        return render(
+            StatusCode::TOO_MANY_REQUESTS,
+            &locked_page(now.plus_seconds(window)),
+        );
+    }
+
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let matches = state
         .passwords
@@ -240,6 +265,10 @@ pub async fn submit_password(
             state
                 .store
                 .append_audit(&audit("login.password.failed").detail(why), now)
+                .await?;
+            state
+                .store
+                .rate_limit_allows(IP_FAILURES, &ip_key, now, window, i64::MAX)
                 .await?;
             if let Some(until) = state
                 .store
