@@ -27,18 +27,27 @@ impl Page {
     pub fn redirect(&self) -> anyhow::Result<&str> {
         match (self.status.is_redirection(), self.location()) {
             (true, Some(to)) => Ok(to),
-            _ => bail!("expected a redirect, got {} {}", self.status, snippet(&self.body)),
+            _ => bail!(
+                "expected a redirect, got {} {}",
+                self.status,
+                snippet(&self.body)
+            ),
         }
     }
 
     /// The value of the attribute that follows `marker` (which ends with `="`).
     pub fn attr_after(&self, marker: &str) -> anyhow::Result<&str> {
-        let start = self
-            .body
-            .find(marker)
-            .with_context(|| format!("no {marker} on a {} page: {}", self.status, snippet(&self.body)))?
-            + marker.len();
-        let end = self.body[start..].find('"').context("unterminated attribute")? + start;
+        let start = self.body.find(marker).with_context(|| {
+            format!(
+                "no {marker} on a {} page: {}",
+                self.status,
+                snippet(&self.body)
+            )
+        })? + marker.len();
+        let end = self.body[start..]
+            .find('"')
+            .context("unterminated attribute")?
+            + start;
         Ok(&self.body[start..end])
     }
 

@@ -22,6 +22,9 @@ pub struct Waiting {
     pub rss_with_streams: u64,
     /// Cores Sesam keeps busy while the streams only wait (timer re-reads, keep-alives).
     pub sesam_cores_while_waiting: f64,
+    /// Seconds until Sesam had closed the streams after the browsers went away, if it did
+    /// within 20 s (a stream left open would keep waking up during the scenarios).
+    pub seconds_to_close: Option<f64>,
 }
 
 /// Opens a pending challenge with an event stream for each of `usernames`, measures, and
@@ -33,6 +36,7 @@ pub async fn pending_with_streams(
     concurrency: usize,
 ) -> Waiting {
     let rss_before = sesam.memory().map_or(0, |m| m.rss);
+    let descriptors_before = sesam.open_descriptors();
     let started = Instant::now();
     let results: Vec<anyhow::Result<reqwest::Response>> = stream::iter(usernames)
         .map(|name| open(http.clone(), &sesam.base_url, name))
@@ -63,6 +67,15 @@ pub async fn pending_with_streams(
     let rss_with_streams = sesam.memory().map_or(0, |m| m.rss);
     let streams_open = streams.len();
     drop(streams);
+    let closing = Instant::now();
+    let mut seconds_to_close = None;
+    while closing.elapsed() < Duration::from_secs(20) {
+        if sesam.open_descriptors() <= descriptors_before + 16 {
+            seconds_to_close = Some(closing.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Waiting {
         streams_open,
         failed,
@@ -71,20 +84,32 @@ pub async fn pending_with_streams(
         rss_before,
         rss_with_streams,
         sesam_cores_while_waiting,
+        seconds_to_close,
     }
 }
 
 /// Username step, then the event stream, which is returned still open after its first event.
-async fn open(http: reqwest::Client, base: &str, username: &str) -> anyhow::Result<reqwest::Response> {
+async fn open(
+    http: reqwest::Client,
+    base: &str,
+    username: &str,
+) -> anyhow::Result<reqwest::Response> {
     let mut b = Browser::new(http, base);
     let form = b.get("/login").await?;
     let csrf = form.csrf()?.to_owned();
     let sent = b
         .post_form("/login", &[("csrf", &csrf), ("username", username)])
         .await?;
-    ensure!(sent.redirect()? == "/login/wait", "{username}: not the wait page");
+    ensure!(
+        sent.redirect()? == "/login/wait",
+        "{username}: not the wait page"
+    );
     let mut events = b.send_get("/login/wait/events").await?;
-    ensure!(events.status().is_success(), "event stream: {}", events.status());
+    ensure!(
+        events.status().is_success(),
+        "event stream: {}",
+        events.status()
+    );
     let first = events.chunk().await?.unwrap_or_default();
     ensure!(
         String::from_utf8_lossy(&first).contains("pending"),

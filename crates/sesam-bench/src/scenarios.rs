@@ -66,6 +66,7 @@ struct VirtualUser {
     index: usize,
     iteration: usize,
     refresh_token: Option<String>,
+    setup_error: Option<String>,
 }
 
 impl VirtualUser {
@@ -98,12 +99,15 @@ pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) ->
             index,
             iteration: 0,
             refresh_token: None,
+            setup_error: None,
         };
         if scenario == Scenario::Refresh {
             // Each virtual user refreshes its own token chain, from one login first.
             let mut unused = Recorder::default();
-            let user = &target.app_users[index];
-            vu.refresh_token = oidc_login(&target, user, &mut unused).await.ok();
+            match oidc_login(&target, &target.app_users[index], &mut unused).await {
+                Ok(token) => vu.refresh_token = Some(token),
+                Err(e) => vu.setup_error = Some(format!("login for a refresh token: {e:#}")),
+            }
         }
         users.push(vu);
     }
@@ -115,6 +119,10 @@ pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) ->
             let target = target.clone();
             tokio::spawn(async move {
                 let mut rec = Recorder::default();
+                if let Some(e) = vu.setup_error.take() {
+                    rec.error(e);
+                    return rec;
+                }
                 while Instant::now() < deadline {
                     let began = Instant::now();
                     let once = login_once(&target, scenario, &mut vu, &mut rec);
@@ -125,6 +133,9 @@ pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) ->
                         }
                         Ok(Err(e)) => rec.error(format!("{e:#}")),
                         Err(_) => rec.error(format!("no answer within {LOGIN_TIMEOUT:?}")),
+                    }
+                    if scenario == Scenario::Refresh && vu.refresh_token.is_none() {
+                        break; // the chain is broken: nothing left to refresh
                     }
                 }
                 rec
@@ -163,14 +174,22 @@ async fn login_once(
         }
         Scenario::Oidc => {
             let i = vu.next_user(target.app_users.len(), target.concurrency);
-            oidc_login(target, &target.app_users[i], rec).await.map(drop)
+            oidc_login(target, &target.app_users[i], rec)
+                .await
+                .map(drop)
         }
         Scenario::Refresh => {
-            let token = vu.refresh_token.take().context("no refresh token to start from")?;
+            let token = vu
+                .refresh_token
+                .take()
+                .context("no refresh token to start from")?;
             let tokens = timed(
                 rec,
                 "token (refresh)",
-                token_request(target, &[("grant_type", "refresh_token"), ("refresh_token", &token)]),
+                token_request(
+                    target,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                ),
             )
             .await?;
             vu.refresh_token = Some(field(&tokens, "refresh_token")?.to_owned());
@@ -197,7 +216,11 @@ async fn timed<T>(
 
 /// From the login page to `/login/complete`, with the app answering the code; returns where
 /// `/login/complete` sends the browser.
-async fn passwordless(b: &mut Browser, user: &AppUser, rec: &mut Recorder) -> anyhow::Result<String> {
+async fn passwordless(
+    b: &mut Browser,
+    user: &AppUser,
+    rec: &mut Recorder,
+) -> anyhow::Result<String> {
     let form = timed(rec, "login page", b.get("/login")).await?;
     let csrf = form.csrf()?.to_owned();
     let sent = timed(
@@ -206,11 +229,19 @@ async fn passwordless(b: &mut Browser, user: &AppUser, rec: &mut Recorder) -> an
         b.post_form("/login", &[("csrf", &csrf), ("username", &user.username)]),
     )
     .await?;
-    ensure!(sent.redirect()? == "/login/wait", "not the wait page: {:?}", sent.location());
+    ensure!(
+        sent.redirect()? == "/login/wait",
+        "not the wait page: {:?}",
+        sent.location()
+    );
     let wait = timed(rec, "wait page", b.get("/login/wait")).await?;
     let code = wait.code()?;
     let events = timed(rec, "event stream opens", b.send_get("/login/wait/events")).await?;
-    ensure!(events.status().is_success(), "event stream: {}", events.status());
+    ensure!(
+        events.status().is_success(),
+        "event stream: {}",
+        events.status()
+    );
 
     let pending = timed(rec, "app: pending", async { Ok(user.app.pending().await?) }).await?;
     let challenge = pending
@@ -221,8 +252,17 @@ async fn passwordless(b: &mut Browser, user: &AppUser, rec: &mut Recorder) -> an
         Ok(user.app.answer(&challenge.id, &Answer::Code(code)).await?)
     })
     .await?;
-    ensure!(answered.status == "approved", "the app's answer: {}", answered.status);
-    let seen = timed(rec, "browser: approved event", wait_for_status(events, "approved")).await?;
+    ensure!(
+        answered.status == "approved",
+        "the app's answer: {}",
+        answered.status
+    );
+    let seen = timed(
+        rec,
+        "browser: approved event",
+        wait_for_status(events, "approved"),
+    )
+    .await?;
     ensure!(seen, "the event stream ended without the approval");
     let done = timed(rec, "complete", b.get("/login/complete")).await?;
     Ok(done.redirect()?.to_owned())
@@ -233,12 +273,23 @@ async fn passwordless(b: &mut Browser, user: &AppUser, rec: &mut Recorder) -> an
 async fn saml_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyhow::Result<()> {
     let mut b = Browser::new(target.http.clone(), &target.base);
     let request_id = format!("_{}", uuid::Uuid::new_v4().simple());
-    let first = timed(rec, "AuthnRequest", b.get(&authn_request_path(target, &request_id)?)).await?;
-    ensure!(first.redirect()? == "/login", "AuthnRequest: {:?}", first.location());
+    let first = timed(
+        rec,
+        "AuthnRequest",
+        b.get(&authn_request_path(target, &request_id)?),
+    )
+    .await?;
+    ensure!(
+        first.redirect()? == "/login",
+        "AuthnRequest: {:?}",
+        first.location()
+    );
     let next = passwordless(&mut b, user, rec).await?;
     ensure!(next == "/saml/sso/continue", "after login: {next}");
     let page = timed(rec, "SAML Response", b.get(&next)).await?;
-    let response = page.attr_after("name=\"SAMLResponse\" value=\"")?.to_owned();
+    let response = page
+        .attr_after("name=\"SAMLResponse\" value=\"")?
+        .to_owned();
     let began = Instant::now();
     verify_saml_response(target, &response, &request_id)?;
     rec.step("SP: verify Response", began.elapsed());
@@ -248,8 +299,8 @@ async fn saml_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyh
 /// `/saml/sso?SAMLRequest=…`: an unsigned AuthnRequest over the Redirect binding.
 fn authn_request_path(target: &Target, id: &str) -> anyhow::Result<String> {
     use std::io::Write;
-    let instant = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)?;
+    let instant =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let xml = format!(
         concat!(
             r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
@@ -264,7 +315,8 @@ fn authn_request_path(target: &Target, id: &str) -> anyhow::Result<String> {
         acs = target.sp.acs,
         issuer = target.sp.entity_id,
     );
-    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut deflater =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     deflater.write_all(xml.as_bytes())?;
     let query = serde_urlencoded::to_string([("SAMLRequest", B64.encode(deflater.finish()?))])?;
     Ok(format!("/saml/sso?{query}"))
@@ -274,7 +326,8 @@ fn authn_request_path(target: &Target, id: &str) -> anyhow::Result<String> {
 /// verifies with Sesam's certificate.
 fn verify_saml_response(target: &Target, encoded: &str, request_id: &str) -> anyhow::Result<()> {
     let xml = String::from_utf8(B64.decode(encoded)?)?;
-    let response: samael::schema::Response = xml.parse().context("samael cannot read the Response")?;
+    let response: samael::schema::Response =
+        xml.parse().context("samael cannot read the Response")?;
     ensure!(
         response.in_response_to.as_deref() == Some(request_id),
         "InResponseTo {:?}",
@@ -284,9 +337,13 @@ fn verify_saml_response(target: &Target, encoded: &str, request_id: &str) -> any
         .status
         .as_ref()
         .and_then(|s| s.status_code.value.as_deref());
-    ensure!(status == Some("urn:oasis:names:tc:SAML:2.0:status:Success"), "status {status:?}");
+    ensure!(
+        status == Some("urn:oasis:names:tc:SAML:2.0:status:Success"),
+        "status {status:?}"
+    );
     let start = xml.find("<saml:Assertion ").context("no assertion")?;
-    let end = xml.find("</saml:Assertion>").context("no assertion end")? + "</saml:Assertion>".len();
+    let end =
+        xml.find("</saml:Assertion>").context("no assertion end")? + "</saml:Assertion>".len();
     XmlSec::verify_signed_xml(
         &xml[start..end],
         &CertificateDer::from(target.idp_cert.clone()),
@@ -315,11 +372,18 @@ async fn oidc_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyh
         ("scope", "openid profile email"),
         ("state", &state),
         ("nonce", &nonce),
-        ("code_challenge", &sesam_oidc::pkce_challenge_s256(&verifier)),
+        (
+            "code_challenge",
+            &sesam_oidc::pkce_challenge_s256(&verifier),
+        ),
         ("code_challenge_method", "S256"),
     ])?;
     let first = timed(rec, "authorize", b.get(&format!("/authorize?{query}"))).await?;
-    ensure!(first.redirect()? == "/login", "authorize: {:?}", first.location());
+    ensure!(
+        first.redirect()? == "/login",
+        "authorize: {:?}",
+        first.location()
+    );
     let next = passwordless(&mut b, user, rec).await?;
     ensure!(next == "/authorize/continue", "after login: {next}");
     let back = timed(rec, "authorize/continue", b.get(&next)).await?;
@@ -329,7 +393,12 @@ async fn oidc_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyh
         .and_then(|rest| rest.strip_prefix('?'))
         .with_context(|| format!("not back at the client: {location}"))?;
     let params: Vec<(String, String)> = serde_urlencoded::from_str(query)?;
-    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     ensure!(param("state") == Some(state.as_str()), "state mismatch");
     let code = param("code").context("no code")?.to_owned();
 
@@ -351,7 +420,10 @@ async fn oidc_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyh
     let claims = sesam_oidc::verify_jwt(field(&tokens, "id_token")?, &[&target.oidc_key])
         .context("the ID token's signature does not verify")?;
     ensure!(claims["nonce"] == nonce.as_str(), "nonce mismatch");
-    ensure!(claims["aud"] == target.oidc.client_id.as_str(), "audience mismatch");
+    ensure!(
+        claims["aud"] == target.oidc.client_id.as_str(),
+        "audience mismatch"
+    );
     rec.step("RP: verify ID token", began.elapsed());
     Ok(field(&tokens, "refresh_token")?.to_owned())
 }
@@ -373,7 +445,9 @@ async fn token_request(target: &Target, fields: &[(&str, &str)]) -> anyhow::Resu
 }
 
 fn field<'a>(json: &'a Value, name: &str) -> anyhow::Result<&'a str> {
-    json[name].as_str().with_context(|| format!("no {name} in {json}"))
+    json[name]
+        .as_str()
+        .with_context(|| format!("no {name} in {json}"))
 }
 
 // ---------------------------------------------------------------- password
@@ -388,16 +462,27 @@ async fn password_login(target: &Target, username: &str, rec: &mut Recorder) -> 
         b.post_form("/login", &[("csrf", &csrf), ("username", username)]),
     )
     .await?;
-    ensure!(sent.redirect()? == "/login/password", "not the password form: {:?}", sent.location());
+    ensure!(
+        sent.redirect()? == "/login/password",
+        "not the password form: {:?}",
+        sent.location()
+    );
     let page = timed(rec, "password page", b.get("/login/password")).await?;
     let csrf = page.csrf()?.to_owned();
     let done = timed(
         rec,
         "password",
-        b.post_form("/login/password", &[("csrf", &csrf), ("password", PASSWORD)]),
+        b.post_form(
+            "/login/password",
+            &[("csrf", &csrf), ("password", PASSWORD)],
+        ),
     )
     .await?;
-    ensure!(done.redirect()? == "/account", "after the password: {:?}", done.location());
+    ensure!(
+        done.redirect()? == "/account",
+        "after the password: {:?}",
+        done.location()
+    );
     Ok(())
 }
 
@@ -414,11 +499,15 @@ mod tests {
                 index,
                 iteration: 0,
                 refresh_token: None,
+                setup_error: None,
             };
             for _ in 0..7 {
                 let i = vu.next_user(count, concurrency);
                 assert!(i < count);
-                assert!(seen[i].is_none_or(|owner| owner == index), "user {i} shared");
+                assert!(
+                    seen[i].is_none_or(|owner| owner == index),
+                    "user {i} shared"
+                );
                 seen[i] = Some(index);
             }
         }

@@ -50,7 +50,12 @@ pub struct AppUser {
 
 /// Seeds `users` users of each kind and `waiting` more for the memory test. Names carry
 /// `tag`, so a run against a database used before does not collide with it.
-pub async fn seed(store: &Store, tag: &str, users: usize, waiting: usize) -> anyhow::Result<Seeded> {
+pub async fn seed(
+    store: &Store,
+    tag: &str,
+    users: usize,
+    waiting: usize,
+) -> anyhow::Result<Seeded> {
     let now = SystemClock.now();
     for (key, value) in [
         ("passwordless", "on"),
@@ -151,7 +156,11 @@ pub async fn enrol(
                 .await
                 .with_context(|| format!("enrolling {}", u.username))?;
             if !device.passwordless.eligible {
-                bail!("{}'s app is not eligible: {:?}", u.username, device.passwordless.reasons);
+                bail!(
+                    "{}'s app is not eligible: {:?}",
+                    u.username,
+                    device.passwordless.reasons
+                );
             }
             Ok(AppUser {
                 username: u.username,
@@ -165,7 +174,9 @@ pub async fn enrol(
 
 /// Minimal SP metadata: one HTTP-POST ACS and a signing certificate.
 fn sp_metadata(sp: &ServiceProvider) -> anyhow::Result<String> {
-    let cert = sesam_saml::IdpKey::generate(SP_HOST, 30)?.certificate().to_base64();
+    let cert = sesam_saml::IdpKey::generate(SP_HOST, 30)?
+        .certificate()
+        .to_base64();
     Ok(format!(
         concat!(
             r#"<?xml version="1.0" encoding="UTF-8"?>"#,

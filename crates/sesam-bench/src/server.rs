@@ -89,6 +89,11 @@ impl SesamProcess {
         cpu_time(&self.pid.to_string())
     }
 
+    /// How many files and sockets Sesam has open.
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
@@ -107,7 +112,12 @@ pub fn cpu_time(pid: &str) -> Duration {
     // utime and stime are fields 14 and 15, in clock ticks of 10 ms on Linux.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
