@@ -941,7 +941,7 @@ async fn configured_keys_sign_and_the_next_key_is_published() {
 }
 
 async fn expired_codes_and_tokens_are_forgotten_and_live_ones_kept(db: TestDb) {
-    use sesam_store::{OidcGrant, TokenKind};
+    use sesam_store::{NewToken, OidcGrant, TokenKind};
     let store = db.store().await;
     let now = sesam_core::UnixTime(1_800_000_000);
     let user = crate::harness::add_user(&store, "anna", "Anna", "correct horse battery", now).await;
@@ -971,28 +971,52 @@ async fn expired_codes_and_tokens_are_forgotten_and_live_ones_kept(db: TestDb) {
         .insert_oidc_code("old-code", &grant, CALLBACK, "c", None, now)
         .await
         .unwrap();
-    store
-        .insert_oidc_token(
-            "old-access",
-            TokenKind::Access,
+    let stored = store
+        .store_oidc_tokens(
+            &[
+                NewToken {
+                    hash: "old-access",
+                    kind: TokenKind::Access,
+                    expires_at: now.0 + 600,
+                },
+                NewToken {
+                    hash: "live-refresh",
+                    kind: TokenKind::Refresh,
+                    expires_at: now.0 + 30 * 86400,
+                },
+            ],
             "f",
             &grant,
             now,
-            now.0 + 600,
+            None,
         )
         .await
         .unwrap();
-    store
-        .insert_oidc_token(
-            "live-refresh",
-            TokenKind::Refresh,
-            "f",
-            &grant,
-            now,
-            now.0 + 30 * 86400,
-        )
+    assert!(stored);
+    // Rotation spends a live refresh token once; the second attempt writes nothing.
+    let next = [NewToken {
+        hash: "next-refresh",
+        kind: TokenKind::Refresh,
+        expires_at: now.0 + 30 * 86400,
+    }];
+    assert!(store
+        .store_oidc_tokens(&next, "f", &grant, now, Some("live-refresh"))
         .await
-        .unwrap();
+        .unwrap());
+    let again = [NewToken {
+        hash: "other-refresh",
+        kind: TokenKind::Refresh,
+        expires_at: now.0 + 30 * 86400,
+    }];
+    assert!(!store
+        .store_oidc_tokens(&again, "f", &grant, now, Some("live-refresh"))
+        .await
+        .unwrap());
+    assert!(store
+        .get_oidc_token("other-refresh")
+        .await
+        .unwrap()
+        .is_none());
     let later = sesam_core::UnixTime(now.0 + 2 * 3600);
     assert_eq!(store.delete_expired_oidc(later, 60).await.unwrap(), 2);
     assert!(store.peek_oidc_code("old-code").await.unwrap().is_none());

@@ -27,7 +27,9 @@ pub use audit::{AuditEntry, AuditEvent};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
 pub use error::StoreError;
-pub use oidc::{CodeUse, NewOidcClient, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind};
+pub use oidc::{
+    CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,
+};
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
 pub use throttle::ThrottleState;
 pub use users::NewUser;

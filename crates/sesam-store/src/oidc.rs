@@ -119,6 +119,14 @@ impl TokenKind {
     }
 }
 
+/// A token to store: its hash, kind and expiry.
+#[derive(Clone, Copy, Debug)]
+pub struct NewToken<'a> {
+    pub hash: &'a str,
+    pub kind: TokenKind,
+    pub expires_at: i64,
+}
+
 #[derive(Clone, Debug)]
 pub struct StoredToken {
     pub kind: TokenKind,
@@ -386,38 +394,59 @@ impl Store {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn insert_oidc_token(
+    /// Stores the tokens of one grant in one transaction. With `rotating`, that refresh token
+    /// is spent first, and only if it is still live: `false` (nothing written) means it was
+    /// used, revoked or expired already, and only one of several concurrent callers wins.
+    pub async fn store_oidc_tokens(
         &self,
-        token_hash: &str,
-        kind: TokenKind,
+        tokens: &[NewToken<'_>],
         family: &str,
         grant: &OidcGrant,
         now: UnixTime,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "INSERT INTO oidc_tokens (token_hash, kind, family, client_id, user_id, scope, \
-             auth_time, acr, amr, sid, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        )
-        .bind(token_hash)
-        .bind(kind.as_str())
-        .bind(family)
-        .bind(&grant.client_id)
-        .bind(&grant.user_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(&grant.acr)
-        .bind(grant.amr.join(" "))
-        .bind(&grant.sid)
-        .bind(now.0)
-        .bind(expires_at)
-        .execute(p)
-        .await
-        .map_err(|e| StoreError::from_insert(e, "token"))?
-        .rows_affected());
-        Ok(())
+        rotating: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        on_pool!(self, |p| {
+            let mut tx = p.begin().await?;
+            if let Some(old) = rotating {
+                let spent = sqlx::query(
+                    "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
+                     AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+                )
+                .bind(old)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if spent != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+            }
+            for token in tokens {
+                sqlx::query(
+                    "INSERT INTO oidc_tokens (token_hash, kind, family, client_id, user_id, scope, \
+                     auth_time, acr, amr, sid, issued_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(token.hash)
+                .bind(token.kind.as_str())
+                .bind(family)
+                .bind(&grant.client_id)
+                .bind(&grant.user_id)
+                .bind(&grant.scope)
+                .bind(grant.auth_time)
+                .bind(&grant.acr)
+                .bind(grant.amr.join(" "))
+                .bind(&grant.sid)
+                .bind(now.0)
+                .bind(token.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_insert(e, "token"))?;
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
     }
 
     pub async fn get_oidc_token(
@@ -455,25 +484,6 @@ impl Store {
             })
         })
         .transpose()
-    }
-
-    /// Marks a live refresh token used (rotated). Only one caller wins; `false` means it was
-    /// used, revoked or expired already.
-    pub async fn spend_refresh_token(
-        &self,
-        token_hash: &str,
-        now: UnixTime,
-    ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, |p| sqlx::query(
-            "UPDATE oidc_tokens SET used_at = $2 WHERE token_hash = $1 AND kind = 'refresh' \
-             AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2"
-        )
-        .bind(token_hash)
-        .bind(now.0)
-        .execute(p)
-        .await?
-        .rows_affected());
-        Ok(n == 1)
     }
 
     /// Revokes every token of a family. Returns how many were live.

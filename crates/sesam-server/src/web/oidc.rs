@@ -14,7 +14,7 @@ use sesam_oidc::{
     IdTokenClaims, IssuedCode, IssuedRefreshToken, JwsAlg, NsisLevel, Prompt, SubjectType,
     TokenError, TokenErrorCode, TokenRequest,
 };
-use sesam_store::{AuditEvent, CodeUse, OidcClient, OidcGrant, TokenKind};
+use sesam_store::{AuditEvent, CodeUse, NewToken, OidcClient, OidcGrant, TokenKind};
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
@@ -498,9 +498,11 @@ async fn redeem_code(
         &user,
         &stored.grant,
         &family,
-        stored.nonce.as_deref(),
+        None,
+        Some(stored.nonce.as_deref()),
     )
-    .await?;
+    .await?
+    .ok_or_else(|| AppError::Internal("new tokens were not stored".into()))?;
     Ok(Ok(body))
 }
 
@@ -540,22 +542,8 @@ async fn refresh(
         Ok(scope) => scope,
         Err(e) => return Ok(Err(e)),
     };
-    if stored.used_at.is_some() || !state.store.spend_refresh_token(&hash, now).await? {
-        // A rotated token came back: someone holds a copy. End the whole family.
-        let revoked = state.store.revoke_oidc_family(&stored.family, now).await?;
-        state
-            .store
-            .append_audit(
-                &AuditEvent::new("oidc.refresh_reused")
-                    .actor(&client.client_id)
-                    .subject(&stored.grant.user_id)
-                    .detail(format!("{revoked} tokens revoked")),
-                now,
-            )
-            .await?;
-        return Ok(Err(invalid_grant(
-            "the refresh token has been used already",
-        )));
+    if stored.used_at.is_some() {
+        return refresh_reused(state, client, &stored).await;
     }
     let Some(user) = active_user(state, &stored.grant.user_id).await? else {
         state.store.revoke_oidc_family(&stored.family, now).await?;
@@ -563,17 +551,48 @@ async fn refresh(
     };
     let grant = OidcGrant {
         scope,
-        ..stored.grant
+        ..stored.grant.clone()
     };
-    Ok(Ok(issue_tokens(
+    // No new ID token on refresh (OIDC Core 12.2 allows leaving it out): the login it would
+    // describe has not changed, and signing one per grant halves the refresh rate.
+    let issued = issue_tokens(
         state,
         client,
         &user,
         &grant,
         &stored.family,
+        Some(&hash),
         None,
     )
-    .await?))
+    .await?;
+    match issued {
+        Some(body) => Ok(Ok(body)),
+        // Another request rotated this token a moment ago: the same theft as a late reuse.
+        None => refresh_reused(state, client, &stored).await,
+    }
+}
+
+/// A rotated refresh token came back: someone holds a copy. The whole family ends.
+async fn refresh_reused(
+    state: &AppState,
+    client: &OidcClient,
+    stored: &sesam_store::StoredToken,
+) -> Result<Result<Value, TokenError>, AppError> {
+    let now = state.now();
+    let revoked = state.store.revoke_oidc_family(&stored.family, now).await?;
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("oidc.refresh_reused")
+                .actor(&client.client_id)
+                .subject(&stored.grant.user_id)
+                .detail(format!("{revoked} tokens revoked")),
+            now,
+        )
+        .await?;
+    Ok(Err(invalid_grant(
+        "the refresh token has been used already",
+    )))
 }
 
 fn subject(state: &AppState, client: &OidcClient, user_id: &str) -> String {
@@ -602,40 +621,52 @@ fn profile_claims(user: &User, scope: &str) -> Map<String, Value> {
     claims
 }
 
+/// A new access and refresh token for `grant` (spending `rotating` first, if given), and for
+/// a code exchange (`id_token` = the request's nonce, if any) an ID token. `None` when
+/// `rotating` was no longer live.
 async fn issue_tokens(
     state: &AppState,
     client: &OidcClient,
     user: &User,
     grant: &OidcGrant,
     family: &str,
-    nonce: Option<&str>,
-) -> Result<Value, AppError> {
+    rotating: Option<&str>,
+    id_token: Option<Option<&str>>,
+) -> Result<Option<Value>, AppError> {
     let now = state.now();
     let secret = || sesam_oidc::generate_secret().map_err(|e| AppError::Internal(e.to_string()));
     let access = secret()?;
     let refresh = secret()?;
-    state
+    let (access_hash, refresh_hash) = (digest(&access), digest(&refresh));
+    let tokens = [
+        NewToken {
+            hash: &access_hash,
+            kind: TokenKind::Access,
+            expires_at: now.0 + ACCESS_TOKEN_SECONDS,
+        },
+        NewToken {
+            hash: &refresh_hash,
+            kind: TokenKind::Refresh,
+            expires_at: now.0 + REFRESH_TOKEN_SECONDS,
+        },
+    ];
+    if !state
         .store
-        .insert_oidc_token(
-            &digest(&access),
-            TokenKind::Access,
-            family,
-            grant,
-            now,
-            now.0 + ACCESS_TOKEN_SECONDS,
-        )
-        .await?;
-    state
-        .store
-        .insert_oidc_token(
-            &digest(&refresh),
-            TokenKind::Refresh,
-            family,
-            grant,
-            now,
-            now.0 + REFRESH_TOKEN_SECONDS,
-        )
-        .await?;
+        .store_oidc_tokens(&tokens, family, grant, now, rotating)
+        .await?
+    {
+        return Ok(None);
+    }
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "refresh_token": refresh,
+        "scope": grant.scope,
+    });
+    let Some(nonce) = id_token else {
+        return Ok(Some(body));
+    };
     let info = client_info(client);
     let unix = |t: i64| u64::try_from(t).unwrap_or(0);
     let claims = IdTokenClaims {
@@ -654,14 +685,8 @@ async fn issue_tokens(
     };
     let id_token = sesam_oidc::issue_id_token(state.oidc.signer(info.id_token_alg), &claims)
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_SECONDS,
-        "refresh_token": refresh,
-        "id_token": id_token,
-        "scope": grant.scope,
-    }))
+    body["id_token"] = json!(id_token);
+    Ok(Some(body))
 }
 
 // ---------------------------------------------------------------- userinfo
