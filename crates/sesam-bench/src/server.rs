@@ -49,6 +49,9 @@ impl SesamProcess {
             .env("SESAM_DATABASE_URL", database_url)
             .env("SESAM_PUSH_PROVIDER", "outbox")
             .env("SESAM_LOG_LEVEL", "warn")
+            // As the Dockerfile runs Sesam: argon2's 19 MiB blocks go back to the system after
+            // each hash instead of staying in glibc's heap (see docs/PERFORMANCE.md).
+            .env("MALLOC_MMAP_THRESHOLD_", "131072")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
