@@ -292,22 +292,80 @@ fn bool_attr(e: &Element, name: &'static str) -> Result<bool> {
     }
 }
 
-fn read_authn_request(root: &Element) -> Result<AuthnRequest> {
-    if !root.is(NS_SAMLP, "AuthnRequest") {
+/// What every SAML request carries: its root element's name, ID, Version and IssueInstant.
+pub(crate) struct RequestHeader<'a> {
+    pub id: &'a str,
+    pub version: &'a str,
+    pub issue_instant: OffsetDateTime,
+}
+
+/// Reads the header of a `samlp:{name}` request (`what` names its ID in errors).
+pub(crate) fn read_request_header<'a>(
+    root: &'a Element,
+    name: &'static str,
+    expected: &'static str,
+    what: &'static str,
+) -> Result<RequestHeader<'a>> {
+    if !root.is(NS_SAMLP, name) {
         return Err(SamlError::WrongRoot {
-            expected: "samlp:AuthnRequest",
+            expected,
             found: format!("{{{}}}{}", root.ns, root.name),
         });
     }
     let id = root
         .attr("ID")
         .filter(|v| !v.is_empty())
-        .ok_or(SamlError::Missing("AuthnRequest ID"))?;
+        .ok_or(SamlError::Missing(what))?;
     let version = root.attr("Version").ok_or(SamlError::Missing("Version"))?;
     let issue_instant = parse_instant(
         "IssueInstant",
         root.attr("IssueInstant")
             .ok_or(SamlError::Missing("IssueInstant"))?,
+    )?;
+    Ok(RequestHeader {
+        id,
+        version,
+        issue_instant,
+    })
+}
+
+/// Version 2.0, IssueInstant within `skew` of `now`, and Destination `endpoint` (it may be
+/// left out only by an unsigned request).
+pub(crate) fn check_request_header(
+    version: &str,
+    issue_instant: OffsetDateTime,
+    destination: Option<&String>,
+    signed: bool,
+    endpoint: &str,
+    now: OffsetDateTime,
+    skew: Duration,
+) -> Result<()> {
+    if version != "2.0" {
+        return Err(SamlError::Version(version.to_string()));
+    }
+    if (issue_instant - now).abs() > skew {
+        return Err(SamlError::IssueInstant(crate::xml::instant(issue_instant)));
+    }
+    match destination {
+        Some(d) if d == endpoint => Ok(()),
+        None if !signed => Ok(()),
+        other => Err(SamlError::Destination {
+            expected: endpoint.to_string(),
+            found: other.cloned(),
+        }),
+    }
+}
+
+fn read_authn_request(root: &Element) -> Result<AuthnRequest> {
+    let RequestHeader {
+        id,
+        version,
+        issue_instant,
+    } = read_request_header(
+        root,
+        "AuthnRequest",
+        "samlp:AuthnRequest",
+        "AuthnRequest ID",
     )?;
     let acs_index = root
         .attr("AssertionConsumerServiceIndex")
@@ -507,22 +565,15 @@ impl AuthnRequest {
     /// Version 2.0, IssueInstant within `skew` of `now`, Destination equal to our SSO endpoint
     /// (required when the request was signed, as the binding spec says).
     pub fn validate(&self, sso_url: &str, now: OffsetDateTime, skew: Duration) -> Result<()> {
-        if self.version != "2.0" {
-            return Err(SamlError::Version(self.version.clone()));
-        }
-        if (self.issue_instant - now).abs() > skew {
-            return Err(SamlError::IssueInstant(crate::xml::instant(
-                self.issue_instant,
-            )));
-        }
-        match &self.destination {
-            Some(d) if d == sso_url => Ok(()),
-            None if !self.signed => Ok(()),
-            other => Err(SamlError::Destination {
-                expected: sso_url.to_string(),
-                found: other.clone(),
-            }),
-        }
+        check_request_header(
+            &self.version,
+            self.issue_instant,
+            self.destination.as_ref(),
+            self.signed,
+            sso_url,
+            now,
+            skew,
+        )
     }
 
     /// Picks the AssertionConsumerService from the SP's metadata only: an exact URL match, an

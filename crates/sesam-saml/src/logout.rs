@@ -2,14 +2,15 @@
 //! same signature rules as AuthnRequests) and writing the signed LogoutResponse.
 
 use crate::authn_request::{
-    check_post_signature_structure, checked_relay_state, decode_base64, inflate, query_decode,
-    verify_post_message, verify_redirect, SignaturePolicy, MAX_REQUEST_XML_BYTES,
+    check_post_signature_structure, check_request_header, checked_relay_state, decode_base64,
+    inflate, query_decode, read_request_header, verify_post_message, verify_redirect,
+    RequestHeader, SignaturePolicy, MAX_REQUEST_XML_BYTES,
 };
 use crate::error::{Result, SamlError};
 use crate::key::{Certificate, IdpKey};
 use crate::xml::{
-    esc, instant, new_id, parse, parse_instant, sign_enveloped, signature_template, Element, NS_DS,
-    NS_SAML, NS_SAMLP,
+    esc, instant, new_id, parse, sign_enveloped, signature_template, Element, NS_DS, NS_SAML,
+    NS_SAMLP,
 };
 use base64::Engine;
 use openssl::hash::MessageDigest;
@@ -113,39 +114,28 @@ fn check_evidence(
 impl LogoutRequest {
     /// Version 2.0, IssueInstant within `skew`, Destination our SLO endpoint (required when signed).
     pub fn validate(&self, slo_url: &str, now: OffsetDateTime, skew: Duration) -> Result<()> {
-        if self.version != "2.0" {
-            return Err(SamlError::Version(self.version.clone()));
-        }
-        if (self.issue_instant - now).abs() > skew {
-            return Err(SamlError::IssueInstant(instant(self.issue_instant)));
-        }
-        match &self.destination {
-            Some(d) if d == slo_url => Ok(()),
-            None if !self.signed => Ok(()),
-            other => Err(SamlError::Destination {
-                expected: slo_url.to_string(),
-                found: other.clone(),
-            }),
-        }
+        check_request_header(
+            &self.version,
+            self.issue_instant,
+            self.destination.as_ref(),
+            self.signed,
+            slo_url,
+            now,
+            skew,
+        )
     }
 }
 
 fn read_logout_request(root: &Element) -> Result<LogoutRequest> {
-    if !root.is(NS_SAMLP, "LogoutRequest") {
-        return Err(SamlError::WrongRoot {
-            expected: "samlp:LogoutRequest",
-            found: format!("{{{}}}{}", root.ns, root.name),
-        });
-    }
-    let id = root
-        .attr("ID")
-        .filter(|v| !v.is_empty())
-        .ok_or(SamlError::Missing("LogoutRequest ID"))?;
-    let version = root.attr("Version").ok_or(SamlError::Missing("Version"))?;
-    let issue_instant = parse_instant(
-        "IssueInstant",
-        root.attr("IssueInstant")
-            .ok_or(SamlError::Missing("IssueInstant"))?,
+    let RequestHeader {
+        id,
+        version,
+        issue_instant,
+    } = read_request_header(
+        root,
+        "LogoutRequest",
+        "samlp:LogoutRequest",
+        "LogoutRequest ID",
     )?;
     Ok(LogoutRequest {
         id: id.to_string(),
