@@ -464,6 +464,14 @@ async fn oidc_clients_are_managed_in_the_portal(db: TestDb) {
     let (browser, _app) = admin_browser(&sesam).await;
     let page = browser.get("/admin/services").await;
     assert_eq!(page.status, StatusCode::OK);
+    let title_start = page.body.find("<title>").unwrap() + "<title>".len();
+    let title = &page.body[title_start..page.body.find("</title>").unwrap()];
+    assert!(!title.contains('<'), "markup in the title: {title}");
+    assert_eq!(
+        page.body.matches("id=\"sp-create\"").count(),
+        1,
+        "one add-SP form"
+    );
     let csrf = page.csrf();
 
     // Missing CSRF token, bad values: refused, nothing stored.

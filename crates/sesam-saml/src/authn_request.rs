@@ -75,8 +75,10 @@ pub struct AuthnRequest {
     pub signed: bool,
 }
 
+/// What a message brought to prove who sent it: nothing, a Redirect-binding query
+/// signature, or (POST binding) the XML whose enveloped signature is checked.
 #[derive(Debug, Clone)]
-enum Evidence {
+pub(crate) enum Evidence {
     None,
     Redirect {
         sig_alg: String,

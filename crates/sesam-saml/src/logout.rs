@@ -3,7 +3,7 @@
 
 use crate::authn_request::{
     check_post_signature_structure, check_request_header, checked_relay_state, decode_base64,
-    inflate, query_decode, read_request_header, verify_post_message, verify_redirect,
+    inflate, query_decode, read_request_header, verify_post_message, verify_redirect, Evidence,
     RequestHeader, SignaturePolicy, MAX_REQUEST_XML_BYTES,
 };
 use crate::error::{Result, SamlError};
@@ -32,19 +32,6 @@ pub struct LogoutRequest {
     pub name_id: Option<String>,
     pub session_indexes: Vec<String>,
     pub signed: bool,
-}
-
-#[derive(Debug, Clone)]
-enum Evidence {
-    None,
-    Redirect {
-        sig_alg: String,
-        signature: Vec<u8>,
-        signed_octets: String,
-    },
-    Post {
-        xml: String,
-    },
 }
 
 /// A decoded LogoutRequest whose signature has not been checked yet.
