@@ -866,6 +866,27 @@ async fn saml_service_providers_are_added_from_metadata_and_bad_uploads_store_no
         }
     };
     assert_eq!(post(form("high")).await.status, StatusCode::BAD_REQUEST);
+    let mut unknown_action = form("low");
+    unknown_action[2].1 = "explode".into();
+    assert_eq!(post(unknown_action).await.status, StatusCode::BAD_REQUEST);
+    let garbage = browser
+        .post_raw(
+            "/admin/services/saml",
+            "application/x-www-form-urlencoded",
+            vec![b'a', b'=', b'%', 0xff],
+        )
+        .await;
+    assert!(garbage.status.is_client_error(), "{}", garbage.status);
+    let unchanged = sesam
+        .store()
+        .saml_sp("https://sp.example.dk/shibboleth")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        unchanged.min_level, "substantial",
+        "refused forms change nothing"
+    );
     let saved = post(form("low")).await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let sp = sesam

@@ -388,6 +388,27 @@ async fn bad_authorize_requests_never_redirect_to_unregistered_places(db: TestDb
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("form-action https://rp.example.dk"), "{csp}");
 
+    // POST /authorize: a form works as the query does; anything else is 415.
+    let query = authorize_path(id, &[]);
+    let form = query.trim_start_matches("/authorize?").as_bytes().to_vec();
+    let posted = browser
+        .post_raw("/authorize", "application/x-www-form-urlencoded", form)
+        .await;
+    assert_eq!(posted.location(), Some("/login"), "{}", posted.body);
+    let json = browser
+        .post_raw("/authorize", "application/json", b"{}".to_vec())
+        .await;
+    assert_eq!(json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let bad_utf8 = browser
+        .post_raw(
+            "/authorize",
+            "application/x-www-form-urlencoded",
+            vec![b'c', b'=', 0xff, 0xfe],
+        )
+        .await;
+    assert_eq!(bad_utf8.status, StatusCode::BAD_REQUEST);
+    assert!(bad_utf8.location().is_none());
+
     // A resume without a request in progress explains itself.
     let page = sesam.browser().get("/authorize/continue").await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
@@ -648,6 +669,18 @@ async fn a_reused_refresh_token_revokes_the_family(db: TestDb) {
     assert_eq!(
         userinfo_status(&sesam, tokens["access_token"].as_str().unwrap()).await,
         StatusCode::UNAUTHORIZED
+    );
+    let response = reqwest::Client::new()
+        .post(sesam.url("/revoke"))
+        .basic_auth(&rp.client_id, rp.secret.as_deref())
+        .form(&[("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "token is missing"
     );
     let response = reqwest::Client::new()
         .post(sesam.url("/revoke"))
