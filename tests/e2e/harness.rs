@@ -20,7 +20,10 @@ macro_rules! on_both_databases {
             async fn postgres() {
                 match crate::harness::TestDb::postgres().await {
                     Some(db) => super::$name(db).await,
-                    None => eprintln!("SESAM_TEST_DATABASE_URL is not set: PostgreSQL case skipped"),
+                    None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                        panic!("CI=true but SESAM_TEST_DATABASE_URL is not set: the PostgreSQL case must run")
+                    }
+                    None => eprintln!("SKIPPED LOUDLY: SESAM_TEST_DATABASE_URL is not set, so the PostgreSQL case of this test did not run"),
                 }
             }
         }

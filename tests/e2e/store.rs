@@ -149,33 +149,66 @@ async fn concurrent_failures_are_all_counted(db: TestDb) {
         ..Default::default()
     };
     let t = now();
+    // 50 attempts at once: each is reserved before its password is checked, so exactly
+    // the limit may go on to the hash and the rest find the name locked.
     let mut tasks = Vec::new();
-    for _ in 0..19 {
+    for _ in 0..50 {
         let store = store.clone();
         let settings = settings.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .record_login_failure("anna", t, &settings)
+                .reserve_password_attempt("anna", t, &settings)
                 .await
                 .unwrap()
         }));
     }
+    let mut allowed = Vec::new();
+    let mut locked = 0;
     for task in tasks {
-        assert_eq!(task.await.unwrap(), None, "19 failures do not lock at 20");
+        match task.await.unwrap() {
+            sesam_store::Attempt::Allowed { count } => allowed.push(count),
+            sesam_store::Attempt::Locked(until) => {
+                assert_eq!(until, t.plus_seconds(settings.lockout_duration_seconds));
+                locked += 1;
+            }
+        }
     }
+    allowed.sort_unstable();
+    assert_eq!(allowed, (1..=20).collect::<Vec<i64>>(), "one count each, 1 to 20");
+    assert_eq!(locked, 30);
     assert!(store
         .throttle_state("anna", t)
         .await
         .unwrap()
         .locked_until
-        .is_none());
-    let lock = store
-        .record_login_failure("anna", t, &settings)
-        .await
-        .unwrap();
+        .is_some());
+    // Another name is untouched, and the last allowed attempt failing locks too.
+    let fresh = sesam_core::Settings {
+        lockout_max_failures: 2,
+        ..Default::default()
+    };
+    for expected in [1, 2] {
+        assert_eq!(
+            store.reserve_password_attempt("bo", t, &fresh).await.unwrap(),
+            sesam_store::Attempt::Allowed { count: expected }
+        );
+    }
     assert_eq!(
-        lock,
-        Some(t.plus_seconds(settings.lockout_duration_seconds)),
-        "the 20th locks"
+        store.login_attempt_failed("bo", 1, t, &fresh).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.login_attempt_failed("bo", 2, t, &fresh).await.unwrap(),
+        Some(t.plus_seconds(fresh.lockout_duration_seconds)),
+        "the last allowed failure locks"
+    );
+    // After the lock the full number of tries is back.
+    let later = t.plus_seconds(fresh.lockout_duration_seconds + 1);
+    assert_eq!(
+        store
+            .reserve_password_attempt("bo", later, &fresh)
+            .await
+            .unwrap(),
+        sesam_store::Attempt::Allowed { count: 1 }
     );
 }

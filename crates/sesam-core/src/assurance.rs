@@ -40,6 +40,19 @@ impl AssuranceLevel {
         }
     }
 
+    /// `low`, `substantial` or `high` (any case), or the NSIS URI: the one parser for
+    /// settings, the CLI, the portal and stored service records.
+    pub fn parse(text: &str) -> Option<AssuranceLevel> {
+        let text = text.trim();
+        [
+            AssuranceLevel::Low,
+            AssuranceLevel::Substantial,
+            AssuranceLevel::High,
+        ]
+        .into_iter()
+        .find(|l| text.eq_ignore_ascii_case(l.as_str()) || text == l.nsis_uri())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AssuranceLevel::Low => "low",
@@ -69,5 +82,23 @@ mod tests {
             Some(AssuranceLevel::Substantial)
         );
         assert!(AssuranceLevel::Low < AssuranceLevel::Substantial);
+    }
+
+    #[test]
+    fn levels_parse_from_names_and_nsis_uris() {
+        for level in [
+            AssuranceLevel::Low,
+            AssuranceLevel::Substantial,
+            AssuranceLevel::High,
+        ] {
+            assert_eq!(AssuranceLevel::parse(level.as_str()), Some(level));
+            assert_eq!(AssuranceLevel::parse(level.nsis_uri()), Some(level));
+        }
+        assert_eq!(
+            AssuranceLevel::parse(" Substantial "),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert_eq!(AssuranceLevel::parse("medium"), None);
+        assert_eq!(AssuranceLevel::parse(""), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod assurance;
 pub mod challenge;
 pub mod clock;
 pub mod device;
+pub mod flow;
 pub mod login;
 pub mod preview;
 pub mod settings;
@@ -17,6 +18,9 @@ pub use challenge::{
     TwoDigitCode,
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use flow::{
+    may_enrol, ChallengePurpose, EnrolDecision, Login, LoginFlow, ProvenFactor, ServiceRequest,
+};
 pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};

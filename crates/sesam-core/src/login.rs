@@ -58,6 +58,7 @@ mod tests {
             must_change_password: false,
             in_pilot: false,
             passwordless_locked: false,
+            session_epoch: 0,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

@@ -81,6 +81,9 @@ pub struct Settings {
     pub challenge_limit_window_seconds: i64,
     /// The least level every login must reach; services may ask for more.
     pub required_level: AssuranceLevel,
+    /// A user who has no device yet may enrol the first one after a password login alone.
+    /// Off: a first device needs an activation code from an administrator.
+    pub first_device_with_password: bool,
 }
 
 impl Default for Settings {
@@ -103,6 +106,7 @@ impl Default for Settings {
             challenge_limit_per_ip: 20,
             challenge_limit_window_seconds: 15 * 60,
             required_level: AssuranceLevel::Low,
+            first_device_with_password: false,
         }
     }
 }
@@ -113,6 +117,14 @@ pub enum SettingsError {
     UnknownKey(String),
     #[error("setting {key}: {problem}")]
     BadValue { key: String, problem: String },
+}
+
+fn boolean(key: &str, value: &str) -> Result<bool, SettingsError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(bad(key, format!("{other:?} is not true or false"))),
+    }
 }
 
 fn bad(key: &str, problem: impl Into<String>) -> SettingsError {
@@ -157,6 +169,7 @@ impl Settings {
         "challenge_limit_per_ip",
         "challenge_limit_window_seconds",
         "required_level",
+        "first_device_with_password",
     ];
 
     /// Applies one stored or typed-in value, checking it.
@@ -203,12 +216,9 @@ impl Settings {
                 }
                 self.organisation_cvr = cvr.to_owned()
             }
-            "saml_want_signed_requests" => {
-                self.saml_want_signed_requests = match value.trim() {
-                    "true" => true,
-                    "false" => false,
-                    other => return Err(bad(key, format!("{other:?} is not true or false"))),
-                }
+            "saml_want_signed_requests" => self.saml_want_signed_requests = boolean(key, value)?,
+            "first_device_with_password" => {
+                self.first_device_with_password = boolean(key, value)?
             }
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
@@ -223,13 +233,12 @@ impl Settings {
                 self.challenge_limit_window_seconds = int_in(key, value, 60, DAY)?
             }
             "required_level" => {
-                self.required_level = match value.trim() {
-                    "low" => AssuranceLevel::Low,
-                    "substantial" => AssuranceLevel::Substantial,
-                    other => {
+                self.required_level = match AssuranceLevel::parse(value) {
+                    Some(level) if level < AssuranceLevel::High => level,
+                    _ => {
                         return Err(bad(
                             key,
-                            format!("{other:?} is not one of low, substantial"),
+                            format!("{:?} is not one of low, substantial", value.trim()),
                         ))
                     }
                 }
@@ -258,6 +267,7 @@ impl Settings {
             "challenge_limit_per_ip" => self.challenge_limit_per_ip.to_string(),
             "challenge_limit_window_seconds" => self.challenge_limit_window_seconds.to_string(),
             "required_level" => self.required_level.as_str().to_owned(),
+            "first_device_with_password" => self.first_device_with_password.to_string(),
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         })
     }

@@ -117,6 +117,8 @@ pub struct User {
     pub in_pilot: bool,
     /// Set when the user reported a push as fraud; cleared by an admin or a password login.
     pub passwordless_locked: bool,
+    /// Raised by a password change: logins of an older epoch no longer count.
+    pub session_epoch: i64,
     pub created_at: crate::UnixTime,
     pub updated_at: crate::UnixTime,
 }

@@ -412,6 +412,7 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
                 .set_password(&user.id, &hash_now(&password)?, one_time, clock.now())
                 .await?;
             store.clear_login_failures(&user.username.key()).await?;
+            crate::service::account::end_other_logins(store, &user, clock.now()).await?;
             store
                 .append_audit(&audit("password.set", user.username.as_str()), clock.now())
                 .await?;
@@ -432,13 +433,7 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
         }
         UserCommand::Unlock { username } => {
             let user = find(username).await?;
-            store
-                .set_user_status(&user.id, UserStatus::Active, clock.now())
-                .await?;
-            store.clear_login_failures(&user.username.key()).await?;
-            store
-                .append_audit(&audit("user.unlocked", user.username.as_str()), clock.now())
-                .await?;
+            crate::service::account::unlock_user(store, &user, "cli", None, clock.now()).await?;
             println!("unlocked {}", user.username);
         }
     }
@@ -599,10 +594,9 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
             attributes,
             disabled,
         } => {
-            let min_level = match min_level.as_str() {
-                "low" => sesam_core::AssuranceLevel::Low,
-                "substantial" => sesam_core::AssuranceLevel::Substantial,
-                other => bail!("--min-level {other:?}: choose low or substantial"),
+            let min_level = match sesam_core::AssuranceLevel::parse(&min_level) {
+                Some(level) if level < sesam_core::AssuranceLevel::High => level,
+                _ => bail!("--min-level {min_level:?}: choose low or substantial"),
             };
             let (xml, url) = read_metadata(&metadata).await?;
             let options = SpOptions {
@@ -654,11 +648,8 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
             let options = SpOptions {
                 name: Some(sp.name.clone()),
                 enabled: sp.enabled,
-                min_level: if sp.min_level == "substantial" {
-                    sesam_core::AssuranceLevel::Substantial
-                } else {
-                    sesam_core::AssuranceLevel::Low
-                },
+                min_level: sesam_core::AssuranceLevel::parse(&sp.min_level)
+                    .unwrap_or(sesam_core::AssuranceLevel::Low),
                 encrypt_assertions: sp.encrypt_assertions,
                 require_signed_requests: sp.require_signed_requests,
                 allow_sha1: sp.allow_sha1,

@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod password;
 pub mod push;
 pub mod saml;
+pub mod service;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

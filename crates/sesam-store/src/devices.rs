@@ -326,6 +326,24 @@ impl Store {
         Ok(hits.unwrap_or(0))
     }
 
+    /// Gives back one hit counted by [`Store::rate_limit_allows`] (an attempt reserved
+    /// before the work, which turned out not to count, such as a right password).
+    pub async fn rate_limit_release(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |p| sqlx::query(
+            "UPDATE rate_limits SET hits = hits - 1 WHERE bucket = $1 AND key = $2 AND hits > 0"
+        )
+        .bind(bucket)
+        .bind(key)
+        .execute(p)
+        .await?
+        .rows_affected());
+        Ok(())
+    }
+
     /// Counts one hit for `key` in `bucket`; true while the count in the current window is
     /// within `max`. One upsert, so concurrent hits on several nodes all count.
     pub async fn rate_limit_allows(

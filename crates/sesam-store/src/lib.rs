@@ -31,7 +31,7 @@ pub use oidc::{
     CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,
 };
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
-pub use throttle::ThrottleState;
+pub use throttle::{Attempt, ThrottleState};
 pub use users::NewUser;
 
 /// Runs the same block against whichever pool the store holds. The block sees `$pool`

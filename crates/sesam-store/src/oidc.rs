@@ -498,6 +498,18 @@ impl Store {
         .rows_affected()))
     }
 
+    /// Revokes every token of a user (a password change).
+    pub async fn revoke_oidc_user(&self, user_id: &str, now: UnixTime) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, |p| sqlx::query(
+            "UPDATE oidc_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL"
+        )
+        .bind(user_id)
+        .bind(now.0)
+        .execute(p)
+        .await?
+        .rows_affected()))
+    }
+
     /// Revokes every token issued in a Sesam session (logout).
     pub async fn revoke_oidc_session(&self, sid: &str, now: UnixTime) -> Result<u64, StoreError> {
         Ok(on_pool!(self, |p| sqlx::query(

@@ -28,6 +28,7 @@ pub(crate) struct UserRow {
     must_change_password: bool,
     in_pilot: bool,
     passwordless_locked: bool,
+    session_epoch: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -48,6 +49,7 @@ impl TryFrom<UserRow> for User {
             must_change_password: r.must_change_password,
             in_pilot: r.in_pilot,
             passwordless_locked: r.passwordless_locked,
+            session_epoch: r.session_epoch,
             created_at: UnixTime(r.created_at),
             updated_at: UnixTime(r.updated_at),
         })
@@ -55,7 +57,7 @@ impl TryFrom<UserRow> for User {
 }
 
 pub(crate) const COLUMNS: &str = "id, username, display_name, email, status, password_hash, password_only, \
-                       is_admin, must_change_password, in_pilot, passwordless_locked, created_at, updated_at";
+                       is_admin, must_change_password, in_pilot, passwordless_locked, session_epoch, created_at, updated_at";
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User, StoreError> {
@@ -148,6 +150,19 @@ impl Store {
             return Err(StoreError::NotFound(format!("user {id}")));
         }
         Ok(())
+    }
+
+    /// Raises the user's session epoch, so every login made before stops counting.
+    /// Returns the new epoch.
+    pub async fn bump_session_epoch(&self, id: &UserId, now: UnixTime) -> Result<i64, StoreError> {
+        let epoch: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
+            "UPDATE users SET session_epoch = session_epoch + 1, updated_at = $2 WHERE id = $1 RETURNING session_epoch"
+        )
+        .bind(&id.0)
+        .bind(now.0)
+        .fetch_optional(p)
+        .await?);
+        epoch.ok_or_else(|| StoreError::NotFound(format!("user {id}")))
     }
 
     pub async fn set_in_pilot(

@@ -4,13 +4,14 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use sesam_core::flow::Next;
 use sesam_core::{AssuranceLevel, UnixTime};
-use sesam_store::AuditEvent;
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
-use crate::password::MIN_PASSWORD_CHARS;
-use crate::state::{AppState, ClientIp};
+use crate::service::account::{self as service, PasswordChange, PasswordChanged};
+use crate::service::Origin;
+use crate::state::AppState;
 use crate::web::auth::{self, SignedIn};
 use crate::web::csrf;
 use crate::web::error::AppError;
@@ -33,10 +34,8 @@ pub async fn show_account(
         user,
         auth,
         session,
+        ..
     } = signed_in;
-    if user.must_change_password {
-        return Ok(Redirect::to("/account/password").into_response());
-    }
     let level = auth.level().unwrap_or(AssuranceLevel::Low);
     let page = AccountPage {
         chrome: Chrome::new(lang, "/account"),
@@ -78,59 +77,43 @@ pub async fn submit_change_password(
     State(state): State<AppState>,
     signed_in: SignedIn,
     lang: Lang,
-    ip: ClientIp,
+    origin: Origin,
     StrictForm(form): StrictForm<ChangePasswordForm>,
 ) -> Result<Response, AppError> {
-    let SignedIn { user, session, .. } = signed_in;
+    let SignedIn {
+        user,
+        mut flow,
+        session,
+        ..
+    } = signed_in;
     csrf::verify(&session, form.csrf.as_deref()).await?;
-    let problem = if form.new != form.repeat {
-        Some("password.mismatch")
-    } else if form.new.chars().count() < MIN_PASSWORD_CHARS {
-        Some("password.too_short")
-    } else if form.new.to_lowercase().contains(&user.username.key()) {
-        Some("password.same_as_username")
-    } else if form.new == form.current {
-        Some("password.unchanged")
-    } else {
-        let ok = state
-            .passwords
-            .verify(form.current, user.password_hash.clone())
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        (!ok).then_some("password.wrong_current")
+    let change = PasswordChange {
+        current: form.current,
+        new: form.new,
+        repeat: form.repeat,
     };
-    if let Some(key) = problem {
-        let page = ChangePasswordPage {
-            chrome: Chrome::new(lang, "/account/password"),
-            csrf: csrf::token(&session).await?,
-            username: user.username.to_string(),
-            must_change: user.must_change_password,
-            error_key: Some(key),
-        };
-        return render(StatusCode::BAD_REQUEST, &page);
+    match service::change_password(&state, &mut flow, &user, change, &origin).await? {
+        PasswordChanged::Refused(key) => {
+            let page = ChangePasswordPage {
+                chrome: Chrome::new(lang, "/account/password"),
+                csrf: csrf::token(&session).await?,
+                username: user.username.to_string(),
+                must_change: user.must_change_password,
+                error_key: Some(key),
+            };
+            render(StatusCode::BAD_REQUEST, &page)
+        }
+        PasswordChanged::Done { next, rotate } => {
+            auth::save(&session, &flow, rotate).await?;
+            Ok(match next {
+                // No service waits: say it worked.
+                Next::Continue(path) if path == "/account" => {
+                    Redirect::to("/account?changed=1").into_response()
+                }
+                next => auth::redirect(&next, &flow),
+            })
+        }
     }
-    let hash = state
-        .passwords
-        .hash(form.new)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let now = state.now();
-    state
-        .store
-        .set_password(&user.id, &hash, false, now)
-        .await?;
-    session.cycle_id().await?;
-    state
-        .store
-        .append_audit(
-            &AuditEvent::new("password.changed")
-                .actor(user.username.as_str())
-                .subject(user.username.as_str())
-                .client_ip(ip.text()),
-            now,
-        )
-        .await?;
-    Ok(Redirect::to("/account?changed=1").into_response())
 }
 
 pub async fn show_logout(session: Session, lang: Lang) -> Result<Response, AppError> {
@@ -153,41 +136,15 @@ pub async fn submit_logout(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
-    ip: ClientIp,
+    origin: Origin,
     StrictForm(form): StrictForm<LogoutForm>,
 ) -> Result<Response, AppError> {
     csrf::verify(&session, form.csrf.as_deref()).await?;
-    if let Some(current) = auth::current(&session).await? {
-        // Tokens issued to services in this login end with it.
-        if !current.sid.is_empty() {
-            state
-                .store
-                .revoke_oidc_session(&current.sid, state.now())
-                .await?;
-        }
-        let username = match state
-            .store
-            .get_user(&sesam_core::UserId(current.user_id.clone()))
-            .await
-        {
-            Ok(u) => u.username.to_string(),
-            Err(_) => current.user_id.clone(),
-        };
-        state
-            .store
-            .append_audit(
-                &AuditEvent::new("logout")
-                    .actor(&username)
-                    .subject(&username)
-                    .client_ip(ip.text()),
-                state.now(),
-            )
-            .await?;
+    let flow = auth::load(&session).await?;
+    if let Some(login) = &flow.login {
+        service::end_login(&state, login, &origin, "logout", "").await?;
     }
-    let sid = auth::current(&session)
-        .await?
-        .map(|a| a.sid)
-        .unwrap_or_default();
+    let sid = flow.login.map(|l| l.sid).unwrap_or_default();
     session.flush().await?;
     // The SAML service providers this login was used at are told too (front channel).
     if let Some(response) = crate::web::saml::start_idp_logout(&state, &session, &sid, lang).await?

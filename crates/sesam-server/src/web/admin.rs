@@ -16,7 +16,6 @@ use crate::web::auth::{NotSignedIn, SignedIn};
 use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::pages::{format_time, render, Chrome, MessagePage};
-use crate::web::wait;
 
 /// A signed-in administrator with a Substantial session.
 pub struct Admin(pub SignedIn);
@@ -30,7 +29,11 @@ impl FromRequestParts<AppState> for Admin {
             Ok(s) => s,
             Err(NotSignedIn::Login) => {
                 if let Some(session) = parts.extensions.get::<tower_sessions::Session>() {
-                    let _ = session.insert(wait::RETURN_TO_KEY, &path).await;
+                    // Back to this page after the login.
+                    if let Ok(mut flow) = crate::web::auth::load(session).await {
+                        flow.request = Some(portal_request(&path));
+                        let _ = crate::web::auth::save(session, &flow, false).await;
+                    }
                 }
                 return Err(Redirect::to("/login").into_response());
             }
@@ -54,10 +57,23 @@ impl FromRequestParts<AppState> for Admin {
             );
         }
         if signed_in.auth.level() < Some(AssuranceLevel::Substantial) {
-            let _ = signed_in.session.insert(wait::RETURN_TO_KEY, &path).await;
+            let mut flow = signed_in.flow.clone();
+            flow.request = Some(portal_request(&path));
+            let _ = crate::web::auth::save(&signed_in.session, &flow, false).await;
             return Err(Redirect::to("/login/step-up").into_response());
         }
         Ok(Admin(signed_in))
+    }
+}
+
+/// The portal as a service of the login: Substantial, and back to the page asked for.
+fn portal_request(path: &str) -> sesam_core::ServiceRequest {
+    sesam_core::ServiceRequest {
+        service: "Sesam admin".into(),
+        level: AssuranceLevel::Substantial,
+        not_before: None,
+        resume: path.to_owned(),
+        answers_protocol: false,
     }
 }
 
@@ -637,22 +653,15 @@ pub async fn user_action(
             ("user.locked", format!("{} -> locked", user.status.as_str()))
         }
         "unlock" => {
-            state
-                .store
-                .set_user_status(&user.id, UserStatus::Active, now)
-                .await?;
-            state
-                .store
-                .clear_login_failures(&user.username.key())
-                .await?;
-            state
-                .store
-                .set_passwordless_locked(&user.id, false, now)
-                .await?;
-            (
-                "user.unlocked",
-                format!("{} -> active", user.status.as_str()),
+            crate::service::account::unlock_user(
+                &state.store,
+                &user,
+                admin.0.user.username.as_str(),
+                ip.text(),
+                now,
             )
+            .await?;
+            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
         }
         "password-only-on" | "password-only-off" => {
             let on = action.ends_with("-on");
@@ -679,6 +688,8 @@ pub async fn user_action(
                 .store
                 .clear_login_failures(&user.username.key())
                 .await?;
+            // Whoever was logged in as this user is not any more.
+            crate::service::account::end_other_logins(&state.store, &user, now).await?;
             state
                 .store
                 .append_audit(

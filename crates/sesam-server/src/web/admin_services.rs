@@ -377,11 +377,7 @@ struct SpUpload {
 }
 
 fn level_of(value: &str) -> Option<sesam_core::AssuranceLevel> {
-    match value {
-        "low" => Some(sesam_core::AssuranceLevel::Low),
-        "substantial" => Some(sesam_core::AssuranceLevel::Substantial),
-        _ => None,
-    }
+    sesam_core::AssuranceLevel::parse(value).filter(|l| *l < sesam_core::AssuranceLevel::High)
 }
 
 /// The CSRF token (when it came before any problem) and the upload or what is wrong with it.

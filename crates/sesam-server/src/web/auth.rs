@@ -1,102 +1,112 @@
-//! Who the session belongs to: what was proven and when, and the extractor that turns a
+//! The browser's login flow in its session (one key), and the extractor that turns a
 //! session into a signed-in user or a redirect to the login page.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use serde::{Deserialize, Serialize};
-use sesam_core::{AssuranceLevel, Factor, UnixTime, User, UserId};
+use sesam_core::flow::Next;
+use sesam_core::{LoginFlow, User};
 use tower_sessions::Session;
 
-use crate::state::AppState;
+use crate::service::Origin;
+use crate::state::{AppState, ClientIp};
 use crate::web::error::AppError;
 
-const AUTH_KEY: &str = "auth";
+/// A finished login as the session keeps it.
+pub type Authenticated = sesam_core::Login;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProvenFactor {
-    pub factor: Factor,
-    pub at: i64,
+/// The one session key the login lives under.
+const FLOW_KEY: &str = "flow";
+
+/// The flow of this browser (a fresh one when there is none).
+pub async fn load(session: &Session) -> Result<LoginFlow, AppError> {
+    Ok(session.get::<LoginFlow>(FLOW_KEY).await?.unwrap_or_default())
 }
 
-/// Stored in the session once a login succeeds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Authenticated {
-    pub user_id: String,
-    pub factors: Vec<ProvenFactor>,
-    /// When the first factor of this login was proven; the absolute lifetime counts from here.
-    pub auth_time: i64,
-    /// Names this login towards services (OIDC `sid`, SAML `SessionIndex`); new at each login.
-    #[serde(default)]
-    pub sid: String,
-}
-
-impl Authenticated {
-    pub fn level(&self) -> Option<AssuranceLevel> {
-        let factors: Vec<Factor> = self.factors.iter().map(|f| f.factor).collect();
-        AssuranceLevel::from_factors(&factors)
-    }
-}
-
-/// Makes `session` the login of `user_id` with `factor`: a new session id (so a session id
-/// planted before login is worthless) and the idle lifetime from settings.
-pub async fn sign_in(
-    session: &Session,
-    user_id: &UserId,
-    factor: Factor,
-    now: UnixTime,
-    idle_seconds: i64,
-) -> Result<(), AppError> {
-    session.cycle_id().await?;
-    session.set_expiry(Some(tower_sessions::Expiry::OnInactivity(
-        time::Duration::seconds(idle_seconds),
-    )));
-    let auth = Authenticated {
-        user_id: user_id.0.clone(),
-        factors: vec![ProvenFactor { factor, at: now.0 }],
-        auth_time: now.0,
-        sid: uuid::Uuid::new_v4().to_string(),
-    };
-    session.insert(AUTH_KEY, auth).await?;
-    Ok(())
-}
-
-/// Adds a factor proven now to the session's login (step-up after a password).
-pub async fn add_factor(session: &Session, factor: Factor, now: UnixTime) -> Result<(), AppError> {
-    let Some(mut auth) = current(session).await? else {
-        return Err(AppError::Internal("step-up without a login".into()));
-    };
-    if !auth.factors.iter().any(|f| f.factor == factor) {
-        auth.factors.push(ProvenFactor { factor, at: now.0 });
-    }
-    // A new id: the session is worth more now, as after a login.
-    session.cycle_id().await?;
-    session.insert(AUTH_KEY, auth).await?;
-    Ok(())
-}
-
-/// Ends the login but keeps what a service asked for (the return path, level, service name),
-/// so a forced new login finishes that request.
-pub async fn sign_out_keeping_request(session: &Session) -> Result<(), AppError> {
-    if session.remove::<Authenticated>(AUTH_KEY).await?.is_some() {
+/// Stores `flow`, first giving the session a new id when the login became worth more
+/// (so a session id planted before the login is worthless).
+pub async fn save(session: &Session, flow: &LoginFlow, rotate: bool) -> Result<(), AppError> {
+    if rotate {
         session.cycle_id().await?;
     }
+    session.insert(FLOW_KEY, flow).await?;
     Ok(())
 }
 
-pub async fn current(session: &Session) -> Result<Option<Authenticated>, AppError> {
-    Ok(session.get::<Authenticated>(AUTH_KEY).await?)
+/// Stores `flow` when a use case changed it.
+pub async fn save_if_changed(
+    session: &Session,
+    before: u64,
+    flow: &LoginFlow,
+    rotate: bool,
+) -> Result<(), AppError> {
+    if rotate || flow.version != before {
+        save(session, flow, rotate).await?;
+    }
+    Ok(())
 }
 
-/// A request from a signed-in, active user whose session is within its absolute lifetime.
+/// The finished login of this session, if any (not checked against the user; see
+/// [`SignedIn`] for that).
+pub async fn current(session: &Session) -> Result<Option<Authenticated>, AppError> {
+    Ok(load(session).await?.login)
+}
+
+/// What the audit log and the app's request context learn of the browser.
+pub fn origin(headers: &HeaderMap, ip: &ClientIp) -> Origin {
+    Origin {
+        ip: ip.text(),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+    }
+}
+
+impl FromRequestParts<AppState> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
+        let ip = ClientIp::from_request_parts(parts, state).await?;
+        Ok(origin(&parts.headers, &ip))
+    }
+}
+
+/// The page each "next" of the flow is shown on.
+pub fn path_of(next: &Next, flow: &LoginFlow) -> String {
+    match next {
+        Next::ShowUsername => "/login".into(),
+        Next::ShowPassword => "/login/password".into(),
+        Next::Wait => "/login/wait".into(),
+        Next::ChangePassword => "/account/password".into(),
+        Next::StartStepUp => "/login/step-up".into(),
+        // A service waits for its answer at its resume path; otherwise the explanation.
+        Next::LevelUnreachable => match &flow.request {
+            Some(r) if r.answers_protocol => r.resume.clone(),
+            _ => "/login/unreachable".into(),
+        },
+        Next::Continue(path) => path.clone(),
+    }
+}
+
+pub fn redirect(next: &Next, flow: &LoginFlow) -> Response {
+    Redirect::to(&path_of(next, flow)).into_response()
+}
+
+/// A request from a signed-in, active user whose login still counts. While a one-time
+/// password waits to be replaced, only the change page and logout are open.
 pub struct SignedIn {
     pub user: User,
     pub auth: Authenticated,
+    pub flow: LoginFlow,
     pub session: Session,
 }
 
 pub enum NotSignedIn {
     Login,
+    ChangePassword,
     Error(AppError),
 }
 
@@ -104,6 +114,7 @@ impl IntoResponse for NotSignedIn {
     fn into_response(self) -> Response {
         match self {
             NotSignedIn::Login => Redirect::to("/login").into_response(),
+            NotSignedIn::ChangePassword => Redirect::to("/account/password").into_response(),
             NotSignedIn::Error(e) => e.into_response(),
         }
     }
@@ -115,6 +126,9 @@ impl From<AppError> for NotSignedIn {
     }
 }
 
+/// Paths open to a login whose one-time password must still be changed.
+const OPEN_WHILE_MUST_CHANGE: &[&str] = &["/account/password", "/logout"];
+
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = NotSignedIn;
 
@@ -125,22 +139,26 @@ impl FromRequestParts<AppState> for SignedIn {
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::Internal("session layer missing".into()))?;
-        let Some(auth) = current(&session).await? else {
+        let mut flow = load(&session).await?;
+        let had_login = flow.login.is_some();
+        let Some((user, auth)) = crate::service::login::signed_in(state, &mut flow)
+            .await
+            .map_err(AppError::from)?
+        else {
+            if had_login {
+                // The login stopped counting (expired, user disabled, password changed).
+                save(&session, &flow, true).await?;
+            }
             return Err(NotSignedIn::Login);
         };
-        let settings = state.store.load_settings().await.map_err(AppError::from)?;
-        let expired = state.now().0 - auth.auth_time > settings.session_absolute_seconds;
-        let user = match state.store.get_user(&UserId(auth.user_id.clone())).await {
-            Ok(user) if user.is_active() && !expired => user,
-            Ok(_) | Err(sesam_store::StoreError::NotFound(_)) => {
-                session.flush().await.map_err(AppError::from)?;
-                return Err(NotSignedIn::Login);
-            }
-            Err(e) => return Err(AppError::from(e).into()),
-        };
+        if (auth.must_change_password || user.must_change_password)
+            && !OPEN_WHILE_MUST_CHANGE.contains(&parts.uri.path()) {
+            return Err(NotSignedIn::ChangePassword);
+        }
         Ok(SignedIn {
             user,
             auth,
+            flow,
             session,
         })
     }

@@ -17,7 +17,8 @@ use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome};
-use crate::web::wait;
+use crate::service::login::ServiceAnswer;
+use crate::service::Origin;
 
 #[derive(Template)]
 #[template(path = "demo.html")]
@@ -99,28 +100,38 @@ pub struct LoginQuery {
 pub async fn login(
     State(state): State<AppState>,
     session: Session,
+    origin: Origin,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
     demo_only(&state)?;
-    session.insert(wait::SERVICE_KEY, "Demo-kommunen").await?;
-    session.insert(wait::RETURN_TO_KEY, "/demo").await?;
-    let wants_substantial = q.level.as_deref() == Some("substantial");
-    if wants_substantial {
-        session
-            .insert(wait::REQUIRED_LEVEL_KEY, "substantial")
-            .await?;
+    let level = if q.level.as_deref() == Some("substantial") {
+        AssuranceLevel::Substantial
     } else {
-        session.remove::<String>(wait::REQUIRED_LEVEL_KEY).await?;
-    }
-    match auth::current(&session).await? {
-        Some(current)
-            if !wants_substantial || current.level() >= Some(AssuranceLevel::Substantial) =>
-        {
-            Ok(Redirect::to("/demo").into_response())
+        AssuranceLevel::Low
+    };
+    let request = sesam_core::ServiceRequest {
+        service: "Demo-kommunen".into(),
+        level,
+        not_before: None,
+        resume: "/demo".into(),
+        answers_protocol: false,
+    };
+    let mut flow = auth::load(&session).await?;
+    let answer =
+        crate::service::login::answer_service(&state, &mut flow, request, false, None, &origin)
+            .await?;
+    let response = match answer {
+        ServiceAnswer::Ready { .. } => Redirect::to("/demo").into_response(),
+        ServiceAnswer::Login(moved) => {
+            auth::save(&session, &flow, moved.rotate).await?;
+            return Ok(auth::redirect(&moved.next, &flow));
         }
-        Some(_) => Ok(Redirect::to("/login/step-up").into_response()),
-        None => Ok(Redirect::to("/login").into_response()),
-    }
+        ServiceAnswer::LevelUnreachable | ServiceAnswer::PassiveImpossible => {
+            Redirect::to("/login/unreachable").into_response()
+        }
+    };
+    auth::save(&session, &flow, false).await?;
+    Ok(response)
 }
 
 /// Demo only: an activation code for anna without logging in first, so the whole tour

@@ -12,6 +12,8 @@ use sesam_core::Ineligibility;
 use sesam_store::{AuditEvent, DeviceChange, DeviceRecord};
 
 use crate::activation;
+use crate::service::account::{enrol_device, Enrolment};
+use crate::service::Origin;
 use crate::i18n::{Catalog, Lang};
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::SignedIn;
@@ -121,23 +123,17 @@ pub async fn new_activation_code(
     State(state): State<AppState>,
     signed_in: SignedIn,
     lang: Lang,
-    ip: ClientIp,
+    origin: Origin,
     StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
-    let now = state.now();
-    let code = activation::issue(&state.store, &signed_in.user.id, now).await?;
-    let username = signed_in.user.username.as_str();
-    state
-        .store
-        .append_audit(
-            &AuditEvent::new("device.activation_code.issued")
-                .actor(username)
-                .subject(username)
-                .client_ip(ip.text()),
-            now,
-        )
-        .await?;
+    let code = match enrol_device(&state, &signed_in.flow, &signed_in.user, &origin).await? {
+        Enrolment::Code(code) => code,
+        Enrolment::NeedsMore => {
+            let page = page(&state, &signed_in, lang, Some("devices.needs_more")).await?;
+            return render(StatusCode::FORBIDDEN, &page);
+        }
+    };
     let t = lang.catalog();
     let payload =
         serde_json::json!({ "server": state.config.public_url, "code": code }).to_string();

@@ -29,6 +29,18 @@ impl From<sesam_store::StoreError> for AppError {
     }
 }
 
+impl From<crate::service::ServiceError> for AppError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        match e {
+            // A step that does not follow (an old tab, a replayed form): a clear 400.
+            crate::service::ServiceError::Flow(_) => {
+                AppError::BadRequest("this step does not follow from where the login is")
+            }
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
         AppError::Internal(format!("session: {e}"))

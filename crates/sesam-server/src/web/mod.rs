@@ -12,6 +12,7 @@ pub mod devices;
 pub mod error;
 pub mod form;
 pub mod login;
+pub mod moved;
 pub mod oidc;
 pub mod ops;
 pub mod pages;
@@ -33,7 +34,7 @@ pub const SESSION_COOKIE: &str = "sesam_session";
 
 /// The application with its session layer over `store` (SQLite or PostgreSQL).
 pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: i64) -> Router {
-    let sessions = SessionManagerLayer::new(store)
+    let sessions = SessionManagerLayer::new(store.clone())
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -61,6 +62,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/login/cancel", post(wait::cancel))
         .route("/login/retry", post(wait::retry))
         .route("/login/step-up", get(wait::step_up))
+        .route("/login/unreachable", get(wait::unreachable))
         .route("/account", get(account::show_account))
         .route(
             "/account/password",
@@ -123,6 +125,9 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/demo/login", get(demo::login))
         .route("/demo/activation", post(demo::activation))
         .route("/demo/phone", get(demo::phone))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            moved::guard(store.clone(), req, next)
+        }))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

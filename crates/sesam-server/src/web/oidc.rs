@@ -18,6 +18,7 @@ use sesam_store::{AuditEvent, CodeUse, NewToken, OidcClient, OidcGrant, TokenKin
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::Origin;
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::{self, Authenticated};
 use crate::web::error::AppError;
@@ -135,15 +136,17 @@ pub async fn authorize_get(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    authorize(&state, &session, lang, query.as_deref().unwrap_or("")).await
+    authorize(&state, &session, lang, &origin, query.as_deref().unwrap_or("")).await
 }
 
 pub async fn authorize_post(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    origin: Origin,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
@@ -153,13 +156,14 @@ pub async fn authorize_post(
     let Ok(text) = std::str::from_utf8(&body) else {
         return bad_request_page(lang, "the request is not UTF-8.");
     };
-    authorize(&state, &session, lang, text).await
+    authorize(&state, &session, lang, &origin, text).await
 }
 
 async fn authorize(
     state: &AppState,
     session: &Session,
     lang: Lang,
+    origin: &Origin,
     query: &str,
 ) -> Result<Response, AppError> {
     let Some(params) = pairs(query) else {
@@ -190,14 +194,14 @@ async fn authorize(
     let now = state.now().0;
     if request.prompt() == Some(Prompt::Login) || request.max_age() == Some(0) {
         // A new login is asked for: the one this browser has does not count.
-        auth::sign_out_keeping_request(session).await?;
+        protocol::sign_out_keeping_request(state, session, origin).await?;
     }
     let pending = Pending {
         request,
         requested_at: now,
     };
     session.insert(PENDING_KEY, &pending).await?;
-    proceed(state, session, lang, &client, pending).await
+    proceed(state, session, lang, origin, &client, pending).await
 }
 
 /// `GET /authorize/continue`: back from the login page.
@@ -205,6 +209,7 @@ pub async fn resume(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    origin: Origin,
 ) -> Result<Response, AppError> {
     let Some(pending) = session.get::<Pending>(PENDING_KEY).await? else {
         return no_pending(lang);
@@ -213,7 +218,7 @@ pub async fn resume(
         session.remove::<Pending>(PENDING_KEY).await?;
         return bad_request_page(lang, "the client is no longer registered.");
     };
-    proceed(&state, &session, lang, &client, pending).await
+    proceed(&state, &session, lang, &origin, &client, pending).await
 }
 
 fn no_pending(lang: Lang) -> Result<Response, AppError> {
@@ -233,6 +238,7 @@ async fn proceed(
     state: &AppState,
     session: &Session,
     lang: Lang,
+    origin: &Origin,
     client: &OidcClient,
     pending: Pending,
 ) -> Result<Response, AppError> {
@@ -253,8 +259,19 @@ async fn proceed(
         resume: RESUME_PATH,
         login_hint: request.login_hint(),
     };
-    match protocol::login_for_service(state, session, &need).await? {
+    match protocol::login_for_service(state, session, &need, origin).await? {
         LoginOutcome::Login(response) => Ok(response),
+        LoginOutcome::LevelUnreachable => {
+            session.remove::<Pending>(PENDING_KEY).await?;
+            Ok(deliver(
+                request.error(
+                    AuthorizeErrorCode::UnmetAuthenticationRequirements,
+                    "this user cannot reach the level of assurance asked for",
+                    iss,
+                ),
+                lang,
+            ))
+        }
         LoginOutcome::PassiveImpossible => {
             session.remove::<Pending>(PENDING_KEY).await?;
             Ok(deliver(
@@ -853,23 +870,13 @@ pub async fn end_session(
     if let Some(sid) = hint["sid"].as_str() {
         state.store.revoke_oidc_session(sid, now).await?;
     }
-    if same_login {
-        let current = current.expect("checked");
-        let user = state.store.get_user(&UserId(current.user_id.clone())).await;
-        let name = user
-            .map(|u| u.username.to_string())
-            .unwrap_or(current.user_id);
-        state
-            .store
-            .append_audit(
-                &AuditEvent::new("logout")
-                    .actor(&name)
-                    .subject(&name)
-                    .client_ip(ip.text())
-                    .detail(format!("requested by client {client_id}")),
-                now,
-            )
-            .await?;
+    if let (true, Some(login)) = (same_login, &current) {
+        let origin = Origin {
+            ip: ip.text(),
+            user_agent: String::new(),
+        };
+        let how = format!("requested by client {client_id}");
+        crate::service::account::end_login(&state, login, &origin, "logout", &how).await?;
         session.flush().await?;
     }
     match target {

@@ -3,17 +3,15 @@
 //! session has it, or the browser is sent through the login and back to `resume`.
 
 use axum::http::{header, HeaderValue};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use sesam_core::{AssuranceLevel, User, UserId};
+use axum::response::{Html, IntoResponse, Response};
+use sesam_core::{AssuranceLevel, ServiceRequest, User};
 use tower_sessions::Session;
 
+use crate::service::login::{self as service, ServiceAnswer};
+use crate::service::Origin;
 use crate::state::AppState;
 use crate::web::auth::{self, Authenticated};
 use crate::web::error::AppError;
-use crate::web::wait;
-
-/// Prefills the username field of the login page (OIDC `login_hint`, SAML `Subject`).
-pub const LOGIN_HINT_KEY: &str = "login.hint";
 
 /// What a service asks of the login.
 #[derive(Clone, Debug)]
@@ -34,30 +32,12 @@ pub struct LoginNeed<'a> {
 pub enum LoginOutcome {
     /// The session has what the service needs.
     Ready { user: User, auth: Authenticated },
-    /// The browser must log in (or step up) first.
+    /// The browser must log in (or step up, or change its password) first.
     Login(Response),
     /// A passive request that a page would be needed for.
     PassiveImpossible,
-}
-
-/// The signed-in user of `session` if the login is still valid (active user, within the
-/// absolute lifetime).
-pub async fn signed_in(
-    state: &AppState,
-    session: &Session,
-) -> Result<Option<(User, Authenticated)>, AppError> {
-    let Some(auth) = auth::current(session).await? else {
-        return Ok(None);
-    };
-    let settings = state.store.load_settings().await?;
-    if state.now().0 - auth.auth_time > settings.session_absolute_seconds {
-        return Ok(None);
-    }
-    match state.store.get_user(&UserId(auth.user_id.clone())).await {
-        Ok(user) if user.is_active() => Ok(Some((user, auth))),
-        Ok(_) | Err(sesam_store::StoreError::NotFound(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    /// The level asked for cannot be reached by this user: the service gets its error.
+    LevelUnreachable,
 }
 
 /// Decides whether the session can answer `need` now, and if not, starts the login that can.
@@ -65,50 +45,48 @@ pub async fn login_for_service(
     state: &AppState,
     session: &Session,
     need: &LoginNeed<'_>,
+    origin: &Origin,
 ) -> Result<LoginOutcome, AppError> {
-    let settings = state.store.load_settings().await?;
-    let level = need.level.max(settings.required_level);
-    let current = signed_in(state, session)
-        .await?
-        .filter(|(_, auth)| need.not_before.is_none_or(|t| auth.auth_time >= t));
-    if let Some((user, auth)) = current.as_ref() {
-        if auth.level() >= Some(level) {
-            return Ok(LoginOutcome::Ready {
-                user: user.clone(),
-                auth: auth.clone(),
-            });
-        }
-    }
-    if need.passive {
-        return Ok(LoginOutcome::PassiveImpossible);
-    }
-    session.insert(wait::RETURN_TO_KEY, need.resume).await?;
-    session.insert(wait::SERVICE_KEY, need.service).await?;
-    if level >= AssuranceLevel::Substantial {
-        session
-            .insert(wait::REQUIRED_LEVEL_KEY, "substantial")
-            .await?;
-    } else {
-        session.remove::<String>(wait::REQUIRED_LEVEL_KEY).await?;
-    }
-    if current.is_some() {
-        // Signed in, but with less than asked: the app adds its factor.
-        return Ok(LoginOutcome::Login(
-            Redirect::to("/login/step-up").into_response(),
-        ));
-    }
-    // A new login: whatever the session held does not count any more.
-    auth::sign_out_keeping_request(session).await?;
-    match need
-        .login_hint
-        .filter(|h| sesam_core::Username::parse(h).is_ok())
-    {
-        Some(hint) => session.insert(LOGIN_HINT_KEY, hint).await?,
-        None => {
-            session.remove::<String>(LOGIN_HINT_KEY).await?;
-        }
-    }
-    Ok(LoginOutcome::Login(Redirect::to("/login").into_response()))
+    let mut flow = auth::load(session).await?;
+    let before = flow.version;
+    let request = ServiceRequest {
+        service: need.service.to_owned(),
+        level: need.level,
+        not_before: need.not_before,
+        resume: need.resume.to_owned(),
+        answers_protocol: true,
+    };
+    let answer = service::answer_service(
+        state,
+        &mut flow,
+        request,
+        need.passive,
+        need.login_hint.map(str::to_owned),
+        origin,
+    )
+    .await?;
+    let (outcome, rotate) = match answer {
+        ServiceAnswer::Ready { user, login } => (LoginOutcome::Ready { user, auth: login }, false),
+        ServiceAnswer::PassiveImpossible => (LoginOutcome::PassiveImpossible, false),
+        ServiceAnswer::LevelUnreachable => (LoginOutcome::LevelUnreachable, false),
+        ServiceAnswer::Login(moved) => (
+            LoginOutcome::Login(auth::redirect(&moved.next, &flow)),
+            moved.rotate,
+        ),
+    };
+    auth::save_if_changed(session, before, &flow, rotate).await?;
+    Ok(outcome)
+}
+
+/// Ends the browser's login but keeps what a service asked for (ForceAuthn).
+pub async fn sign_out_keeping_request(
+    state: &AppState,
+    session: &Session,
+    origin: &Origin,
+) -> Result<(), AppError> {
+    let mut flow = auth::load(session).await?;
+    let rotate = service::sign_out_keeping_request(state, &mut flow, origin).await?;
+    auth::save(session, &flow, rotate).await
 }
 
 /// A page whose form carries a protocol answer to a service (OIDC `form_post`, SAML POST).

@@ -18,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::Origin;
 use crate::state::{AppState, ClientIp};
 use crate::web::error::AppError;
 use crate::web::pages::{render, Chrome, MessagePage};
@@ -150,7 +151,7 @@ pub async fn sso_redirect(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
-    ip: ClientIp,
+    origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Response {
     let accepted = match sesam_saml::decode_redirect(query.as_deref().unwrap_or("")) {
@@ -159,7 +160,7 @@ pub async fn sso_redirect(
     };
     let result = match accepted {
         Ok(pending) => match session.insert(PENDING_KEY, &pending).await {
-            Ok(()) => proceed(&state, &session, lang, &ip, pending, true).await,
+            Ok(()) => proceed(&state, &session, lang, &origin, pending, true).await,
             Err(e) => Err(AppError::from(e).into()),
         },
         Err(refusal) => Err(refusal),
@@ -199,7 +200,7 @@ pub async fn sso_continue(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
-    ip: ClientIp,
+    origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Response {
     let result = async {
@@ -209,7 +210,7 @@ pub async fn sso_continue(
                 .insert(PENDING_KEY, &pending)
                 .await
                 .map_err(AppError::from)?;
-            return proceed(&state, &session, lang, &ip, pending, true).await;
+            return proceed(&state, &session, lang, &origin, pending, true).await;
         }
         let pending = session
             .get::<Pending>(PENDING_KEY)
@@ -217,7 +218,7 @@ pub async fn sso_continue(
             .map_err(AppError::from)?;
         match pending {
             Some(p) if state.now().0 - p.requested_at <= PENDING_MAX_AGE_SECONDS => {
-                proceed(&state, &session, lang, &ip, p, false).await
+                proceed(&state, &session, lang, &origin, p, false).await
             }
             _ => Err(Refusal::Page(StatusCode::BAD_REQUEST, "saml.no_request")),
         }
@@ -428,20 +429,11 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
 }
 
 fn sp_min_level(sp: &SamlSp) -> AssuranceLevel {
-    match sp.min_level.as_str() {
-        "substantial" => AssuranceLevel::Substantial,
-        _ => AssuranceLevel::Low,
-    }
+    AssuranceLevel::parse(&sp.min_level).unwrap_or(AssuranceLevel::Low)
 }
 
 fn nsis_level(uri: &str) -> Option<AssuranceLevel> {
-    [
-        AssuranceLevel::Low,
-        AssuranceLevel::Substantial,
-        AssuranceLevel::High,
-    ]
-    .into_iter()
-    .find(|l| l.nsis_uri() == uri.trim())
+    AssuranceLevel::parse(uri).filter(|l| l.nsis_uri() == uri.trim())
 }
 
 /// The level a RequestedAuthnContext asks for. Class references that are not NSIS levels
@@ -472,7 +464,7 @@ async fn proceed(
     state: &AppState,
     session: &Session,
     lang: Lang,
-    ip: &ClientIp,
+    origin: &Origin,
     pending: Pending,
     first: bool,
 ) -> Result<Response, Refusal> {
@@ -495,7 +487,7 @@ async fn proceed(
     };
     if first && pending.force_authn {
         // ForceAuthn: the login this browser has does not count, even one from this second.
-        crate::web::auth::sign_out_keeping_request(session).await?;
+        crate::web::protocol::sign_out_keeping_request(state, session, origin).await?;
     }
     let need = LoginNeed {
         service: &sp.name,
@@ -505,9 +497,20 @@ async fn proceed(
         resume: RESUME,
         login_hint: None,
     };
-    let outcome = login_for_service(state, session, &need).await?;
+    let outcome = login_for_service(state, session, &need, origin).await?;
     let (user, auth) = match outcome {
         LoginOutcome::Login(response) => return Ok(response),
+        LoginOutcome::LevelUnreachable => {
+            session
+                .remove::<Pending>(PENDING_KEY)
+                .await
+                .map_err(AppError::from)?;
+            // SAML Core 3.2.2.2: the SP hears that the level cannot be given.
+            return Err(to_sp(
+                StatusError::NoAuthnContext,
+                "this user cannot reach the level of assurance the service asked for",
+            ));
+        }
         LoginOutcome::PassiveImpossible => {
             session
                 .remove::<Pending>(PENDING_KEY)
@@ -587,7 +590,7 @@ async fn proceed(
             &AuditEvent::new("saml.response")
                 .actor(user.username.as_str())
                 .subject(user.username.as_str())
-                .client_ip(ip.text())
+                .client_ip(origin.ip.clone())
                 .detail(format!("{} {}", sp.entity_id, loa.name())),
             now,
         )
@@ -864,32 +867,14 @@ async fn log_out(
                 .filter(|p| p.sp != pending.sp)
                 .map(|p| (p.sp, p.name_id))
                 .collect();
-            if !auth.sid.is_empty() {
-                state
-                    .store
-                    .revoke_oidc_session(&auth.sid, state.now())
-                    .await?;
-            }
-            session.flush().await.map_err(AppError::from)?;
-            let username = match state
-                .store
-                .get_user(&sesam_core::UserId(auth.user_id.clone()))
-                .await
-            {
-                Ok(u) => u.username.to_string(),
-                Err(_) => auth.user_id.clone(),
+            let origin = Origin {
+                ip: ip.text(),
+                user_agent: String::new(),
             };
-            state
-                .store
-                .append_audit(
-                    &AuditEvent::new("saml.logout")
-                        .actor(&username)
-                        .subject(&username)
-                        .client_ip(ip.text())
-                        .detail(pending.sp.clone()),
-                    state.now(),
-                )
-                .await?;
+            crate::service::account::end_login(state, &auth, &origin, "saml.logout", &pending.sp)
+                .await
+                .map_err(AppError::from)?;
+            session.flush().await.map_err(AppError::from)?;
             let chain = LogoutChain {
                 initiator: Some(pending),
                 sid: auth.sid.clone(),

@@ -1,0 +1,896 @@
+//! The login as one typed value: where the browser is in the login, what it has proven and
+//! when, and what a waiting service asked for. Every step is a pure transition; the use-case
+//! layer performs the effects it returns. The diagram is in `docs/login-flow.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::assurance::{AssuranceLevel, Factor};
+use crate::clock::UnixTime;
+use crate::login::LoginBranch;
+use crate::settings::Settings;
+
+/// A factor and the time it was proven.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenFactor {
+    pub factor: Factor,
+    pub at: i64,
+}
+
+/// A finished login: who, with which factors, since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    pub user_id: String,
+    pub factors: Vec<ProvenFactor>,
+    /// When the first factor was proven; the absolute lifetime counts from here.
+    pub auth_time: i64,
+    /// Names this login towards services (OIDC `sid`, SAML `SessionIndex`).
+    pub sid: String,
+    /// The user's session epoch when this login happened; a password change raises the
+    /// user's epoch and every login of an older epoch stops counting.
+    #[serde(default)]
+    pub epoch: i64,
+    /// A one-time password was used: nothing continues until the user chose a new one.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+impl Login {
+    pub fn level(&self) -> Option<AssuranceLevel> {
+        let factors: Vec<Factor> = self.factors.iter().map(|f| f.factor).collect();
+        AssuranceLevel::from_factors(&factors)
+    }
+
+    pub fn has(&self, factor: Factor) -> bool {
+        self.factors.iter().any(|f| f.factor == factor)
+    }
+
+    /// Still a login: within the absolute lifetime and of the user's current epoch.
+    pub fn is_current(&self, user_epoch: i64, settings: &Settings, now: UnixTime) -> bool {
+        self.epoch == user_epoch && now.0 - self.auth_time <= settings.session_absolute_seconds
+    }
+}
+
+/// What a service (SAML SP, OIDC client, the portal, the demo) asked of the login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    /// Shown in the app ("Log in to …").
+    pub service: String,
+    pub level: AssuranceLevel,
+    /// A login older than this (Unix seconds) does not count.
+    pub not_before: Option<i64>,
+    /// Where the browser comes back once the login is done: a local path.
+    pub resume: String,
+    /// The service must get an answer (SAML Response, OIDC redirect) even when the level
+    /// cannot be reached; a portal page only needs the browser sent back.
+    pub answers_protocol: bool,
+}
+
+/// Why a challenge was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChallengePurpose {
+    /// Passwordless: the app is the login.
+    Login,
+    /// After a password: the app adds its factor.
+    StepUp,
+}
+
+/// Where the browser is in the login.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// The username page.
+    #[default]
+    Username,
+    /// The password page for this username.
+    Password { username: String },
+    /// The wait page: a challenge to the app.
+    Challenge {
+        username: String,
+        challenge_id: String,
+        purpose: ChallengePurpose,
+    },
+    /// Logged in; see [`LoginFlow::login`].
+    Done,
+    /// The login cannot reach the level the service asked for.
+    LevelUnreachable,
+}
+
+/// A notice shown on the password page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// Too many app requests in the window: the password instead.
+    ChallengeRateLimited,
+}
+
+/// The whole login state of one browser session, kept under one session key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFlow {
+    /// Raised by every transition, so a stale copy can be told from the current one.
+    pub version: u64,
+    pub step: Step,
+    pub login: Option<Login>,
+    pub request: Option<ServiceRequest>,
+    /// Prefills the username (OIDC `login_hint`).
+    pub hint: Option<String>,
+    pub notice: Option<Notice>,
+}
+
+/// What the user is, as far as the flow needs to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserFacts {
+    pub user_id: String,
+    pub must_change_password: bool,
+    pub epoch: i64,
+    /// The user has an app that can approve a step-up now.
+    pub can_step_up: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A service asks for a login.
+    ServiceAsked {
+        request: ServiceRequest,
+        hint: Option<String>,
+    },
+    UsernameGiven {
+        username: String,
+        branch: LoginBranch,
+    },
+    ChallengeStarted {
+        challenge_id: String,
+        purpose: ChallengePurpose,
+    },
+    /// No challenge could start: no device for it, or (`limited`) too many requests in the
+    /// window. A login falls back to the password; a step-up cannot reach its level.
+    ChallengeRefused { limited: bool },
+    /// "Log in with password instead", or a challenge that ended without approval.
+    PasswordInstead,
+    PasswordProven { user: UserFacts, sid: String },
+    ChallengeApproved {
+        challenge_id: String,
+        user: UserFacts,
+        sid: String,
+    },
+    PasswordChanged { epoch: i64 },
+    /// The browser cancelled the waiting challenge.
+    ChallengeCancelled,
+    /// "Switch user", a forced new login: what was proven no longer counts.
+    SignedOut,
+}
+
+/// What to do next, for whoever drives the flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    ShowUsername,
+    ShowPassword,
+    Wait,
+    ChangePassword,
+    /// Start a step-up challenge (number matching) for the signed-in user.
+    StartStepUp,
+    /// The level cannot be reached: tell the service (if one waits) or show why.
+    LevelUnreachable,
+    /// Go to this local path: the service's resume path or the account page.
+    Continue(String),
+}
+
+/// Work the flow asks for; the use-case layer performs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A new session id: the session is worth more now.
+    RotateSession,
+    /// Cancel this challenge (the browser turned away from it).
+    CancelChallenge(String),
+    /// Write this audit event.
+    Audit(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub next: Next,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("this step does not follow from where the login is ({0})")]
+    OutOfOrder(&'static str),
+    #[error("the challenge answered is not the one this browser waits for")]
+    OtherChallenge,
+    #[error("the approval belongs to another user than the login it would add to")]
+    OtherUser,
+}
+
+const ACCOUNT: &str = "/account";
+
+impl LoginFlow {
+    /// The level this login must reach: the organisation's minimum or what the service asked.
+    pub fn required_level(&self, settings: &Settings) -> AssuranceLevel {
+        let asked = self
+            .request
+            .as_ref()
+            .map_or(AssuranceLevel::Low, |r| r.level);
+        settings.required_level.max(asked)
+    }
+
+    /// The pending username (password page, wait page).
+    pub fn username(&self) -> Option<&str> {
+        match &self.step {
+            Step::Password { username } | Step::Challenge { username, .. } => Some(username),
+            _ => None,
+        }
+    }
+
+    pub fn challenge(&self) -> Option<(&str, ChallengePurpose)> {
+        match &self.step {
+            Step::Challenge {
+                challenge_id,
+                purpose,
+                ..
+            } => Some((challenge_id, *purpose)),
+            _ => None,
+        }
+    }
+
+    /// The one decision after any factor and at every service entry: what a signed-in
+    /// browser may do next. A must-change password gates everything; then the level.
+    pub fn continuation(&self, settings: &Settings, can_step_up: bool) -> Next {
+        let Some(login) = &self.login else {
+            return Next::ShowUsername;
+        };
+        if login.must_change_password {
+            return Next::ChangePassword;
+        }
+        let fresh = self
+            .request
+            .as_ref()
+            .and_then(|r| r.not_before)
+            .is_none_or(|t| login.auth_time >= t);
+        if !fresh {
+            return Next::ShowUsername;
+        }
+        if login.level() >= Some(self.required_level(settings)) {
+            return Next::Continue(self.resume_path());
+        }
+        if self.required_level(settings) > AssuranceLevel::Substantial || !can_step_up {
+            Next::LevelUnreachable
+        } else {
+            Next::StartStepUp
+        }
+    }
+
+    /// Where a finished login goes: the service's local resume path, else the account page.
+    pub fn resume_path(&self) -> String {
+        self.request
+            .as_ref()
+            .map(|r| r.resume.clone())
+            .filter(|p| is_local_path(p))
+            .unwrap_or_else(|| ACCOUNT.to_owned())
+    }
+
+    /// Whether the signed-in login answers `request` as it is (no page needed).
+    pub fn satisfies(&self, request: &ServiceRequest, settings: &Settings) -> bool {
+        self.login.as_ref().is_some_and(|login| {
+            !login.must_change_password
+                && request.not_before.is_none_or(|t| login.auth_time >= t)
+                && login.level() >= Some(settings.required_level.max(request.level))
+        })
+    }
+
+    /// Applies `event` at `now`: the flow moves on and says what to do and what to perform.
+    pub fn apply(
+        &mut self,
+        event: Event,
+        settings: &Settings,
+        now: UnixTime,
+    ) -> Result<Transition, FlowError> {
+        let t = self.transition(event, settings, now)?;
+        self.version += 1;
+        Ok(t)
+    }
+
+    fn transition(
+        &mut self,
+        event: Event,
+        settings: &Settings,
+        now: UnixTime,
+    ) -> Result<Transition, FlowError> {
+        let mut effects = Vec::new();
+        let next = match event {
+            Event::ServiceAsked { request, hint } => {
+                self.hint = hint;
+                let fresh_enough = self.login.as_ref().is_some_and(|l| {
+                    request.not_before.is_none_or(|t| l.auth_time >= t)
+                });
+                if self.login.is_some() && !fresh_enough {
+                    // A forced new login: the old one does not count, the request stays.
+                    self.login = None;
+                    effects.push(Effect::RotateSession);
+                }
+                self.cancel_pending(&mut effects);
+                self.request = Some(request);
+                if self.login.is_some() {
+                    self.step = Step::Done;
+                    // The caller knows whether the user can step up; it asks again with it.
+                    self.continuation(settings, true)
+                } else {
+                    self.step = Step::Username;
+                    Next::ShowUsername
+                }
+            }
+            Event::UsernameGiven { username, branch } => {
+                if self.login.is_some() {
+                    return Err(FlowError::OutOfOrder("already logged in"));
+                }
+                self.cancel_pending(&mut effects);
+                self.notice = None;
+                self.step = Step::Password { username };
+                match branch {
+                    // The use-case layer starts the challenge and reports it.
+                    LoginBranch::Passwordless => Next::Wait,
+                    LoginBranch::Password => Next::ShowPassword,
+                }
+            }
+            Event::ChallengeStarted {
+                challenge_id,
+                purpose,
+            } => {
+                let username = match (&self.step, purpose, &self.login) {
+                    (Step::Password { username }, ChallengePurpose::Login, None) => {
+                        username.clone()
+                    }
+                    (Step::Challenge { username, .. }, _, _) => username.clone(),
+                    (_, ChallengePurpose::StepUp, Some(_)) => String::new(),
+                    _ => return Err(FlowError::OutOfOrder("challenge without a username")),
+                };
+                self.cancel_pending(&mut effects);
+                self.step = Step::Challenge {
+                    username,
+                    challenge_id,
+                    purpose,
+                };
+                Next::Wait
+            }
+            Event::ChallengeRefused { limited } => {
+                self.notice = limited.then_some(Notice::ChallengeRateLimited);
+                if self.login.is_some() {
+                    Next::LevelUnreachable
+                } else {
+                    Next::ShowPassword
+                }
+            }
+            Event::PasswordInstead => match self.step.clone() {
+                Step::Challenge {
+                    username,
+                    challenge_id,
+                    purpose: ChallengePurpose::Login,
+                } => {
+                    effects.push(Effect::CancelChallenge(challenge_id));
+                    self.step = Step::Password { username };
+                    Next::ShowPassword
+                }
+                Step::Password { .. } => Next::ShowPassword,
+                _ => return Err(FlowError::OutOfOrder("no username to ask a password for")),
+            },
+            Event::PasswordProven { user, sid } => {
+                if !matches!(self.step, Step::Password { .. }) || self.login.is_some() {
+                    return Err(FlowError::OutOfOrder("password without a username"));
+                }
+                self.login = Some(Login {
+                    user_id: user.user_id.clone(),
+                    factors: vec![ProvenFactor {
+                        factor: Factor::Password,
+                        at: now.0,
+                    }],
+                    auth_time: now.0,
+                    sid,
+                    epoch: user.epoch,
+                    must_change_password: user.must_change_password,
+                });
+                self.step = Step::Done;
+                self.notice = None;
+                effects.push(Effect::RotateSession);
+                effects.push(Effect::Audit("login.password.succeeded"));
+                self.continuation(settings, user.can_step_up)
+            }
+            Event::ChallengeApproved {
+                challenge_id,
+                user,
+                sid,
+            } => {
+                let Some((waiting, purpose)) = self.challenge() else {
+                    return Err(FlowError::OutOfOrder("no challenge is waiting"));
+                };
+                if waiting != challenge_id {
+                    return Err(FlowError::OtherChallenge);
+                }
+                match (purpose, self.login.as_mut()) {
+                    (ChallengePurpose::StepUp, Some(login)) => {
+                        if login.user_id != user.user_id {
+                            return Err(FlowError::OtherUser);
+                        }
+                        if !login.has(Factor::App) {
+                            login.factors.push(ProvenFactor {
+                                factor: Factor::App,
+                                at: now.0,
+                            });
+                        }
+                        effects.push(Effect::Audit("login.step_up.succeeded"));
+                    }
+                    (ChallengePurpose::Login, None) => {
+                        self.login = Some(Login {
+                            user_id: user.user_id.clone(),
+                            factors: vec![ProvenFactor {
+                                factor: Factor::App,
+                                at: now.0,
+                            }],
+                            auth_time: now.0,
+                            sid,
+                            epoch: user.epoch,
+                            // The app proved who it is; a pending one-time password still
+                            // has to be replaced before anything continues.
+                            must_change_password: user.must_change_password,
+                        });
+                        effects.push(Effect::Audit("login.passwordless.succeeded"));
+                    }
+                    _ => return Err(FlowError::OutOfOrder("approval for another kind of login")),
+                }
+                self.step = Step::Done;
+                effects.push(Effect::RotateSession);
+                self.continuation(settings, user.can_step_up)
+            }
+            Event::PasswordChanged { epoch } => {
+                let Some(login) = self.login.as_mut() else {
+                    return Err(FlowError::OutOfOrder("password change without a login"));
+                };
+                login.must_change_password = false;
+                login.epoch = epoch;
+                effects.push(Effect::RotateSession);
+                self.continuation(settings, true)
+            }
+            Event::ChallengeCancelled => {
+                self.cancel_pending(&mut effects);
+                if self.login.is_some() {
+                    self.step = Step::Done;
+                }
+                Next::ShowUsername
+            }
+            Event::SignedOut => {
+                self.cancel_pending(&mut effects);
+                if self.login.take().is_some() {
+                    effects.push(Effect::RotateSession);
+                }
+                self.step = Step::Username;
+                self.notice = None;
+                Next::ShowUsername
+            }
+        };
+        if next == Next::LevelUnreachable {
+            self.step = Step::LevelUnreachable;
+        }
+        Ok(Transition { next, effects })
+    }
+
+    fn cancel_pending(&mut self, effects: &mut Vec<Effect>) {
+        if let Step::Challenge { challenge_id, .. } = &self.step {
+            effects.push(Effect::CancelChallenge(challenge_id.clone()));
+            self.step = Step::Username;
+        }
+    }
+}
+
+/// A path on this server (`/…`, not `//host` or a URL): the only kind a login resumes to.
+pub fn is_local_path(p: &str) -> bool {
+    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.contains("://")
+}
+
+/// Who may add a second factor (an app) to an account: DESIGN's enrolment rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrolDecision {
+    /// A Substantial login: an existing factor vouches for the new one.
+    Allowed,
+    /// A password alone, no device yet, and the organisation allows a first device so.
+    AllowedFirstDevice,
+    /// A password alone is not enough: an activation code from an administrator, or a
+    /// login with the app first.
+    NeedsMore,
+}
+
+pub fn may_enrol(login: &Login, has_device: bool, settings: &Settings) -> EnrolDecision {
+    if login.must_change_password {
+        return EnrolDecision::NeedsMore;
+    }
+    if login.level() >= Some(AssuranceLevel::Substantial) {
+        EnrolDecision::Allowed
+    } else if settings.first_device_with_password && !has_device {
+        EnrolDecision::AllowedFirstDevice
+    } else {
+        EnrolDecision::NeedsMore
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(must_change: bool, can_step_up: bool) -> UserFacts {
+        UserFacts {
+            user_id: "u1".into(),
+            must_change_password: must_change,
+            epoch: 3,
+            can_step_up,
+        }
+    }
+
+    fn request(level: AssuranceLevel) -> ServiceRequest {
+        ServiceRequest {
+            service: "Mail".into(),
+            level,
+            not_before: None,
+            resume: "/saml/sso/continue".into(),
+            answers_protocol: true,
+        }
+    }
+
+    fn at_password(flow: &mut LoginFlow, s: &Settings) {
+        flow.apply(
+            Event::UsernameGiven {
+                username: "anna".into(),
+                branch: LoginBranch::Password,
+            },
+            s,
+            UnixTime(100),
+        )
+        .unwrap();
+    }
+
+    fn proven(flow: &mut LoginFlow, s: &Settings, user: UserFacts) -> Transition {
+        flow.apply(
+            Event::PasswordProven {
+                user,
+                sid: "sid".into(),
+            },
+            s,
+            UnixTime(110),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_password_login_without_a_service_goes_to_the_account() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        at_password(&mut flow, &s);
+        assert_eq!(flow.username(), Some("anna"));
+        let t = proven(&mut flow, &s, facts(false, false));
+        assert_eq!(t.next, Next::Continue("/account".into()));
+        assert!(t.effects.contains(&Effect::RotateSession));
+        let login = flow.login.as_ref().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Low));
+        assert_eq!((login.auth_time, login.epoch), (110, 3));
+        assert_eq!(flow.step, Step::Done);
+        assert_eq!(flow.version, 2);
+    }
+
+    #[test]
+    fn a_must_change_password_gates_every_continuation() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        flow.apply(
+            Event::ServiceAsked {
+                request: request(AssuranceLevel::Low),
+                hint: None,
+            },
+            &s,
+            UnixTime(90),
+        )
+        .unwrap();
+        at_password(&mut flow, &s);
+        let t = proven(&mut flow, &s, facts(true, true));
+        assert_eq!(t.next, Next::ChangePassword);
+        assert!(!flow.satisfies(&request(AssuranceLevel::Low), &s));
+        assert_eq!(flow.continuation(&s, true), Next::ChangePassword);
+        let t = flow
+            .apply(Event::PasswordChanged { epoch: 4 }, &s, UnixTime(120))
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/saml/sso/continue".into()));
+        assert_eq!(flow.login.as_ref().unwrap().epoch, 4);
+        assert!(flow.satisfies(&request(AssuranceLevel::Low), &s));
+    }
+
+    #[test]
+    fn substantial_after_a_password_steps_up_or_is_unreachable() {
+        let s = Settings::default();
+        for (can, expected) in [(true, Next::StartStepUp), (false, Next::LevelUnreachable)] {
+            let mut flow = LoginFlow {
+                request: Some(request(AssuranceLevel::Substantial)),
+                ..LoginFlow::default()
+            };
+            at_password(&mut flow, &s);
+            let t = proven(&mut flow, &s, facts(false, can));
+            assert_eq!(t.next, expected);
+        }
+        // High is never reached by these factors, app or not.
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::High)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        assert_eq!(
+            proven(&mut flow, &s, facts(false, true)).next,
+            Next::LevelUnreachable
+        );
+        assert_eq!(flow.step, Step::LevelUnreachable);
+    }
+
+    #[test]
+    fn the_organisations_minimum_counts_without_a_service() {
+        let s = Settings {
+            required_level: AssuranceLevel::Substantial,
+            ..Settings::default()
+        };
+        let mut flow = LoginFlow::default();
+        at_password(&mut flow, &s);
+        assert_eq!(
+            proven(&mut flow, &s, facts(false, true)).next,
+            Next::StartStepUp
+        );
+    }
+
+    #[test]
+    fn a_step_up_adds_the_app_and_keeps_the_login() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, true));
+        flow.apply(
+            Event::ChallengeStarted {
+                challenge_id: "c1".into(),
+                purpose: ChallengePurpose::StepUp,
+            },
+            &s,
+            UnixTime(111),
+        )
+        .unwrap();
+        // An approval of another challenge, or for another user, is refused.
+        let mut other = facts(false, true);
+        other.user_id = "u2".into();
+        assert_eq!(
+            flow.clone().apply(
+                Event::ChallengeApproved {
+                    challenge_id: "c0".into(),
+                    user: facts(false, true),
+                    sid: "x".into()
+                },
+                &s,
+                UnixTime(112)
+            ),
+            Err(FlowError::OtherChallenge)
+        );
+        assert_eq!(
+            flow.clone().apply(
+                Event::ChallengeApproved {
+                    challenge_id: "c1".into(),
+                    user: other,
+                    sid: "x".into()
+                },
+                &s,
+                UnixTime(112)
+            ),
+            Err(FlowError::OtherUser)
+        );
+        let t = flow
+            .apply(
+                Event::ChallengeApproved {
+                    challenge_id: "c1".into(),
+                    user: facts(false, true),
+                    sid: "new".into(),
+                },
+                &s,
+                UnixTime(115),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/saml/sso/continue".into()));
+        let login = flow.login.as_ref().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(login.sid, "sid", "a step-up keeps the login's sid");
+        assert_eq!(login.auth_time, 110);
+    }
+
+    #[test]
+    fn passwordless_login_and_giving_up_on_it() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        let t = flow
+            .apply(
+                Event::UsernameGiven {
+                    username: "anna".into(),
+                    branch: LoginBranch::Passwordless,
+                },
+                &s,
+                UnixTime(100),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Wait);
+        flow.apply(
+            Event::ChallengeStarted {
+                challenge_id: "c1".into(),
+                purpose: ChallengePurpose::Login,
+            },
+            &s,
+            UnixTime(100),
+        )
+        .unwrap();
+        let mut tried = flow.clone();
+        let t = tried
+            .apply(Event::PasswordInstead, &s, UnixTime(101))
+            .unwrap();
+        assert_eq!(t.next, Next::ShowPassword);
+        assert_eq!(t.effects, vec![Effect::CancelChallenge("c1".into())]);
+        assert_eq!(tried.username(), Some("anna"));
+
+        let t = flow
+            .apply(
+                Event::ChallengeApproved {
+                    challenge_id: "c1".into(),
+                    user: facts(false, true),
+                    sid: "s".into(),
+                },
+                &s,
+                UnixTime(105),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/account".into()));
+        assert_eq!(
+            flow.login.as_ref().unwrap().level(),
+            Some(AssuranceLevel::Substantial)
+        );
+        // Approving twice (a second tab) is out of order, not a second login.
+        assert!(flow
+            .apply(
+                Event::ChallengeApproved {
+                    challenge_id: "c1".into(),
+                    user: facts(false, true),
+                    sid: "s".into()
+                },
+                &s,
+                UnixTime(106)
+            )
+            .is_err());
+    }
+
+    #[test]
+    fn a_new_username_cancels_the_waiting_challenge() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            step: Step::Challenge {
+                username: "anna".into(),
+                challenge_id: "c1".into(),
+                purpose: ChallengePurpose::Login,
+            },
+            ..LoginFlow::default()
+        };
+        let t = flow
+            .apply(
+                Event::UsernameGiven {
+                    username: "bo".into(),
+                    branch: LoginBranch::Password,
+                },
+                &s,
+                UnixTime(1),
+            )
+            .unwrap();
+        assert_eq!(t.effects, vec![Effect::CancelChallenge("c1".into())]);
+        assert_eq!(flow.username(), Some("bo"));
+    }
+
+    #[test]
+    fn steps_out_of_order_are_refused() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        assert!(flow
+            .apply(
+                Event::PasswordProven {
+                    user: facts(false, false),
+                    sid: "s".into()
+                },
+                &s,
+                UnixTime(1)
+            )
+            .is_err());
+        assert!(flow
+            .apply(Event::PasswordChanged { epoch: 1 }, &s, UnixTime(1))
+            .is_err());
+        assert!(flow.apply(Event::PasswordInstead, &s, UnixTime(1)).is_err());
+        assert!(flow.login.is_none());
+    }
+
+    #[test]
+    fn a_forced_login_drops_the_old_one_but_keeps_the_request() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, false));
+        let mut forced = request(AssuranceLevel::Low);
+        forced.not_before = Some(200);
+        let t = flow
+            .apply(
+                Event::ServiceAsked {
+                    request: forced.clone(),
+                    hint: Some("anna".into()),
+                },
+                &s,
+                UnixTime(200),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::ShowUsername);
+        assert!(t.effects.contains(&Effect::RotateSession));
+        assert!(flow.login.is_none());
+        assert_eq!(flow.request, Some(forced));
+        assert_eq!(flow.hint.as_deref(), Some("anna"));
+    }
+
+    #[test]
+    fn login_currency_follows_epoch_and_lifetime() {
+        let s = Settings::default();
+        let login = Login {
+            user_id: "u".into(),
+            factors: vec![],
+            auth_time: 1000,
+            sid: String::new(),
+            epoch: 2,
+            must_change_password: false,
+        };
+        assert!(login.is_current(2, &s, UnixTime(1000 + s.session_absolute_seconds)));
+        assert!(!login.is_current(3, &s, UnixTime(1001)), "password changed");
+        assert!(!login.is_current(
+            2,
+            &s,
+            UnixTime(1001 + s.session_absolute_seconds)
+        ));
+    }
+
+    #[test]
+    fn enrolment_needs_more_than_a_password() {
+        let mut login = Login {
+            user_id: "u".into(),
+            factors: vec![ProvenFactor {
+                factor: Factor::Password,
+                at: 1,
+            }],
+            auth_time: 1,
+            sid: String::new(),
+            epoch: 0,
+            must_change_password: false,
+        };
+        let off = Settings::default();
+        let on = Settings {
+            first_device_with_password: true,
+            ..Settings::default()
+        };
+        assert_eq!(may_enrol(&login, false, &off), EnrolDecision::NeedsMore);
+        assert_eq!(
+            may_enrol(&login, false, &on),
+            EnrolDecision::AllowedFirstDevice
+        );
+        assert_eq!(may_enrol(&login, true, &on), EnrolDecision::NeedsMore);
+        login.factors.push(ProvenFactor {
+            factor: Factor::App,
+            at: 2,
+        });
+        assert_eq!(may_enrol(&login, true, &off), EnrolDecision::Allowed);
+        login.must_change_password = true;
+        assert_eq!(may_enrol(&login, true, &on), EnrolDecision::NeedsMore);
+    }
+
+    #[test]
+    fn only_local_paths_resume() {
+        for good in ["/account", "/saml/sso/continue", "/admin/users?x=1"] {
+            assert!(is_local_path(good), "{good}");
+        }
+        for bad in ["//evil.example", "https://evil.example", "/\\evil", "account"] {
+            assert!(!is_local_path(bad), "{bad}");
+        }
+    }
+}
