@@ -29,6 +29,8 @@ on_both_databases!(
     acr_substantial_steps_up_a_password_login,
     end_session_logs_out_and_redirects_only_where_registered,
     expired_codes_and_tokens_are_forgotten_and_live_ones_kept,
+    a_one_time_password_and_an_unreachable_acr_never_give_a_code,
+    a_password_change_ends_other_logins_and_their_refresh_tokens,
 );
 
 const CALLBACK: &str = "https://rp.example.dk/callback";
@@ -1099,5 +1101,156 @@ async fn browser_apps_may_call_the_token_endpoints_across_origins() {
             "{path}"
         );
     }
+    sesam.stop().await;
+}
+
+/// Defects 2 and 5 of the login-flow issue, at an OIDC client: `/authorize` issued a code
+/// before a one-time password was changed, and `acr_values=Substantial` for a user without
+/// an app ended on a Sesam page instead of an error the client can act on.
+async fn a_one_time_password_and_an_unreachable_acr_never_give_a_code(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let rp = register(&sesam, false).await;
+    sesam
+        .store()
+        .create_user(
+            sesam_store::NewUser {
+                username: sesam_core::Username::parse("bo").unwrap(),
+                display_name: "Bo Berg".into(),
+                email: None,
+                password_hash: Some(
+                    sesam_server::password::hash_now("correct horse battery").unwrap(),
+                ),
+                is_admin: false,
+                password_only: true,
+                must_change_password: true,
+            },
+            sesam.now(),
+        )
+        .await
+        .unwrap();
+    let browser = sesam.browser();
+    let first = browser.get(&authorize_path(&rp.client_id, &[])).await;
+    assert_eq!(first.location(), Some("/login"));
+    let answer = browser.log_in("bo", "correct horse battery").await;
+    assert_eq!(answer.location(), Some("/account/password"));
+    // The attack: go on to the client without the change, or start a new request.
+    for path in [
+        "/authorize/continue".to_owned(),
+        authorize_path(&rp.client_id, &[("state", "st-2")]),
+    ] {
+        let page = browser.get(&path).await;
+        assert_eq!(page.location(), Some("/account/password"), "{path}");
+    }
+    let form = browser.get("/account/password").await;
+    let new = "a brand new secret 42";
+    let done = browser
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &form.csrf()),
+                ("current", "correct horse battery"),
+                ("new", new),
+                ("repeat", new),
+            ],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/authorize/continue"));
+    let back = browser.get("/authorize/continue").await;
+    let params = params_of(back.location().unwrap());
+    assert_eq!(params["state"], "st-2", "the latest request is answered");
+    assert!(params.contains_key("code"));
+
+    // Substantial for a user without an app: the client hears why, at its redirect URI.
+    let page = browser
+        .get(&authorize_path(
+            &rp.client_id,
+            &[("acr_values", SUBSTANTIAL), ("state", "st-3")],
+        ))
+        .await;
+    let mut location = page.location().unwrap().to_owned();
+    for _ in 0..3 {
+        if !location.starts_with('/') {
+            break;
+        }
+        location = browser
+            .get(&location)
+            .await
+            .location()
+            .unwrap()
+            .to_owned();
+    }
+    assert!(location.starts_with(CALLBACK), "{location}");
+    let params = params_of(&location);
+    assert_eq!(params["error"], "unmet_authentication_requirements");
+    assert_eq!(params["state"], "st-3");
+    assert!(!params.contains_key("code"));
+    sesam.stop().await;
+}
+
+/// Defect 7 of the login-flow issue: other sessions and refresh tokens outlived a
+/// password change.
+async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let rp = register(&sesam, false).await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    // A stolen session and the tokens it got.
+    let thief = sesam.browser();
+    assert_eq!(
+        thief.log_in("anna", "correct horse battery").await.location(),
+        Some("/account")
+    );
+    let page = thief.get(&authorize_path(&rp.client_id, &[])).await;
+    let code = params_of(page.location().unwrap())["code"].clone();
+    let (status, tokens) = exchange(&sesam, &rp, &code).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    // Anna changes her password in her own browser.
+    let anna = sesam.browser();
+    anna.log_in("anna", "correct horse battery").await;
+    let form = anna.get("/account/password").await;
+    let new = "a brand new secret 42";
+    let done = anna
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &form.csrf()),
+                ("current", "correct horse battery"),
+                ("new", new),
+                ("repeat", new),
+            ],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/account?changed=1"));
+    assert_eq!(anna.get("/account").await.status, StatusCode::OK, "hers goes on");
+
+    assert_eq!(
+        thief.get("/account").await.location(),
+        Some("/login"),
+        "the other session ended"
+    );
+    let silent = thief
+        .get(&authorize_path(&rp.client_id, &[("prompt", "none")]))
+        .await;
+    assert_eq!(
+        params_of(silent.location().unwrap())["error"],
+        "login_required"
+    );
+    assert_eq!(userinfo_status(&sesam, &access).await, StatusCode::UNAUTHORIZED);
+    let (status, body) = token_request(
+        &sesam,
+        &rp,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let events = sesam.audit_events("anna").await;
+    assert!(events.contains(&"password.changed".to_owned()), "{events:?}");
     sesam.stop().await;
 }

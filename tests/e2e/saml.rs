@@ -34,6 +34,7 @@ on_both_databases!(
     sp_cli_adds_lists_updates_and_removes,
     single_logout_ends_the_session_and_answers_the_sp,
     logout_at_sesam_tells_the_service_providers,
+    a_one_time_password_gates_the_response_and_an_unreachable_level_is_answered,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -2012,5 +2013,81 @@ async fn configured_key_next_certificate_and_signed_requests_for_all() {
         .get(&sp.redirect(&signed, None, Some(RSA_SHA256)))
         .await;
     assert_eq!(page.location(), Some("/login"), "{}", page.body);
+    sesam.stop().await;
+}
+
+/// Defects 2 and 5 of the login-flow issue: a must-change password let
+/// `/saml/sso/continue` issue a signed Success, and a level the user cannot reach ended
+/// on a Sesam page the SP never heard of.
+async fn a_one_time_password_gates_the_response_and_an_unreachable_level_is_answered(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let sp = TestSp::new("gate.example.test");
+    sp.register(&sesam, SpOptions::default()).await;
+    sesam
+        .store()
+        .create_user(
+            sesam_store::NewUser {
+                username: sesam_core::Username::parse("bo").unwrap(),
+                display_name: "Bo Berg".into(),
+                email: None,
+                password_hash: Some(sesam_server::password::hash_now(PASSWORD).unwrap()),
+                is_admin: false,
+                password_only: true,
+                must_change_password: true,
+            },
+            sesam.now(),
+        )
+        .await
+        .unwrap();
+    let browser = sesam.browser();
+    let r = sp.request(&sesam);
+    let start = browser.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"));
+    let answer = browser.log_in("bo", PASSWORD).await;
+    assert_eq!(answer.location(), Some("/account/password"));
+    // The attack: skip the change and ask for the Response.
+    let skipped = browser.get("/saml/sso/continue").await;
+    assert_eq!(skipped.location(), Some("/account/password"));
+    assert!(!skipped.body.contains("SAMLResponse"));
+    for path in ["/account", "/account/devices", "/admin"] {
+        assert_eq!(
+            browser.get(path).await.location(),
+            Some("/account/password"),
+            "{path} waits for the new password"
+        );
+    }
+    let form = browser.get("/account/password").await;
+    let new = "a brand new secret 42";
+    let done = browser
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf", &form.csrf()),
+                ("current", PASSWORD),
+                ("new", new),
+                ("repeat", new),
+            ],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/saml/sso/continue"), "{}", done.body);
+    let page = follow(&browser, done).await;
+    assert_eq!(sp.accept(&sesam, &page, &r.id, None, false).loa, LOA_LOW);
+
+    // Substantial asked of a password-only user who is logged in: the SP hears at once.
+    let mut r = sp.request(&sesam);
+    r.context = Some(("minimum", vec![LOA_SUBSTANTIAL]));
+    let page = follow(&browser, browser.get(&sp.redirect(&r, None, None)).await).await;
+    assert_eq!(sp.refused(&page, &r.id), "NoAuthnContext");
+    // ... and after a fresh password login in another browser, too.
+    let other = sesam.browser();
+    let mut r = sp.request(&sesam);
+    r.context = Some(("minimum", vec![LOA_SUBSTANTIAL]));
+    let start = other.get(&sp.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"));
+    let answer = other.log_in("bo", new).await;
+    let page = follow(&other, answer).await;
+    assert_eq!(sp.refused(&page, &r.id), "NoAuthnContext");
+    // The browser stays logged in at Low for what it can do.
+    assert_eq!(other.get("/account").await.status, StatusCode::OK);
     sesam.stop().await;
 }

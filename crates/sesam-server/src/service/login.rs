@@ -658,18 +658,16 @@ pub async fn answer_service(
         .as_ref()
         .map_or("-".to_owned(), |(u, _)| u.username.to_string());
     let rotate = perform(state, &t.effects, &subject, origin).await?;
-    let next = match (t.next, current) {
-        (Next::StartStepUp, Some((user, _))) => {
-            start_challenge_for(state, flow, &user, ChallengePurpose::StepUp, origin).await?
-        }
-        (next, _) => next,
-    };
-    if next == Next::LevelUnreachable {
+    if t.next == Next::LevelUnreachable {
         flow.request = None;
         flow.step = Step::Done;
         return Ok(ServiceAnswer::LevelUnreachable);
     }
-    Ok(ServiceAnswer::Login(Moved { next, rotate }))
+    // A step-up starts on its own page (`step_up`), which can still find it unreachable.
+    Ok(ServiceAnswer::Login(Moved {
+        next: t.next,
+        rotate,
+    }))
 }
 
 /// "Switch user" and a forced new login: what the browser had proven no longer counts.
