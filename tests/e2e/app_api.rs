@@ -104,6 +104,12 @@ async fn an_app_enrolled_from_the_account_page_signs_its_calls(db: TestDb) {
     let anna = sesam
         .add_user("anna", "Anna Andersen", "correct horse battery")
         .await;
+    // A first device after a password alone: only where the organisation allows it.
+    sesam
+        .store()
+        .set_setting("first_device_with_password", "true", sesam.now())
+        .await
+        .unwrap();
     let browser = sesam.browser();
     browser.log_in("anna", "correct horse battery").await;
 

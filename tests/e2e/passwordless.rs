@@ -111,10 +111,11 @@ async fn the_right_code_logs_in_without_a_password_at_substantial(db: TestDb) {
         .await
         .contains(&"login.passwordless.succeeded".to_string()));
 
-    // The finished challenge cannot be used again by this or another browser.
+    // The finished challenge cannot be used again: this browser (another tab) carries on
+    // with the login it has, another browser gets nothing.
     assert_eq!(
         browser.get("/login/complete").await.location(),
-        Some("/login")
+        Some("/account")
     );
     assert_eq!(
         sesam.browser().get("/login/complete").await.location(),
@@ -575,8 +576,12 @@ async fn a_password_is_stepped_up_with_an_app_approval(db: TestDb) {
     sesam
         .add_user("bo", "Bo Berg", "correct horse battery")
         .await;
-    let refused = sesam.browser().log_in("bo", "correct horse battery").await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bo = sesam.browser();
+    let refused = bo.log_in("bo", "correct horse battery").await;
+    assert_eq!(refused.location(), Some("/login/unreachable"));
+    let page = bo.get("/login/unreachable").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("role=\"alert\""));
     sesam.stop().await;
 }
 

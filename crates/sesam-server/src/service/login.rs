@@ -528,7 +528,10 @@ pub async fn complete_challenge(
         .get_user(&UserId(challenge.user_id.clone()))
         .await?;
     if !user.is_active() {
-        *flow = LoginFlow::default();
+        *flow = LoginFlow {
+            version: flow.version + 1,
+            ..LoginFlow::default()
+        };
         return Ok(Completion::Gone);
     }
     let settings = state.store.load_settings().await?;

@@ -17,7 +17,7 @@ use crate::web::csrf;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{
-    format_time, render, AccountPage, ChangePasswordPage, Chrome, LogoutPage, MessagePage,
+    format_time, render, AccountPage, ChangePasswordPage, Chrome, LogoutPage,
 };
 
 #[derive(Deserialize)]
@@ -151,19 +151,5 @@ pub async fn submit_logout(
     {
         return Ok(response);
     }
-    logged_out_page(lang)
-}
-
-/// "You are logged out", after `/logout` and after a service's `end_session`.
-pub fn logged_out_page(lang: Lang) -> Result<Response, AppError> {
-    let t = lang.catalog();
-    let page = MessagePage {
-        chrome: Chrome::new(lang, "/login"),
-        title: t.get("logout.done_title").to_owned(),
-        body: t.get("logout.done_body").to_owned(),
-        alert: false,
-        link_href: "/login",
-        link_label: t.get("login.title").to_owned(),
-    };
-    render(StatusCode::OK, &page)
+    crate::web::pages::logged_out_page(lang)
 }

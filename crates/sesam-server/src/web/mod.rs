@@ -34,7 +34,7 @@ pub const SESSION_COOKIE: &str = "sesam_session";
 
 /// The application with its session layer over `store` (SQLite or PostgreSQL).
 pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: i64) -> Router {
-    let sessions = SessionManagerLayer::new(store.clone())
+    let sessions = SessionManagerLayer::new(moved::MarkingStore(store))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
@@ -125,9 +125,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/demo/login", get(demo::login))
         .route("/demo/activation", post(demo::activation))
         .route("/demo/phone", get(demo::phone))
-        .layer(axum::middleware::from_fn(move |req, next| {
-            moved::guard(store.clone(), req, next)
-        }))
+        .layer(axum::middleware::from_fn(moved::guard))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,

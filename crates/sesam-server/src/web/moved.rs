@@ -3,8 +3,9 @@
 //!
 //! tower-sessions answers a request whose session is gone with a cookie that deletes the
 //! session cookie, and that would also delete the new one the other tab just got. So the
-//! old id is kept for a short while as a marker, and a request that arrives with it gets a
-//! page that carries on with the browser's current cookie, touching nothing.
+//! session store never leaves a gap: deleting a session (a new id, a logout) replaces it
+//! with a short-lived marker in the same write, and a request that arrives with a marked id
+//! gets a page that carries on with the browser's current cookie, touching nothing.
 
 use askama::Template;
 use axum::extract::Request;
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store;
 use tower_sessions::{Session, SessionStore};
 
 use crate::i18n::{Catalog, Lang};
@@ -21,6 +23,42 @@ const MOVED_KEY: &str = "moved";
 /// Long enough for a request sent before the rotation to arrive.
 const KEEP_SECONDS: i64 = 120;
 
+/// A session store whose `delete` leaves a marker instead of a gap.
+#[derive(Clone, Debug)]
+pub struct MarkingStore<S>(pub S);
+
+#[async_trait::async_trait]
+impl<S: SessionStore + Clone> SessionStore for MarkingStore<S> {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.0.create(record).await
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.0.save(record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.0.load(id).await
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut data = std::collections::HashMap::new();
+        data.insert(
+            MOVED_KEY.to_owned(),
+            serde_json::Value::from(now.unix_timestamp()),
+        );
+        // One upsert: the old id never points at nothing while a request may still use it.
+        self.0
+            .save(&Record {
+                id: *id,
+                data,
+                expiry_date: now + time::Duration::seconds(KEEP_SECONDS),
+            })
+            .await
+    }
+}
+
 #[derive(Template)]
 #[template(path = "moved.html")]
 struct MovedPage {
@@ -29,43 +67,20 @@ struct MovedPage {
     again: String,
 }
 
-/// Runs inside the session layer: answers requests with a rotated-away id, and marks the
-/// old id when the handler rotated it.
-pub async fn guard<S: SessionStore + Clone>(store: S, req: Request, next: Next) -> Response {
+/// Runs inside the session layer: a request with a marked id gets the "carry on" page and
+/// never reaches a handler (so nothing is written to, or rotated from, the old id).
+pub async fn guard(req: Request, next: Next) -> Response {
     let Some(session) = req.extensions().get::<Session>().cloned() else {
         return next.run(req).await;
     };
-    let before = session.id();
-    if before.is_some() && matches!(session.get::<i64>(MOVED_KEY).await, Ok(Some(_))) {
+    if session.id().is_some() && matches!(session.get::<i64>(MOVED_KEY).await, Ok(Some(_))) {
         return moved_page(&req);
     }
-    let response = next.run(req).await;
-    if let Some(old) = before {
-        if session.id() != Some(old) && !session.is_empty().await {
-            mark(&store, old).await;
-        }
-    }
-    response
-}
-
-async fn mark<S: SessionStore>(store: &S, old: Id) {
-    let mut data = std::collections::HashMap::new();
-    data.insert(
-        MOVED_KEY.to_owned(),
-        serde_json::Value::from(time::OffsetDateTime::now_utc().unix_timestamp()),
-    );
-    let record = Record {
-        id: old,
-        data,
-        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::seconds(KEEP_SECONDS),
-    };
-    if let Err(e) = store.save(&record).await {
-        tracing::warn!(error = %e, "could not mark a rotated session id");
-    }
+    next.run(req).await
 }
 
 /// The same address again, once the browser sends its current cookie (a plain link and a
-/// refresh; for a form post, the page it came from).
+/// refresh; for a form post, the login page).
 fn moved_page(req: &Request) -> Response {
     let lang = lang_of(req);
     let again = if req.method() == axum::http::Method::GET {

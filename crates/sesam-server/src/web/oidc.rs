@@ -889,7 +889,7 @@ pub async fn end_session(
             }
             Ok(Redirect::to(&location).into_response())
         }
-        None => crate::web::account::logged_out_page(lang),
+        None => crate::web::pages::logged_out_page(lang),
     }
 }
 

@@ -154,3 +154,17 @@ pub fn format_iso(t: sesam_core::UnixTime) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// "You are logged out", after `/logout` and after a service's `end_session`.
+pub fn logged_out_page(lang: Lang) -> Result<Response, AppError> {
+    let t = lang.catalog();
+    let page = MessagePage {
+        chrome: Chrome::new(lang, "/login"),
+        title: t.get("logout.done_title").to_owned(),
+        body: t.get("logout.done_body").to_owned(),
+        alert: false,
+        link_href: "/login",
+        link_label: t.get("login.title").to_owned(),
+    };
+    render(StatusCode::OK, &page)
+}

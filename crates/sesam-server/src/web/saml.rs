@@ -1045,7 +1045,7 @@ async fn continue_chain(
     };
     match &chain.initiator {
         Some(initiator) => Ok(logout_answer(state, initiator, status, lang)),
-        None => Ok(crate::web::account::logged_out_page(lang)?),
+        None => Ok(crate::web::pages::logged_out_page(lang)?),
     }
 }
 

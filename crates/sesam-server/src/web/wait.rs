@@ -260,10 +260,11 @@ pub async fn complete(
     ip: ClientIp,
 ) -> Result<Response, AppError> {
     let mut flow = auth::load(&session).await?;
+    let before = flow.version;
     match service::complete_challenge(&state, &mut flow, &auth::origin(&headers, &ip)).await? {
         Completion::NotApproved => Ok(Redirect::to("/login/wait").into_response()),
         Completion::Gone => {
-            auth::save(&session, &flow, false).await?;
+            auth::save_if_changed(&session, before, &flow, false).await?;
             Ok(Redirect::to("/login").into_response())
         }
         Completion::Moved(moved) => {
