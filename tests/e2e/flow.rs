@@ -150,7 +150,10 @@ async fn a_parallel_burst_checks_no_more_passwords_than_the_limit(db: TestDb) {
         "{statuses:?}"
     );
     let checked = failed_checks(&sesam).await;
-    assert!(checked <= 5, "{checked} passwords were checked; the limit is 5");
+    assert!(
+        checked <= 5,
+        "{checked} passwords were checked; the limit is 5"
+    );
     assert!(checked >= 1);
     let late = right
         .post_form(
@@ -158,8 +161,16 @@ async fn a_parallel_burst_checks_no_more_passwords_than_the_limit(db: TestDb) {
             &[("csrf", right_csrf.as_str()), ("password", PASSWORD)],
         )
         .await;
-    assert_eq!(late.status, StatusCode::TOO_MANY_REQUESTS, "the name is locked");
-    assert_eq!(failed_checks(&sesam).await, checked, "and nothing more was checked");
+    assert_eq!(
+        late.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the name is locked"
+    );
+    assert_eq!(
+        failed_checks(&sesam).await,
+        checked,
+        "and nothing more was checked"
+    );
 
     // Per address: 30 names at once against a limit of 10 wrong passwords.
     sesam
@@ -187,7 +198,10 @@ async fn a_parallel_burst_checks_no_more_passwords_than_the_limit(db: TestDb) {
         .filter(|p| p.status == StatusCode::TOO_MANY_REQUESTS)
         .count();
     let checked = failed_checks(&sesam).await - before;
-    assert!(checked <= 10, "{checked} checked from one address; the limit is 10");
+    assert!(
+        checked <= 10,
+        "{checked} checked from one address; the limit is 10"
+    );
     assert_eq!(checked + limited, 30);
     sesam.stop().await;
 }
@@ -283,7 +297,10 @@ async fn a_stale_tab_does_not_end_the_login_of_the_other(db: TestDb) {
         .await
         .unwrap();
     let body = account.text().await.unwrap();
-    assert!(!body.contains("Anna Andersen") && body.contains("http-equiv"), "{body}");
+    assert!(
+        !body.contains("Anna Andersen") && body.contains("http-equiv"),
+        "{body}"
+    );
     sesam.stop().await;
 }
 

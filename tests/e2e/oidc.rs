@@ -1172,12 +1172,7 @@ async fn a_one_time_password_and_an_unreachable_acr_never_give_a_code(db: TestDb
         if !location.starts_with('/') {
             break;
         }
-        location = browser
-            .get(&location)
-            .await
-            .location()
-            .unwrap()
-            .to_owned();
+        location = browser.get(&location).await.location().unwrap().to_owned();
     }
     assert!(location.starts_with(CALLBACK), "{location}");
     let params = params_of(&location);
@@ -1198,7 +1193,10 @@ async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb
     // A stolen session and the tokens it got.
     let thief = sesam.browser();
     assert_eq!(
-        thief.log_in("anna", "correct horse battery").await.location(),
+        thief
+            .log_in("anna", "correct horse battery")
+            .await
+            .location(),
         Some("/account")
     );
     let page = thief.get(&authorize_path(&rp.client_id, &[])).await;
@@ -1225,7 +1223,11 @@ async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb
         )
         .await;
     assert_eq!(done.location(), Some("/account?changed=1"));
-    assert_eq!(anna.get("/account").await.status, StatusCode::OK, "hers goes on");
+    assert_eq!(
+        anna.get("/account").await.status,
+        StatusCode::OK,
+        "hers goes on"
+    );
 
     assert_eq!(
         thief.get("/account").await.location(),
@@ -1239,7 +1241,10 @@ async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb
         params_of(silent.location().unwrap())["error"],
         "login_required"
     );
-    assert_eq!(userinfo_status(&sesam, &access).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        userinfo_status(&sesam, &access).await,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, body) = token_request(
         &sesam,
         &rp,
@@ -1251,6 +1256,9 @@ async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
     let events = sesam.audit_events("anna").await;
-    assert!(events.contains(&"password.changed".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"password.changed".to_owned()),
+        "{events:?}"
+    );
     sesam.stop().await;
 }

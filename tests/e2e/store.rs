@@ -174,7 +174,11 @@ async fn concurrent_failures_are_all_counted(db: TestDb) {
         }
     }
     allowed.sort_unstable();
-    assert_eq!(allowed, (1..=20).collect::<Vec<i64>>(), "one count each, 1 to 20");
+    assert_eq!(
+        allowed,
+        (1..=20).collect::<Vec<i64>>(),
+        "one count each, 1 to 20"
+    );
     assert_eq!(locked, 30);
     assert!(store
         .throttle_state("anna", t)
@@ -189,16 +193,25 @@ async fn concurrent_failures_are_all_counted(db: TestDb) {
     };
     for expected in [1, 2] {
         assert_eq!(
-            store.reserve_password_attempt("bo", t, &fresh).await.unwrap(),
+            store
+                .reserve_password_attempt("bo", t, &fresh)
+                .await
+                .unwrap(),
             sesam_store::Attempt::Allowed { count: expected }
         );
     }
     assert_eq!(
-        store.login_attempt_failed("bo", 1, t, &fresh).await.unwrap(),
+        store
+            .login_attempt_failed("bo", 1, t, &fresh)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        store.login_attempt_failed("bo", 2, t, &fresh).await.unwrap(),
+        store
+            .login_attempt_failed("bo", 2, t, &fresh)
+            .await
+            .unwrap(),
         Some(t.plus_seconds(fresh.lockout_duration_seconds)),
         "the last allowed failure locks"
     );

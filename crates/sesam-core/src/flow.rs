@@ -141,16 +141,23 @@ pub enum Event {
     },
     /// No challenge could start: no device for it, or (`limited`) too many requests in the
     /// window. A login falls back to the password; a step-up cannot reach its level.
-    ChallengeRefused { limited: bool },
+    ChallengeRefused {
+        limited: bool,
+    },
     /// "Log in with password instead", or a challenge that ended without approval.
     PasswordInstead,
-    PasswordProven { user: UserFacts, sid: String },
+    PasswordProven {
+        user: UserFacts,
+        sid: String,
+    },
     ChallengeApproved {
         challenge_id: String,
         user: UserFacts,
         sid: String,
     },
-    PasswordChanged { epoch: i64 },
+    PasswordChanged {
+        epoch: i64,
+    },
     /// The browser cancelled the waiting challenge.
     ChallengeCancelled,
     /// "Switch user", a forced new login: what was proven no longer counts.
@@ -297,9 +304,10 @@ impl LoginFlow {
         let next = match event {
             Event::ServiceAsked { request, hint } => {
                 self.hint = hint;
-                let fresh_enough = self.login.as_ref().is_some_and(|l| {
-                    request.not_before.is_none_or(|t| l.auth_time >= t)
-                });
+                let fresh_enough = self
+                    .login
+                    .as_ref()
+                    .is_some_and(|l| request.not_before.is_none_or(|t| l.auth_time >= t));
                 if self.login.is_some() && !fresh_enough {
                     // A forced new login: the old one does not count, the request stays.
                     self.login = None;
@@ -844,11 +852,7 @@ mod tests {
         };
         assert!(login.is_current(2, &s, UnixTime(1000 + s.session_absolute_seconds)));
         assert!(!login.is_current(3, &s, UnixTime(1001)), "password changed");
-        assert!(!login.is_current(
-            2,
-            &s,
-            UnixTime(1001 + s.session_absolute_seconds)
-        ));
+        assert!(!login.is_current(2, &s, UnixTime(1001 + s.session_absolute_seconds)));
     }
 
     #[test]
@@ -889,7 +893,12 @@ mod tests {
         for good in ["/account", "/saml/sso/continue", "/admin/users?x=1"] {
             assert!(is_local_path(good), "{good}");
         }
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "account"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "account",
+        ] {
             assert!(!is_local_path(bad), "{bad}");
         }
     }

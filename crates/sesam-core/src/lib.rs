@@ -18,10 +18,10 @@ pub use challenge::{
     TwoDigitCode,
 };
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use flow::{
     may_enrol, ChallengePurpose, EnrolDecision, Login, LoginFlow, ProvenFactor, ServiceRequest,
 };
-pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};
 pub use settings::AppVersion;

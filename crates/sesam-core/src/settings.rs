@@ -217,9 +217,7 @@ impl Settings {
                 self.organisation_cvr = cvr.to_owned()
             }
             "saml_want_signed_requests" => self.saml_want_signed_requests = boolean(key, value)?,
-            "first_device_with_password" => {
-                self.first_device_with_password = boolean(key, value)?
-            }
+            "first_device_with_password" => self.first_device_with_password = boolean(key, value)?,
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
             }

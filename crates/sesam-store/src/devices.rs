@@ -328,11 +328,7 @@ impl Store {
 
     /// Gives back one hit counted by [`Store::rate_limit_allows`] (an attempt reserved
     /// before the work, which turned out not to count, such as a right password).
-    pub async fn rate_limit_release(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn rate_limit_release(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         on_pool!(self, |p| sqlx::query(
             "UPDATE rate_limits SET hits = hits - 1 WHERE bucket = $1 AND key = $2 AND hits > 0"
         )

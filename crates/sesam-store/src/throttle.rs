@@ -8,7 +8,9 @@ use crate::{on_pool, Store, StoreError};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attempt {
     /// Check the password; this is attempt `count` in the window.
-    Allowed { count: i64 },
+    Allowed {
+        count: i64,
+    },
     Locked(UnixTime),
 }
 
@@ -102,15 +104,15 @@ impl Store {
         // A lock already running keeps its end.
         on_pool!(self, |p| {
             sqlx::query(
-            "UPDATE login_throttle SET locked_until = $2, failures = 0, window_start = $3 \
-             WHERE username_key = $1 AND (locked_until IS NULL OR locked_until <= $3)"
-        )
-        .bind(username_key)
-        .bind(until.0)
-        .bind(now.0)
-        .execute(p)
-        .await?
-        .rows_affected()
+                "UPDATE login_throttle SET locked_until = $2, failures = 0, window_start = $3 \
+             WHERE username_key = $1 AND (locked_until IS NULL OR locked_until <= $3)",
+            )
+            .bind(username_key)
+            .bind(until.0)
+            .bind(now.0)
+            .execute(p)
+            .await?
+            .rows_affected()
         });
         Ok(self
             .throttle_state(username_key, now)

@@ -155,13 +155,15 @@ impl Store {
     /// Raises the user's session epoch, so every login made before stops counting.
     /// Returns the new epoch.
     pub async fn bump_session_epoch(&self, id: &UserId, now: UnixTime) -> Result<i64, StoreError> {
-        let epoch: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
+        let epoch: Option<i64> = on_pool!(self, |p| {
+            sqlx::query_scalar(
             "UPDATE users SET session_epoch = session_epoch + 1, updated_at = $2 WHERE id = $1 RETURNING session_epoch"
         )
         .bind(&id.0)
         .bind(now.0)
         .fetch_optional(p)
-        .await?);
+        .await?
+        });
         epoch.ok_or_else(|| StoreError::NotFound(format!("user {id}")))
     }
 

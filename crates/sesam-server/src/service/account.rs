@@ -64,7 +64,11 @@ pub async fn change_password(
         .await?;
     let ended = end_other_logins(&state.store, user, now).await?;
     let settings = state.store.load_settings().await?;
-    let t = flow.apply(Event::PasswordChanged { epoch: ended.epoch }, &settings, now)?;
+    let t = flow.apply(
+        Event::PasswordChanged { epoch: ended.epoch },
+        &settings,
+        now,
+    )?;
     let rotate = perform(state, &t.effects, user.username.as_str(), origin).await?;
     state
         .store
@@ -151,9 +155,7 @@ pub async fn unlock_user(
         .set_user_status(&user.id, UserStatus::Active, now)
         .await?;
     store.clear_login_failures(&user.username.key()).await?;
-    store
-        .set_passwordless_locked(&user.id, false, now)
-        .await?;
+    store.set_passwordless_locked(&user.id, false, now).await?;
     store
         .append_audit(
             &AuditEvent::new("user.unlocked")

@@ -7,8 +7,7 @@ use rand::RngCore;
 use sesam_core::flow::{ChallengePurpose, Event, Next, Step, UserFacts};
 use sesam_core::{
     choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device,
-    DeviceStatus, Login, LoginFlow, Platform, ServiceRequest, UnixTime, User, UserId,
-    Username,
+    DeviceStatus, Login, LoginFlow, Platform, ServiceRequest, UnixTime, User, UserId, Username,
 };
 use sesam_store::{Attempt, AuditEvent};
 
@@ -149,7 +148,9 @@ pub async fn show_password(
 pub enum PasswordOutcome {
     Moved(Moved),
     /// Wrong password (or unknown user): the form again.
-    Failed { username: String },
+    Failed {
+        username: String,
+    },
     Locked(UnixTime),
     Inactive,
     /// No username is pending: back to the username page.
@@ -604,7 +605,7 @@ pub async fn cancel_challenge(state: &AppState, id: &str) -> Result<(), ServiceE
 #[derive(Debug)]
 pub enum ServiceAnswer {
     /// The login answers the request: issue the assertion or the code.
-    Ready { user: User, login: Login },
+    Ready { user: Box<User>, login: Login },
     /// The browser must do something first (log in, change the password, step up).
     Login(Moved),
     /// A passive request (`IsPassive`, `prompt=none`) would need a page.
@@ -627,7 +628,10 @@ pub async fn answer_service(
     let settings = state.store.load_settings().await?;
     let current = signed_in(state, flow).await?;
     if flow.step == Step::LevelUnreachable
-        && flow.request.as_ref().is_some_and(|r| r.resume == request.resume)
+        && flow
+            .request
+            .as_ref()
+            .is_some_and(|r| r.resume == request.resume)
     {
         // The login ended without the level: the service hears it now.
         flow.request = None;
@@ -641,11 +645,18 @@ pub async fn answer_service(
     }
     if let Some((user, login)) = current.clone() {
         if flow.satisfies(&request, &settings) {
-            if flow.request.as_ref().is_some_and(|r| r.resume == request.resume) {
+            if flow
+                .request
+                .as_ref()
+                .is_some_and(|r| r.resume == request.resume)
+            {
                 flow.request = None;
                 flow.version += 1;
             }
-            return Ok(ServiceAnswer::Ready { user, login });
+            return Ok(ServiceAnswer::Ready {
+                user: Box::new(user),
+                login,
+            });
         }
     }
     if passive {

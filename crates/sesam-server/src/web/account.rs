@@ -16,9 +16,7 @@ use crate::web::auth::{self, SignedIn};
 use crate::web::csrf;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
-use crate::web::pages::{
-    format_time, render, AccountPage, ChangePasswordPage, Chrome, LogoutPage,
-};
+use crate::web::pages::{format_time, render, AccountPage, ChangePasswordPage, Chrome, LogoutPage};
 
 #[derive(Deserialize)]
 pub struct AccountQuery {

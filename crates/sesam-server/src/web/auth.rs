@@ -21,7 +21,10 @@ const FLOW_KEY: &str = "flow";
 
 /// The flow of this browser (a fresh one when there is none).
 pub async fn load(session: &Session) -> Result<LoginFlow, AppError> {
-    Ok(session.get::<LoginFlow>(FLOW_KEY).await?.unwrap_or_default())
+    Ok(session
+        .get::<LoginFlow>(FLOW_KEY)
+        .await?
+        .unwrap_or_default())
 }
 
 /// Stores `flow`, first giving the session a new id when the login became worth more
@@ -68,7 +71,10 @@ pub fn origin(headers: &HeaderMap, ip: &ClientIp) -> Origin {
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Origin, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Origin, Self::Rejection> {
         let ip = ClientIp::from_request_parts(parts, state).await?;
         Ok(origin(&parts.headers, &ip))
     }
@@ -152,7 +158,8 @@ impl FromRequestParts<AppState> for SignedIn {
             return Err(NotSignedIn::Login);
         };
         if (auth.must_change_password || user.must_change_password)
-            && !OPEN_WHILE_MUST_CHANGE.contains(&parts.uri.path()) {
+            && !OPEN_WHILE_MUST_CHANGE.contains(&parts.uri.path())
+        {
             return Err(NotSignedIn::ChangePassword);
         }
         Ok(SignedIn {

@@ -11,14 +11,14 @@ use sesam_store::AuditEvent;
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::login::ServiceAnswer;
+use crate::service::Origin;
 use crate::state::AppState;
 use crate::web::auth;
 use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome};
-use crate::service::login::ServiceAnswer;
-use crate::service::Origin;
 
 #[derive(Template)]
 #[template(path = "demo.html")]

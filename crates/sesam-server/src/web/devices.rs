@@ -12,9 +12,9 @@ use sesam_core::Ineligibility;
 use sesam_store::{AuditEvent, DeviceChange, DeviceRecord};
 
 use crate::activation;
+use crate::i18n::{Catalog, Lang};
 use crate::service::account::{enrol_device, Enrolment};
 use crate::service::Origin;
-use crate::i18n::{Catalog, Lang};
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::SignedIn;
 use crate::web::csrf::{self, CsrfOnly};

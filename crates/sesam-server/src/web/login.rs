@@ -10,13 +10,13 @@ use sesam_core::Username;
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::login::{self as service, PasswordOutcome};
 use crate::state::{AppState, ClientIp};
 use crate::web::auth;
 use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
-use crate::service::login::{self as service, PasswordOutcome};
 use crate::web::pages::{format_time, render, Chrome, MessagePage, PasswordPage, UsernamePage};
 
 pub const REMEMBER_COOKIE: &str = "sesam_username";
@@ -163,9 +163,13 @@ pub async fn submit_password(
     csrf::verify(&session, form.csrf.as_deref()).await?;
     let mut flow = auth::load(&session).await?;
     let before = flow.version;
-    let outcome =
-        service::submit_password(&state, &mut flow, form.password, &auth::origin(&headers, &ip))
-            .await?;
+    let outcome = service::submit_password(
+        &state,
+        &mut flow,
+        form.password,
+        &auth::origin(&headers, &ip),
+    )
+    .await?;
     let t = lang.catalog();
     let message = |key: &str, body: String| MessagePage {
         chrome: Chrome::new(lang, "/login"),

@@ -139,7 +139,14 @@ pub async fn authorize_get(
     origin: Origin,
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
-    authorize(&state, &session, lang, &origin, query.as_deref().unwrap_or("")).await
+    authorize(
+        &state,
+        &session,
+        lang,
+        &origin,
+        query.as_deref().unwrap_or(""),
+    )
+    .await
 }
 
 pub async fn authorize_post(

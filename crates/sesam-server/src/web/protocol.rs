@@ -66,7 +66,13 @@ pub async fn login_for_service(
     )
     .await?;
     let (outcome, rotate) = match answer {
-        ServiceAnswer::Ready { user, login } => (LoginOutcome::Ready { user, auth: login }, false),
+        ServiceAnswer::Ready { user, login } => (
+            LoginOutcome::Ready {
+                user: *user,
+                auth: login,
+            },
+            false,
+        ),
         ServiceAnswer::PassiveImpossible => (LoginOutcome::PassiveImpossible, false),
         ServiceAnswer::LevelUnreachable => (LoginOutcome::LevelUnreachable, false),
         ServiceAnswer::Login(moved) => (
