@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use argon2::{Argon2, Block};
 use serde::Serialize;
 use sesam_oidc::{IdTokenClaims, SigningKey};
-use sesam_saml::{Attribute, IdpKey, LevelOfAssurance, ResponseParams};
+use sesam_saml::{AssuranceLevel, Attribute, IdpKey, ResponseParams};
 
 #[derive(Debug, Serialize)]
 pub struct Bounds {
@@ -49,7 +49,7 @@ pub fn measure(each: Duration) -> anyhow::Result<Bounds> {
             session_index: "_f3b2c1d0-a9b8-4c7d-8e6f-5a4b3c2d1e0f",
             authn_instant: now,
             now,
-            loa: LevelOfAssurance::Substantial,
+            loa: AssuranceLevel::Substantial,
             attributes: &attributes,
         };
         sesam_saml::build_response(&params, &idp).is_ok()

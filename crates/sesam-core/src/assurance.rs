@@ -53,6 +53,26 @@ impl AssuranceLevel {
         .find(|l| text.eq_ignore_ascii_case(l.as_str()) || text == l.nsis_uri())
     }
 
+    /// The level an NSIS URI names exactly (`acr_values`, `AuthnContextClassRef`).
+    pub fn from_nsis_uri(uri: &str) -> Option<AssuranceLevel> {
+        [
+            AssuranceLevel::Low,
+            AssuranceLevel::Substantial,
+            AssuranceLevel::High,
+        ]
+        .into_iter()
+        .find(|l| l.nsis_uri() == uri)
+    }
+
+    /// As OIOSAML's `loa` attribute writes it: `Low`, `Substantial`, `High`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AssuranceLevel::Low => "Low",
+            AssuranceLevel::Substantial => "Substantial",
+            AssuranceLevel::High => "High",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AssuranceLevel::Low => "low",
@@ -99,6 +119,12 @@ mod tests {
             Some(AssuranceLevel::Substantial)
         );
         assert_eq!(AssuranceLevel::parse("medium"), None);
+        assert_eq!(
+            AssuranceLevel::from_nsis_uri(AssuranceLevel::High.nsis_uri()),
+            Some(AssuranceLevel::High)
+        );
+        assert_eq!(AssuranceLevel::from_nsis_uri("substantial"), None);
+        assert_eq!(AssuranceLevel::Substantial.name(), "Substantial");
         assert_eq!(AssuranceLevel::parse(""), None);
     }
 }

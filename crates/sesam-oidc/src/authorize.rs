@@ -69,35 +69,10 @@ pub enum SubjectType {
     Pairwise,
 }
 
-/// NSIS level of assurance, as carried in `acr_values` and the `acr` claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NsisLevel {
-    /// Password.
-    Low,
-    /// App with PIN or biometrics, or password plus app.
-    Substantial,
-    /// Never reached by Sesam's factors; requests for it are refused.
-    High,
-}
-
-impl NsisLevel {
-    /// The NSIS URI used in `acr_values` and `acr`.
-    pub fn uri(self) -> &'static str {
-        match self {
-            NsisLevel::Low => "https://data.gov.dk/concept/core/nsis/loa/Low",
-            NsisLevel::Substantial => "https://data.gov.dk/concept/core/nsis/loa/Substantial",
-            NsisLevel::High => "https://data.gov.dk/concept/core/nsis/loa/High",
-        }
-    }
-
-    /// The level named by an NSIS URI.
-    pub fn from_uri(uri: &str) -> Option<NsisLevel> {
-        [NsisLevel::Low, NsisLevel::Substantial, NsisLevel::High]
-            .into_iter()
-            .find(|level| level.uri() == uri)
-    }
-}
+// The level carried in `acr_values` and the `acr` claim is sesam-core's AssuranceLevel:
+// one level type for the whole server. High is never reached by Sesam's factors; requests
+// for it are refused.
+pub use sesam_core::AssuranceLevel;
 
 /// The `prompt` the client asked for (OIDC Core §3.1.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,7 +225,7 @@ pub struct AuthorizeRequest {
     max_age: Option<u64>,
     login_hint: Option<String>,
     ui_locales: Option<String>,
-    required_level: Option<NsisLevel>,
+    required_level: Option<AssuranceLevel>,
 }
 
 impl AuthorizeRequest {
@@ -407,7 +382,7 @@ impl AuthorizeRequest {
                 // values that are not NSIS levels are ignored, but one must be.
                 let level = value
                     .split(' ')
-                    .filter_map(NsisLevel::from_uri)
+                    .filter_map(AssuranceLevel::from_nsis_uri)
                     .min()
                     .ok_or_else(|| {
                         fail(
@@ -415,7 +390,7 @@ impl AuthorizeRequest {
                             "acr_values names no NSIS level of assurance",
                         )
                     })?;
-                if level == NsisLevel::High {
+                if level == AssuranceLevel::High {
                     return Err(fail(
                         UnmetAuthenticationRequirements,
                         "NSIS High cannot be met by this identity provider",
@@ -494,7 +469,7 @@ impl AuthorizeRequest {
         self.ui_locales.as_deref()
     }
     /// The lowest NSIS level the client accepts, from `acr_values`; `None` when it named none.
-    pub fn required_level(&self) -> Option<NsisLevel> {
+    pub fn required_level(&self) -> Option<AssuranceLevel> {
         self.required_level
     }
 
@@ -609,7 +584,7 @@ mod tests {
 
     #[test]
     fn valid_request_exposes_what_the_server_needs() {
-        let p = with("acr_values", NsisLevel::Substantial.uri());
+        let p = with("acr_values", AssuranceLevel::Substantial.nsis_uri());
         let mut p = p;
         p.push(("login_hint".into(), "alice".into()));
         p.push(("max_age".into(), "300".into()));
@@ -629,7 +604,7 @@ mod tests {
         assert_eq!(r.prompt(), Some(Prompt::Login));
         assert_eq!(r.max_age(), Some(300));
         assert_eq!(r.login_hint(), Some("alice"));
-        assert_eq!(r.required_level(), Some(NsisLevel::Substantial));
+        assert_eq!(r.required_level(), Some(AssuranceLevel::Substantial));
         assert!(r.auth_time_is_fresh(1000, 1300));
         assert!(!r.auth_time_is_fresh(1000, 1301));
         let AuthorizationResponse::FormPost { action, fields } = r.success("the-code", ISS) else {
@@ -802,26 +777,29 @@ mod tests {
                 .unwrap()
                 .required_level()
         };
-        assert_eq!(level(NsisLevel::Low.uri()), Some(NsisLevel::Low));
         assert_eq!(
-            level(NsisLevel::Substantial.uri()),
-            Some(NsisLevel::Substantial)
+            level(AssuranceLevel::Low.nsis_uri()),
+            Some(AssuranceLevel::Low)
+        );
+        assert_eq!(
+            level(AssuranceLevel::Substantial.nsis_uri()),
+            Some(AssuranceLevel::Substantial)
         );
         // Any listed level is acceptable to the client: the lowest is required.
         assert_eq!(
             level(&format!(
                 "{} {}",
-                NsisLevel::High.uri(),
-                NsisLevel::Substantial.uri()
+                AssuranceLevel::High.nsis_uri(),
+                AssuranceLevel::Substantial.nsis_uri()
             )),
-            Some(NsisLevel::Substantial)
+            Some(AssuranceLevel::Substantial)
         );
         assert_eq!(
-            level(&format!("urn:other {}", NsisLevel::Low.uri())),
-            Some(NsisLevel::Low)
+            level(&format!("urn:other {}", AssuranceLevel::Low.nsis_uri())),
+            Some(AssuranceLevel::Low)
         );
         assert_eq!(
-            redirect_error(&with("acr_values", NsisLevel::High.uri())),
+            redirect_error(&with("acr_values", AssuranceLevel::High.nsis_uri())),
             AuthorizeErrorCode::UnmetAuthenticationRequirements
         );
         for bad in [
@@ -835,10 +813,10 @@ mod tests {
             );
         }
         assert_eq!(
-            NsisLevel::from_uri(NsisLevel::High.uri()),
-            Some(NsisLevel::High)
+            AssuranceLevel::from_nsis_uri(AssuranceLevel::High.nsis_uri()),
+            Some(AssuranceLevel::High)
         );
-        assert!(NsisLevel::Low < NsisLevel::Substantial);
+        assert!(AssuranceLevel::Low < AssuranceLevel::Substantial);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::authorize::NsisLevel;
+use crate::authorize::AssuranceLevel;
 use crate::keys::JwsSigner;
 
 /// The scopes Sesam grants; others in a request are ignored.
@@ -31,7 +31,7 @@ pub fn discovery(issuer: &str) -> Value {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
         "subject_types_supported": ["public", "pairwise"],
-        "acr_values_supported": [NsisLevel::Low.uri(), NsisLevel::Substantial.uri()],
+        "acr_values_supported": [AssuranceLevel::Low.nsis_uri(), AssuranceLevel::Substantial.nsis_uri()],
         "prompt_values_supported": ["none", "login"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash", "sid",

@@ -28,7 +28,7 @@ pub struct IdTokenClaims {
     /// The `nonce` from the authorization request, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
-    /// The NSIS level reached, as its URI ([`crate::NsisLevel::uri`]).
+    /// The NSIS level reached, as its URI ([`crate::AssuranceLevel::nsis_uri`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acr: Option<String>,
     /// Methods used (RFC 8176): e.g. `["pop", "pin"]` for the app, `["pwd"]` for a password.
@@ -67,7 +67,7 @@ mod tests {
     use crate::discovery::jwks;
     use crate::jwt::at_hash;
     use crate::keys::{EcSigningKey, JwsAlg, SigningKey};
-    use crate::NsisLevel;
+    use crate::AssuranceLevel;
     use openidconnect::core::{
         CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
     };
@@ -90,7 +90,7 @@ mod tests {
             iat: now,
             auth_time: now - 5,
             nonce: Some("n-0S6_WzA2Mj".into()),
-            acr: Some(NsisLevel::Substantial.uri().into()),
+            acr: Some(AssuranceLevel::Substantial.nsis_uri().into()),
             amr: vec!["pop".into(), "pin".into()],
             at_hash: Some(at_hash(access_token, alg)),
             sid: Some("session-1".into()),
@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(c.subject().as_str(), "user-1");
         assert_eq!(
             c.auth_context_ref().unwrap().as_str(),
-            NsisLevel::Substantial.uri()
+            AssuranceLevel::Substantial.nsis_uri()
         );
         assert_eq!(c.auth_method_refs().unwrap().len(), 2);
         assert_eq!(c.email().unwrap().as_str(), "alice@kommune.dk");

@@ -30,8 +30,8 @@ mod secret;
 mod token;
 
 pub use authorize::{
-    is_valid_redirect_uri, AuthorizeError, AuthorizeErrorCode, AuthorizeRequest, ClientInfo,
-    NsisLevel, Prompt, ResponseMode, SubjectType, MAX_NONCE_LEN, MAX_PARAM_LEN, MAX_REQUEST_LEN,
+    is_valid_redirect_uri, AssuranceLevel, AuthorizeError, AuthorizeErrorCode, AuthorizeRequest,
+    ClientInfo, Prompt, ResponseMode, SubjectType, MAX_NONCE_LEN, MAX_PARAM_LEN, MAX_REQUEST_LEN,
     MAX_STATE_LEN,
 };
 pub use discovery::{discovery, jwks, SUPPORTED_SCOPES};

@@ -33,7 +33,7 @@ pub use logout::{
 pub use metadata::{idp_metadata, IdpMetadata};
 pub use post_form::post_form;
 pub use response::{
-    build_error_response, build_response, Attribute, LevelOfAssurance, ResponseParams, StatusError,
+    build_error_response, build_response, AssuranceLevel, Attribute, ResponseParams, StatusError,
     ASSERTION_VALIDITY,
 };
 pub use sp_metadata::{

@@ -14,33 +14,9 @@ const ATTR_SPEC_VERSION: &str = "https://data.gov.dk/model/core/specVersion";
 const ATTR_LOA: &str = "https://data.gov.dk/concept/core/nsis/loa";
 const NAME_FORMAT_URI: &str = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri";
 
-/// NSIS level of assurance, as claimed in AuthnContextClassRef and the `loa` attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LevelOfAssurance {
-    Low,
-    Substantial,
-    High,
-}
-
-impl LevelOfAssurance {
-    /// The NSIS LoA URI, e.g. `https://data.gov.dk/concept/core/nsis/loa/Substantial`.
-    pub fn uri(self) -> &'static str {
-        match self {
-            Self::Low => "https://data.gov.dk/concept/core/nsis/loa/Low",
-            Self::Substantial => "https://data.gov.dk/concept/core/nsis/loa/Substantial",
-            Self::High => "https://data.gov.dk/concept/core/nsis/loa/High",
-        }
-    }
-
-    /// The `loa` attribute value (`Low`, `Substantial`, `High`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Low => "Low",
-            Self::Substantial => "Substantial",
-            Self::High => "High",
-        }
-    }
-}
+// The level claimed in AuthnContextClassRef and the `loa` attribute is sesam-core's
+// AssuranceLevel: one level type for the whole server.
+pub use sesam_core::AssuranceLevel;
 
 /// One released attribute: a URI name and its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +39,7 @@ pub struct ResponseParams<'a> {
     pub session_index: &'a str,
     pub authn_instant: OffsetDateTime,
     pub now: OffsetDateTime,
-    pub loa: LevelOfAssurance,
+    pub loa: AssuranceLevel,
     pub attributes: &'a [Attribute],
 }
 
@@ -168,7 +144,7 @@ pub(crate) fn signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<S
         acs = esc(p.acs_url),
         authn_instant = instant(p.authn_instant),
         session_index = esc(p.session_index),
-        loa = p.loa.uri(),
+        loa = p.loa.nsis_uri(),
         attributes = attributes,
     );
     sign_enveloped(&xml, key)
@@ -266,7 +242,7 @@ pub(crate) mod tests {
             session_index: "_sess1",
             authn_instant: now - Duration::seconds(30),
             now,
-            loa: LevelOfAssurance::Substantial,
+            loa: AssuranceLevel::Substantial,
             attributes,
         }
     }

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use sesam_core::{AssuranceLevel, Factor, User, UserId};
 use sesam_oidc::{
     AuthorizationResponse, AuthorizeErrorCode, AuthorizeRequest, ClientAuth, ClientInfo,
-    IdTokenClaims, IssuedCode, IssuedRefreshToken, JwsAlg, NsisLevel, Prompt, SubjectType,
-    TokenError, TokenErrorCode, TokenRequest,
+    IdTokenClaims, IssuedCode, IssuedRefreshToken, JwsAlg, Prompt, SubjectType, TokenError,
+    TokenErrorCode, TokenRequest,
 };
 use sesam_store::{AuditEvent, CodeUse, NewToken, OidcClient, OidcGrant, TokenKind};
 use tower_sessions::Session;
@@ -251,10 +251,7 @@ async fn proceed(
 ) -> Result<Response, AppError> {
     let request = &pending.request;
     let iss = state.oidc.issuer.as_str();
-    let level = match request.required_level() {
-        Some(NsisLevel::Substantial) => AssuranceLevel::Substantial,
-        _ => AssuranceLevel::Low,
-    };
+    let level = request.required_level().unwrap_or(AssuranceLevel::Low);
     let not_before = request
         .max_age()
         .map(|age| pending.requested_at - i64::try_from(age).unwrap_or(i64::MAX / 2));
@@ -318,8 +315,10 @@ fn amr_of(auth: &Authenticated) -> Vec<String> {
 
 fn acr_of(auth: &Authenticated) -> &'static str {
     match auth.level() {
-        Some(AssuranceLevel::Substantial | AssuranceLevel::High) => NsisLevel::Substantial.uri(),
-        _ => NsisLevel::Low.uri(),
+        Some(AssuranceLevel::Substantial | AssuranceLevel::High) => {
+            AssuranceLevel::Substantial.nsis_uri()
+        }
+        _ => AssuranceLevel::Low.nsis_uri(),
     }
 }
 

@@ -9,9 +9,8 @@ use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use sesam_core::{AssuranceLevel, UnixTime};
 use sesam_saml::{
-    AuthnRequest, IdpMetadata, LevelOfAssurance, ResponseParams, SamlError, SignaturePolicy,
-    StatusError, UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES,
-    NAMEID_PERSISTENT,
+    AuthnRequest, IdpMetadata, ResponseParams, SamlError, SignaturePolicy, StatusError,
+    UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES, NAMEID_PERSISTENT,
 };
 use sesam_store::{AuditEvent, SamlParticipant, SamlSp};
 use time::{Duration, OffsetDateTime};
@@ -530,11 +529,7 @@ async fn proceed(
 
     let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
         .map_err(|e| AppError::Internal(format!("stored metadata of {}: {e}", sp.entity_id)))?;
-    let loa = match auth.level() {
-        Some(AssuranceLevel::High) => LevelOfAssurance::High,
-        Some(AssuranceLevel::Substantial) => LevelOfAssurance::Substantial,
-        _ => LevelOfAssurance::Low,
-    };
+    let loa = auth.level().unwrap_or(AssuranceLevel::Low);
     let settings = state.store.load_settings().await?;
     let attributes = crate::saml::released_attributes(&sp, &user, &settings);
     let name_id = state.saml.name_id(&user.id.0, &sp.entity_id);
