@@ -8,6 +8,7 @@
 
 pub mod account;
 pub mod login;
+pub mod saml;
 
 use sesam_core::flow::{Effect, FlowError};
 use sesam_store::{AuditEvent, StoreError};

@@ -9,14 +9,15 @@ use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use sesam_core::{AssuranceLevel, UnixTime};
 use sesam_saml::{
-    AuthnRequest, IdpMetadata, ResponseParams, SamlError, SignaturePolicy, StatusError,
-    UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES, NAMEID_PERSISTENT,
+    AuthnRequest, IdpMetadata, SamlError, SignaturePolicy, StatusError, UnverifiedAuthnRequest,
+    MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES, NAMEID_PERSISTENT,
 };
-use sesam_store::{AuditEvent, SamlParticipant, SamlSp};
+use sesam_store::SamlSp;
 use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::saml::SsoAnswer;
 use crate::service::Origin;
 use crate::state::{AppState, ClientIp};
 use crate::web::error::AppError;
@@ -527,69 +528,14 @@ async fn proceed(
         .await
         .map_err(AppError::from)?;
 
-    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
-        .map_err(|e| AppError::Internal(format!("stored metadata of {}: {e}", sp.entity_id)))?;
-    let loa = auth.level().unwrap_or(AssuranceLevel::Low);
-    let settings = state.store.load_settings().await?;
-    let attributes = crate::saml::released_attributes(&sp, &user, &settings);
-    let name_id = state.saml.name_id(&user.id.0, &sp.entity_id);
-    let sid = if auth.sid.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        auth.sid.clone()
-    };
-    let now = state.now();
-    let params = ResponseParams {
-        idp_entity_id: &state.saml.entity_id,
-        sp_entity_id: &sp.entity_id,
+    let answer = SsoAnswer {
+        sp: &sp,
         acs_url: &pending.acs_url,
-        in_response_to: Some(&pending.request_id),
-        name_id: &name_id,
-        session_index: &sid,
-        authn_instant: odt(UnixTime(auth.auth_time))?,
-        now: odt(now)?,
-        loa,
-        attributes: &attributes,
+        request_id: &pending.request_id,
     };
-    let xml = if sp.encrypt_assertions {
-        let cert = metadata.encryption_certificate.as_ref().ok_or_else(|| {
-            AppError::Internal(format!("{} has no encryption certificate", sp.entity_id))
-        })?;
-        sesam_saml::build_encrypted_response(
-            &params,
-            &state.saml.key,
-            cert,
-            sesam_saml::KeyTransport::RsaOaepSha256,
-        )
-    } else {
-        sesam_saml::build_response(&params, &state.saml.key)
-    }
-    .map_err(|e| AppError::Internal(format!("SAML response: {e}")))?;
-
-    state
-        .store
-        .add_saml_participant(
-            &SamlParticipant {
-                sid,
-                sp: sp.entity_id.clone(),
-                name_id,
-                user_id: user.id.0.clone(),
-            },
-            now,
-            now.plus_seconds(-settings.session_absolute_seconds),
-        )
-        .await?;
-    state
-        .store
-        .append_audit(
-            &AuditEvent::new("saml.response")
-                .actor(user.username.as_str())
-                .subject(user.username.as_str())
-                .client_ip(origin.ip.clone())
-                .detail(format!("{} {}", sp.entity_id, loa.name())),
-            now,
-        )
-        .await?;
+    let xml = crate::service::saml::issue_response(state, &answer, &user, &auth, origin)
+        .await
+        .map_err(AppError::from)?;
     Ok(deliver(
         &pending.acs_url,
         &xml,
