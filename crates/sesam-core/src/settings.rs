@@ -331,11 +331,18 @@ mod tests {
         assert!(s.set("lockout_max_failures", "0").is_err());
         assert!(s.set("passwordless", "maybe").is_err());
         assert!(s.set("min_app_version", "three").is_err());
+        assert!(s.set("first_device_with_password", "yes").is_err());
+        assert!(s.set("required_level", "high").is_err(), "High is never reached");
+        assert!(s.set("required_level", "").is_err());
         assert!(matches!(
             s.set("colour", "red"),
             Err(SettingsError::UnknownKey(_))
         ));
         assert_eq!(s, Settings::default(), "failed sets change nothing");
+        s.set("first_device_with_password", " true ").unwrap();
+        assert!(s.first_device_with_password);
+        s.set("required_level", "Substantial").unwrap();
+        assert_eq!(s.get("required_level").unwrap(), "substantial");
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub async fn signed_in(
         _ => {
             flow.login = None;
             flow.step = Step::Username;
+            flow.version += 1;
             Ok(None)
         }
     }
