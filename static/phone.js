@@ -116,7 +116,7 @@
       newRequest: "New request from {service}. Check that you started it.",
       // request cards
       requestCode: "Log in with your app?",
-      requestApprove: "Approve this login?",
+      requestStepUp: "Confirm the login you started with your password?",
       service: "Service",
       time: "Time",
       browser: "Browser",
@@ -127,7 +127,6 @@
       expiresIn: "Time left: {time}",
       typeNumber: "Type the number shown in your browser",
       sendCode: "Send",
-      approve: "Approve",
       deny: "Deny",
       fraud: "This was not me",
       badCode: "Type the two digits (10 to 99) shown in your browser.",
@@ -197,7 +196,7 @@
       forgotten: "Telefonen er glemt, og dens nøgle er slettet.",
       newRequest: "Ny anmodning fra {service}. Tjek, at det er dig, der har startet den.",
       requestCode: "Log ind med din app?",
-      requestApprove: "Godkend dette login?",
+      requestStepUp: "Bekræft det login, du startede med din adgangskode?",
       service: "Tjeneste",
       time: "Tidspunkt",
       browser: "Browser",
@@ -208,7 +207,6 @@
       expiresIn: "Tid tilbage: {time}",
       typeNumber: "Indtast tallet, der vises i din browser",
       sendCode: "Send",
-      approve: "Godkend",
       deny: "Afvis",
       fraud: "Det var ikke mig",
       badCode: "Indtast de to cifre (10 til 99), der vises i din browser.",
@@ -706,13 +704,14 @@
   function addCard(challenge) {
     cardCounter += 1;
     const n = cardCounter;
-    const isCode = challenge.kind === "code";
+    // "approve" is the step-up after a password; it is answered like a passwordless login.
+    const isStepUp = challenge.kind === "approve";
     const card = make("article", "request");
     card.dataset.id = challenge.id;
-    card.dataset.kind = isCode ? "code" : "approve";
+    card.dataset.kind = isStepUp ? "approve" : "code";
     card.setAttribute("aria-labelledby", "request-" + n + "-title");
 
-    const title = make("h3", "request-title", isCode ? t("requestCode") : t("requestApprove"));
+    const title = make("h3", "request-title", isStepUp ? t("requestStepUp") : t("requestCode"));
     title.id = "request-" + n + "-title";
     card.append(title);
 
@@ -734,7 +733,8 @@
 
     const entry = { challenge, el: card, countdown, done: false, busy: false, buttons: [], removeTimer: null };
 
-    // Number matching for both kinds: the person types the number the browser shows.
+    // Number matching for both kinds, and no Approve button: only the person at the browser
+    // knows the number, so a push someone else started cannot be approved by a tired thumb.
     {
       const form = make("form", "code-form");
       form.noValidate = true;

@@ -10,6 +10,7 @@ use sesam_core::{Challenge, ChallengeContext, ChallengeKind, ChallengeState, Uni
 use sesam_server::challenges;
 
 use crate::harness::{on_both_databases, TestDb, TestServer};
+use crate::passwordless::code_on;
 
 on_both_databases!(
     an_app_enrolled_from_the_account_page_signs_its_calls,
@@ -18,6 +19,7 @@ on_both_databases!(
     bad_enrolments_are_refused_and_use_nothing_up,
     guessing_activation_codes_is_rate_limited,
     a_wrong_code_ends_the_challenge_for_good,
+    a_step_up_is_approved_only_with_the_code,
     deny_fraud_and_the_deadline,
     of_two_answers_at_once_exactly_one_wins,
     pushes_go_to_the_outbox_and_a_failed_push_does_not_stop_the_challenge,
@@ -634,6 +636,85 @@ async fn a_wrong_code_ends_the_challenge_for_good(db: TestDb) {
             "{bad} changed nothing"
         );
     }
+    sesam.stop().await;
+}
+
+async fn a_step_up_is_approved_only_with_the_code(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    sesam
+        .store()
+        .set_setting("required_level", "substantial", sesam.now())
+        .await
+        .unwrap();
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let (app, _) = sesam.enrol(&anna, ios()).await;
+    let browser = sesam.browser();
+    assert_eq!(
+        browser
+            .log_in("anna", "correct horse battery")
+            .await
+            .location(),
+        Some("/login/wait"),
+        "a password alone is not Substantial: step-up"
+    );
+    let code = code_on(&browser.get("/login/wait").await);
+    let pending = app.pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, "approve");
+    let id = pending[0].id.clone();
+
+    // A plain approval, as an old app sent it: refused, and nothing moves.
+    let r = app
+        .send(
+            Method::POST,
+            &answer_path(&id),
+            Some(br#"{"decision":"approve"}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "code_required", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("code shown in the browser"),
+        "{body}"
+    );
+    assert_eq!(state_of(&sesam, &id).await, ChallengeState::Pending);
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/login/wait"),
+        "still waiting"
+    );
+    assert!(browser
+        .get("/account")
+        .await
+        .body
+        .contains("data-level=\"low\""));
+    assert!(!sesam
+        .audit_events("anna")
+        .await
+        .contains(&"login.step_up.succeeded".to_string()));
+
+    // The number on the wait page still approves the same request.
+    assert_eq!(app.pending().await.unwrap()[0].id, id);
+    assert_eq!(
+        app.answer(&id, &Answer::Code(code)).await.unwrap().status,
+        "approved"
+    );
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/account")
+    );
+    assert!(browser
+        .get("/account")
+        .await
+        .body
+        .contains("data-level=\"substantial\""));
     sesam.stop().await;
 }
 

@@ -101,18 +101,15 @@ impl PushArgs {
 #[command(group(
     ArgGroup::new("reply")
         .required(true)
-        .args(["code", "approve", "deny", "report_fraud"])
+        .args(["code", "deny", "report_fraud"])
 ))]
 struct AnswerArgs {
     /// The challenge id, as `pending` shows it.
     #[arg(long)]
     challenge: String,
-    /// The two-digit code the browser shows.
+    /// Approve with the two-digit code the browser shows (passwordless and after a password).
     #[arg(long)]
     code: Option<String>,
-    /// Approve a sign-in (after a password).
-    #[arg(long)]
-    approve: bool,
     /// Refuse the request.
     #[arg(long)]
     deny: bool,
@@ -125,7 +122,6 @@ impl AnswerArgs {
     fn answer(&self) -> Answer {
         match &self.code {
             Some(code) => Answer::Code(code.clone()),
-            None if self.approve => Answer::Approve,
             None if self.report_fraud => Answer::ReportFraud,
             None => Answer::Deny,
         }
@@ -355,15 +351,15 @@ fn describe(challenge: &ChallengeView, now: i64) -> String {
     line
 }
 
-/// What a typed reply means; `None` asks again. An empty reply skips the request.
-fn parse_reply(wants_code: bool, reply: &str) -> Option<Option<Answer>> {
+/// What a typed reply means; `None` asks again. An empty reply skips the request. Every
+/// request, a step-up after a password too, is approved only with the number in the browser.
+fn parse_reply(reply: &str) -> Option<Option<Answer>> {
     let reply = reply.trim().to_ascii_lowercase();
     match reply.as_str() {
         "" | "s" | "skip" => Some(None),
         "f" | "fraud" => Some(Some(Answer::ReportFraud)),
         "n" | "no" | "d" | "deny" => Some(Some(Answer::Deny)),
-        "y" | "yes" if !wants_code => Some(Some(Answer::Approve)),
-        code if wants_code && code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit()) => {
+        code if code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit()) => {
             Some(Some(Answer::Code(code.to_owned())))
         }
         _ => None,
@@ -416,18 +412,13 @@ async fn answer_new(
             continue;
         }
         println!("\nnew request: {}", describe(&challenge, unix_now()));
-        let prompt = if challenge.wants_code() {
-            "code shown in the browser (n: deny, f: not me, empty: skip): "
-        } else {
-            "approve this sign-in? (y/n, f: not me, empty: skip): "
-        };
         let answer = loop {
-            print!("{prompt}");
+            print!("code shown in the browser (n: deny, f: not me, empty: skip): ");
             std::io::stdout().flush()?;
             let Some(line) = stdin.next_line().await? else {
                 return Ok(false);
             };
-            if let Some(answer) = parse_reply(challenge.wants_code(), &line) {
+            if let Some(answer) = parse_reply(&line) {
                 break answer;
             }
         };
@@ -465,7 +456,6 @@ mod tests {
         };
         assert_eq!(args.answer(), Answer::Code("42".into()));
         for (flag, answer) in [
-            ("--approve", Answer::Approve),
             ("--deny", Answer::Deny),
             ("--report-fraud", Answer::ReportFraud),
         ] {
@@ -478,7 +468,11 @@ mod tests {
             assert_eq!(args.answer(), answer);
         }
         assert!(parse(&["answer", "--challenge", "c1"]).is_err());
-        assert!(parse(&["answer", "--challenge", "c1", "--approve", "--deny"]).is_err());
+        assert!(parse(&["answer", "--challenge", "c1", "--deny", "--report-fraud"]).is_err());
+        assert!(
+            parse(&["answer", "--challenge", "c1", "--approve"]).is_err(),
+            "no plain approval: only the code approves"
+        );
         assert!(parse(&["answer", "--challenge", "c1", "--code", "42", "--deny"]).is_err());
     }
 
@@ -563,18 +557,15 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_read_for_the_kind_of_request() {
-        assert_eq!(
-            parse_reply(true, " 42\n"),
-            Some(Some(Answer::Code("42".into())))
-        );
-        assert_eq!(parse_reply(true, "y"), None);
-        assert_eq!(parse_reply(true, "123"), None);
-        assert_eq!(parse_reply(false, "Y"), Some(Some(Answer::Approve)));
-        assert_eq!(parse_reply(false, "42"), None);
-        assert_eq!(parse_reply(false, "n"), Some(Some(Answer::Deny)));
-        assert_eq!(parse_reply(true, "f"), Some(Some(Answer::ReportFraud)));
-        assert_eq!(parse_reply(false, ""), Some(None));
+    fn replies_approve_only_with_the_code() {
+        assert_eq!(parse_reply(" 42\n"), Some(Some(Answer::Code("42".into()))));
+        assert_eq!(parse_reply("y"), None, "no plain yes, even for a step-up");
+        assert_eq!(parse_reply("yes"), None);
+        assert_eq!(parse_reply("123"), None);
+        assert_eq!(parse_reply("4"), None);
+        assert_eq!(parse_reply("n"), Some(Some(Answer::Deny)));
+        assert_eq!(parse_reply("f"), Some(Some(Answer::ReportFraud)));
+        assert_eq!(parse_reply(""), Some(None));
     }
 
     #[test]

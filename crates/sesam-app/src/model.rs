@@ -149,7 +149,8 @@ pub struct DeviceView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChallengeView {
     pub id: String,
-    /// `code` (type the code the browser shows) or `approve` (yes/no after a password).
+    /// `code` (a passwordless login) or `approve` (the step-up after a password); both are
+    /// approved only with the code the browser shows.
     pub kind: String,
     pub service: String,
     pub created_at: i64,
@@ -164,26 +165,18 @@ pub struct ChallengeView {
     pub location: Option<String>,
 }
 
-impl ChallengeView {
-    /// True for a challenge answered with the code the browser shows.
-    pub fn wants_code(&self) -> bool {
-        self.kind == "code"
-    }
-}
-
 /// The body of `GET /challenges`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct ChallengeList {
     pub challenges: Vec<ChallengeView>,
 }
 
-/// The app's answer to a challenge.
+/// The app's answer to a challenge. There is no plain approval: Sesam refuses one, so only
+/// the code the browser shows approves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// The two-digit code the browser shows: `{"code":"42"}`.
     Code(String),
-    /// `{"decision":"approve"}`
-    Approve,
     /// `{"decision":"deny"}`
     Deny,
     /// `{"decision":"report_fraud"}`: locks passwordless for the user.
@@ -195,7 +188,6 @@ impl Answer {
     pub fn decision(&self) -> Option<&'static str> {
         match self {
             Answer::Code(_) => None,
-            Answer::Approve => Some("approve"),
             Answer::Deny => Some("deny"),
             Answer::ReportFraud => Some("report_fraud"),
         }
@@ -240,7 +232,6 @@ mod tests {
     #[test]
     fn answers_serialise_to_the_documented_json() {
         assert_eq!(to_json(&Answer::Code("42".into())), r#"{"code":"42"}"#);
-        assert_eq!(to_json(&Answer::Approve), r#"{"decision":"approve"}"#);
         assert_eq!(to_json(&Answer::Deny), r#"{"decision":"deny"}"#);
         assert_eq!(
             to_json(&Answer::ReportFraud),
@@ -326,7 +317,7 @@ mod tests {
         ]}))
         .unwrap();
         let c = &list.challenges[0];
-        assert!(c.wants_code());
+        assert_eq!(c.kind, "code");
         assert_eq!(c.browser.as_deref(), Some("Firefox"));
         assert_eq!(c.os, None);
         assert_eq!(c.location, None);

@@ -246,7 +246,7 @@ async fn passwordless(
     let pending = timed(rec, "app: pending", async { Ok(user.app.pending().await?) }).await?;
     let challenge = pending
         .iter()
-        .find(|c| c.wants_code())
+        .find(|c| c.kind == "code")
         .context("the app sees no challenge")?;
     let answered = timed(rec, "app: answer", async {
         Ok(user.app.answer(&challenge.id, &Answer::Code(code)).await?)

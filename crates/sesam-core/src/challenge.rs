@@ -55,8 +55,9 @@ impl fmt::Debug for TwoDigitCode {
 pub enum ChallengeKind {
     /// Passwordless: type the code shown in the browser.
     Code,
-    /// After a password: type the code shown in the browser (number matching), or, for
-    /// an app that cannot, approve.
+    /// After a password (step-up): type the code shown in the browser, as for `Code`. The
+    /// name (stored as "approve") stays for the database and older apps; a plain approval
+    /// without the number is refused, since a tired thumb approves a push an attacker sent.
     Approve,
 }
 
@@ -146,6 +147,8 @@ pub struct Challenge {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     Code(String),
+    /// A plain "yes" without the code. Never accepted: it stays a variant so that an old app
+    /// sending it is refused by the rule below, not by each edge on its own.
     Approve,
     Deny,
     ReportFraud,
@@ -157,8 +160,8 @@ pub enum AnswerError {
     NotPending(ChallengeState),
     #[error("the challenge expired")]
     Expired,
-    #[error("this challenge asks for {}", .0.as_str())]
-    WrongKind(ChallengeKind),
+    #[error("a challenge is approved only with the code shown in the browser")]
+    CodeRequired,
 }
 
 /// The state an answer leads to. One attempt: a wrong code ends the challenge.
@@ -173,35 +176,30 @@ impl Challenge {
         now >= self.expires_at
     }
 
-    /// The state after `answer` at `now`, or why the answer is refused.
+    /// The state after `answer` at `now`, or why the answer is refused. A refused answer
+    /// changes nothing: the challenge stays as it was.
     pub fn answer(&self, answer: &Answer, now: UnixTime) -> Result<Outcome, AnswerError> {
-        if self.state != ChallengeState::Pending {
-            return Err(AnswerError::NotPending(self.state));
-        }
-        if self.is_expired(now) {
-            return Err(AnswerError::Expired);
-        }
-        let outcome = |state| Outcome {
-            state,
-            fraud_reported: false,
+        let outcome = |state| {
+            Ok(Outcome {
+                state,
+                fraud_reported: false,
+            })
         };
-        Ok(match (answer, self.kind) {
-            // Number matching for both kinds: the typed number is the strongest answer.
-            (Answer::Code(typed), ChallengeKind::Code | ChallengeKind::Approve) => {
-                if self.code.matches(typed) {
-                    outcome(ChallengeState::Approved)
-                } else {
-                    outcome(ChallengeState::WrongCode)
-                }
-            }
-            (Answer::Approve, ChallengeKind::Approve) => outcome(ChallengeState::Approved),
-            (Answer::Approve, kind) => return Err(AnswerError::WrongKind(kind)),
-            (Answer::Deny, _) => outcome(ChallengeState::Rejected),
-            (Answer::ReportFraud, _) => Outcome {
+        match answer {
+            // Whatever the state, so an app that sends it always learns the same thing.
+            Answer::Approve => Err(AnswerError::CodeRequired),
+            _ if self.state != ChallengeState::Pending => Err(AnswerError::NotPending(self.state)),
+            _ if self.is_expired(now) => Err(AnswerError::Expired),
+            // Number matching for every kind, step-up included: only the person in front of
+            // the browser knows the number, so a push nobody asked for cannot be approved.
+            Answer::Code(typed) if self.code.matches(typed) => outcome(ChallengeState::Approved),
+            Answer::Code(_) => outcome(ChallengeState::WrongCode),
+            Answer::Deny => outcome(ChallengeState::Rejected),
+            Answer::ReportFraud => Ok(Outcome {
                 state: ChallengeState::Rejected,
                 fraud_reported: true,
-            },
-        })
+            }),
+        }
     }
 }
 
@@ -284,14 +282,65 @@ mod tests {
         );
         let fraud = c.answer(&Answer::ReportFraud, UnixTime(1010)).unwrap();
         assert!(fraud.fraud_reported && fraud.state == ChallengeState::Rejected);
-        assert_eq!(
-            c.answer(&Answer::Approve, UnixTime(1010)),
-            Err(AnswerError::WrongKind(ChallengeKind::Code))
-        );
         let approval = challenge(ChallengeKind::Approve);
         assert_eq!(
             approval
-                .answer(&Answer::Approve, UnixTime(1010))
+                .answer(&Answer::Deny, UnixTime(1010))
+                .unwrap()
+                .state,
+            ChallengeState::Rejected
+        );
+    }
+
+    #[test]
+    fn a_step_up_is_approved_only_by_the_right_code() {
+        let step_up = challenge(ChallengeKind::Approve);
+        assert_eq!(
+            step_up.answer(&Answer::Code("42".into()), UnixTime(1010)),
+            Ok(Outcome {
+                state: ChallengeState::Approved,
+                fraud_reported: false
+            })
+        );
+        assert_eq!(
+            step_up
+                .answer(&Answer::Code("24".into()), UnixTime(1010))
+                .unwrap()
+                .state,
+            ChallengeState::WrongCode,
+            "one attempt, as for a passwordless login"
+        );
+    }
+
+    #[test]
+    fn a_plain_approval_is_refused_for_every_kind_and_state() {
+        for kind in [ChallengeKind::Code, ChallengeKind::Approve] {
+            for state in [
+                ChallengeState::Pending,
+                ChallengeState::Approved,
+                ChallengeState::Rejected,
+                ChallengeState::WrongCode,
+                ChallengeState::Expired,
+                ChallengeState::Cancelled,
+            ] {
+                let c = Challenge {
+                    state,
+                    ..challenge(kind)
+                };
+                for now in [UnixTime(1010), UnixTime(1120)] {
+                    assert_eq!(
+                        c.answer(&Answer::Approve, now),
+                        Err(AnswerError::CodeRequired),
+                        "{kind:?} {state:?} at {now:?}"
+                    );
+                }
+            }
+        }
+        // Refused is not spent: the code still approves afterwards.
+        let c = challenge(ChallengeKind::Approve);
+        assert!(c.answer(&Answer::Approve, UnixTime(1010)).is_err());
+        assert_eq!(
+            c.answer(&Answer::Code("42".into()), UnixTime(1011))
                 .unwrap()
                 .state,
             ChallengeState::Approved

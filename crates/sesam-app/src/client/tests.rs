@@ -181,7 +181,6 @@ async fn handle(
             let status = match (json_body.get("code"), json_body.get("decision")) {
                 (Some(code), None) if code == "42" => "approved",
                 (Some(_), None) => "wrong_code",
-                (None, Some(d)) if d == "approve" => "approved",
                 (None, Some(d)) if d == "deny" || d == "report_fraud" => "rejected",
                 _ => {
                     return refuse(
@@ -305,7 +304,7 @@ async fn pending_lists_challenges_with_context() {
     let pending = client.pending().await.unwrap();
     assert_eq!(pending.len(), 2);
     assert_eq!(pending[0].id, "c1");
-    assert!(pending[0].wants_code());
+    assert_eq!(pending[0].kind, "code");
     assert_eq!(pending[0].location.as_deref(), Some("Aarhus, DK"));
     assert_eq!(pending[1].kind, "approve");
     assert_eq!(pending[1].browser, None);
@@ -317,7 +316,6 @@ async fn answers_reach_the_server_and_return_the_status() {
     let cases = [
         (Answer::Code("42".into()), "approved"),
         (Answer::Code("17".into()), "wrong_code"),
-        (Answer::Approve, "approved"),
         (Answer::Deny, "rejected"),
         (Answer::ReportFraud, "rejected"),
     ];
@@ -327,7 +325,7 @@ async fn answers_reach_the_server_and_return_the_status() {
     }
     // An id with characters that are not safe in a path stays one encoded segment, and the
     // proof covers the path exactly as sent.
-    client.answer("a b/c", &Answer::Approve).await.unwrap();
+    client.answer("a b/c", &Answer::Deny).await.unwrap();
     let last = mock.accepted.lock().unwrap().last().cloned().unwrap();
     assert_eq!(last.1, "/api/app/v1/challenges/a%20b%2Fc/answer");
 }
@@ -335,7 +333,7 @@ async fn answers_reach_the_server_and_return_the_status() {
 #[tokio::test]
 async fn refusals_and_foreign_errors_map_to_client_errors() {
     let (client, _) = enrolled().await;
-    match client.answer("closed", &Answer::Approve).await.unwrap_err() {
+    match client.answer("closed", &Answer::Deny).await.unwrap_err() {
         ClientError::Refused {
             status,
             error,
@@ -346,7 +344,7 @@ async fn refusals_and_foreign_errors_map_to_client_errors() {
         }
         other => panic!("expected Refused, got {other:?}"),
     }
-    match client.answer("broken", &Answer::Approve).await.unwrap_err() {
+    match client.answer("broken", &Answer::Deny).await.unwrap_err() {
         ClientError::UnexpectedStatus { status, body } => {
             assert_eq!(status, 502);
             assert_eq!(body, "upstream went away");

@@ -443,13 +443,14 @@ async fn answer_challenge(
             }
             Answer::Code(code)
         }
+        // Parsed, not rejected here: the core refuses it, for every kind of challenge.
         (None, Some("approve")) => Answer::Approve,
         (None, Some("deny")) => Answer::Deny,
         (None, Some("report_fraud")) => Answer::ReportFraud,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_answer",
-                "Send exactly one of {\"code\": \"NN\"} or {\"decision\": \"approve\" | \"deny\" | \"report_fraud\"}.",
+                "Send exactly one of {\"code\": \"NN\"} or {\"decision\": \"deny\" | \"report_fraud\"}.",
             ))
         }
     };
@@ -467,16 +468,9 @@ async fn answer_challenge(
     };
     let now = state.now();
     let outcome = challenge.answer(&answer, now).map_err(|e| match e {
-        AnswerError::WrongKind(kind) => ApiError::bad_request(
-            "invalid_answer",
-            format!(
-                "This challenge asks for {}.",
-                if kind == sesam_core::ChallengeKind::Code {
-                    "the code"
-                } else {
-                    "approve or deny"
-                }
-            ),
+        AnswerError::CodeRequired => ApiError::bad_request(
+            "code_required",
+            "A plain approve is not accepted: send {\"code\": \"NN\"} with the 2-digit code shown in the browser.",
         ),
         AnswerError::Expired => ApiError::new(
             StatusCode::CONFLICT,
