@@ -23,6 +23,20 @@
     }
     finished = true;
     show(state.status === "approved" ? region.dataset.textApproved : region.dataset.textEnded);
+    if (state.status === "cancelled") {
+      // Another tab of this browser may have started a newer login that replaced this
+      // one: ask once more, a moment later, and follow that login if there is one.
+      window.setTimeout(() => {
+        fetch(pollUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+          .then((r) => (r.ok ? r.json() : null))
+          .then((now) => {
+            const live = now && (now.status === "pending" || now.status === "approved");
+            window.location.assign(live ? now.redirect || window.location.pathname : state.redirect);
+          })
+          .catch(() => window.location.assign(state.redirect));
+      }, 1000);
+      return;
+    }
     if (state.redirect) window.location.assign(state.redirect);
   }
 
