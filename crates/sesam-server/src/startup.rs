@@ -69,8 +69,10 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         // the log pipeline: it is the only way in on a fresh installation.
         eprintln!(
             "\n  First start: created administrator 'admin' with one-time password: {password}\n  \
-             It is shown only now. Log in at {}/login and choose a new password.\n",
-            config.public_url
+             It is shown only now. Log in at {url}/login and choose a new password.\n  \
+             The admin portal ({url}/admin) needs a login with the Sesam app: enrol the app with\n  \
+             the code that `sesam device activation-code --user admin` prints.\n",
+            url = config.public_url
         );
     }
     if config.demo {
