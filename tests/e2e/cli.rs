@@ -333,3 +333,33 @@ async fn oidc_clients_are_registered_rotated_and_removed_from_the_command_line()
     );
     assert!(events.contains(&"oidc.client.removed".to_string()));
 }
+
+/// Issue "For the people who run it", item 2: `sesam settings set passwordless pilot` run in
+/// another directory made a new empty database there and printed "pilot (was off)".
+#[test]
+fn admin_commands_never_create_a_new_empty_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("elsewhere/sesam.db");
+    let url = format!("sqlite://{}", missing.display());
+    let env = [("SESAM_DATABASE_URL", url.as_str())];
+    for args in [
+        &["settings", "set", "passwordless", "pilot"][..],
+        &["settings", "list"][..],
+        &["user", "list"][..],
+        &["device", "activation-code", "--user", "admin"][..],
+        &["sp", "list"][..],
+        &["oidc-client", "list"][..],
+    ] {
+        let out = sesam(args, &env, None);
+        assert!(!out.status.success(), "{args:?} must refuse");
+        let err = text(&out.stderr);
+        assert!(err.contains("no Sesam database at"), "{args:?}: {err}");
+        assert!(err.contains("elsewhere"), "names the path it looked at: {err}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    // `sesam migrate` makes one on purpose; then the commands work on it.
+    assert!(sesam(&["migrate"], &env, None).status.success());
+    assert!(missing.exists());
+    let out = sesam(&["settings", "set", "passwordless", "pilot"], &env, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

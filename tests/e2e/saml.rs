@@ -1384,6 +1384,9 @@ async fn sp_cli_adds_lists_updates_and_removes(db: TestDb) {
     std::fs::write(&file, sp.metadata(false)).unwrap();
     let file = file.to_str().unwrap();
 
+    // A new installation: the database is made first (the admin commands never make one).
+    let (ok, _, err) = sesam_cli(&db, &["migrate"]);
+    assert!(ok, "{err}");
     let (ok, out, err) = sesam_cli(&db, &["sp", "add", "--metadata", file, "--encrypt"]);
     assert!(ok, "{err}");
     assert!(

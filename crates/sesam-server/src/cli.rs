@@ -232,11 +232,11 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             Ok(())
         }
         Command::User(cmd) => {
-            let store = startup::open_store(&config).await?;
+            let store = startup::open_existing_store(&config).await?;
             user_command(&store, clock.as_ref(), cmd).await
         }
         Command::Device(cmd) => {
-            let store = startup::open_store(&config).await?;
+            let store = startup::open_existing_store(&config).await?;
             let name = match &cmd {
                 DeviceCommand::ActivationCode { user } | DeviceCommand::List { user } => {
                     user.clone()
@@ -293,15 +293,15 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             Ok(())
         }
         Command::OidcClient(cmd) => {
-            let store = startup::open_store(&config).await?;
+            let store = startup::open_existing_store(&config).await?;
             oidc_client_command(&store, clock.as_ref(), cmd).await
         }
         Command::Sp(cmd) => {
-            let store = startup::open_store(&config).await?;
+            let store = startup::open_existing_store(&config).await?;
             sp_command(&store, clock.as_ref(), cmd).await
         }
         Command::Settings(cmd) => {
-            let store = startup::open_store(&config).await?;
+            let store = startup::open_existing_store(&config).await?;
             match cmd {
                 SettingsCommand::List => {
                     for (key, value) in store.load_settings().await?.to_pairs() {

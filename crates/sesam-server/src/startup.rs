@@ -61,6 +61,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// For the admin commands: the database `sesam serve` uses, never a new empty one made by
+/// running a command in another directory.
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<Store> {
+    if let Some(path) = sesam_store::sqlite_file(&config.database_url) {
+        if !path.exists() {
+            let shown = std::path::absolute(&path).unwrap_or(path);
+            anyhow::bail!(
+                "there is no Sesam database at {}. This command works on the database that \
+                 `sesam serve` uses: run it where Sesam runs, or give the same --config or \
+                 SESAM_DATABASE_URL. (`sesam migrate` creates a new database on purpose.)",
+                shown.display()
+            );
+        }
+    }
+    open_store(config).await
+}
+
 pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
     let store = open_store(&config).await?;
     let initial_admin_password = ensure_admin(&store, clock.as_ref()).await?;

@@ -84,6 +84,16 @@ pub struct Store {
     pool: Pool,
 }
 
+/// The file a SQLite database URL names (`None` for PostgreSQL and in-memory databases).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if Backend::of_url(url).ok()? != Backend::Sqlite {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    (!file.as_os_str().is_empty() && file.as_os_str() != ":memory:").then(|| file.to_path_buf())
+}
+
 impl Store {
     /// Opens (and for SQLite creates, with its directory) the database. Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
