@@ -354,7 +354,10 @@ fn admin_commands_never_create_a_new_empty_database() {
         assert!(!out.status.success(), "{args:?} must refuse");
         let err = text(&out.stderr);
         assert!(err.contains("no Sesam database at"), "{args:?}: {err}");
-        assert!(err.contains("elsewhere"), "names the path it looked at: {err}");
+        assert!(
+            err.contains("elsewhere"),
+            "names the path it looked at: {err}"
+        );
         assert!(!missing.exists(), "{args:?} created {}", missing.display());
     }
     // `sesam migrate` makes one on purpose; then the commands work on it.

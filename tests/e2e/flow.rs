@@ -112,6 +112,19 @@ async fn at_password_form(sesam: &TestServer, username: &str) -> (Browser, Strin
     (browser, csrf)
 }
 
+/// Sends a wrong password from every ready browser at once.
+async fn wrong_passwords_at_once(ready: &[(Browser, String)]) -> Vec<crate::harness::Page> {
+    let burst = ready.iter().map(|(browser, csrf)| async move {
+        browser
+            .post_form(
+                "/login/password",
+                &[("csrf", csrf.as_str()), ("password", "wrong guess")],
+            )
+            .await
+    });
+    futures_util::future::join_all(burst).await
+}
+
 async fn failed_checks(sesam: &TestServer) -> usize {
     sesam
         .store()
@@ -133,15 +146,7 @@ async fn a_parallel_burst_checks_no_more_passwords_than_the_limit(db: TestDb) {
         ready.push(at_password_form(&sesam, "anna").await);
     }
     let (right, right_csrf) = at_password_form(&sesam, "anna").await;
-    let burst = ready.iter().map(|(browser, csrf)| async move {
-        browser
-            .post_form(
-                "/login/password",
-                &[("csrf", csrf.as_str()), ("password", "wrong guess")],
-            )
-            .await
-    });
-    let answers = futures_util::future::join_all(burst).await;
+    let answers = wrong_passwords_at_once(&ready).await;
     let statuses: Vec<StatusCode> = answers.iter().map(|p| p.status).collect();
     assert!(
         statuses
@@ -184,15 +189,7 @@ async fn a_parallel_burst_checks_no_more_passwords_than_the_limit(db: TestDb) {
     for i in 0..30 {
         ready.push(at_password_form(&sesam, &format!("guess{i}")).await);
     }
-    let burst = ready.iter().map(|(browser, csrf)| async move {
-        browser
-            .post_form(
-                "/login/password",
-                &[("csrf", csrf.as_str()), ("password", "wrong guess")],
-            )
-            .await
-    });
-    let answers = futures_util::future::join_all(burst).await;
+    let answers = wrong_passwords_at_once(&ready).await;
     let limited = answers
         .iter()
         .filter(|p| p.status == StatusCode::TOO_MANY_REQUESTS)

@@ -165,6 +165,25 @@ impl TestServer {
         add_user(self.store(), name, display, password, self.clock.now()).await
     }
 
+    /// A password-only user (service account style) whose password is a one-time one.
+    pub async fn add_one_time_password_user(&self, name: &str, password: &str) -> User {
+        self.store()
+            .create_user(
+                NewUser {
+                    username: Username::parse(name).unwrap(),
+                    display_name: name.into(),
+                    email: None,
+                    password_hash: Some(sesam_server::password::hash_now(password).unwrap()),
+                    is_admin: false,
+                    password_only: true,
+                    must_change_password: true,
+                },
+                self.now(),
+            )
+            .await
+            .expect("create user")
+    }
+
     pub async fn audit_events(&self, subject: &str) -> Vec<String> {
         self.store()
             .list_audit(Some(subject), 1000)
@@ -341,6 +360,22 @@ impl Browser {
         assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.body);
         assert_eq!(first.location(), Some("/login/password"));
         self.submit_password(password).await
+    }
+
+    /// The change-password form, sent; returns its answer.
+    pub async fn change_password(&self, current: &str, new: &str) -> Page {
+        let form = self.get("/account/password").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        self.post_form(
+            "/account/password",
+            &[
+                ("csrf", &form.csrf()),
+                ("current", current),
+                ("new", new),
+                ("repeat", new),
+            ],
+        )
+        .await
     }
 
     pub async fn submit_password(&self, password: &str) -> Page {

@@ -1111,23 +1111,8 @@ async fn a_one_time_password_and_an_unreachable_acr_never_give_a_code(db: TestDb
     let sesam = TestServer::start(&db).await;
     let rp = register(&sesam, false).await;
     sesam
-        .store()
-        .create_user(
-            sesam_store::NewUser {
-                username: sesam_core::Username::parse("bo").unwrap(),
-                display_name: "Bo Berg".into(),
-                email: None,
-                password_hash: Some(
-                    sesam_server::password::hash_now("correct horse battery").unwrap(),
-                ),
-                is_admin: false,
-                password_only: true,
-                must_change_password: true,
-            },
-            sesam.now(),
-        )
-        .await
-        .unwrap();
+        .add_one_time_password_user("bo", "correct horse battery")
+        .await;
     let browser = sesam.browser();
     let first = browser.get(&authorize_path(&rp.client_id, &[])).await;
     assert_eq!(first.location(), Some("/login"));
@@ -1141,18 +1126,8 @@ async fn a_one_time_password_and_an_unreachable_acr_never_give_a_code(db: TestDb
         let page = browser.get(&path).await;
         assert_eq!(page.location(), Some("/account/password"), "{path}");
     }
-    let form = browser.get("/account/password").await;
-    let new = "a brand new secret 42";
     let done = browser
-        .post_form(
-            "/account/password",
-            &[
-                ("csrf", &form.csrf()),
-                ("current", "correct horse battery"),
-                ("new", new),
-                ("repeat", new),
-            ],
-        )
+        .change_password("correct horse battery", "a brand new secret 42")
         .await;
     assert_eq!(done.location(), Some("/authorize/continue"));
     let back = browser.get("/authorize/continue").await;
@@ -1209,18 +1184,8 @@ async fn a_password_change_ends_other_logins_and_their_refresh_tokens(db: TestDb
     // Anna changes her password in her own browser.
     let anna = sesam.browser();
     anna.log_in("anna", "correct horse battery").await;
-    let form = anna.get("/account/password").await;
-    let new = "a brand new secret 42";
     let done = anna
-        .post_form(
-            "/account/password",
-            &[
-                ("csrf", &form.csrf()),
-                ("current", "correct horse battery"),
-                ("new", new),
-                ("repeat", new),
-            ],
-        )
+        .change_password("correct horse battery", "a brand new secret 42")
         .await;
     assert_eq!(done.location(), Some("/account?changed=1"));
     assert_eq!(

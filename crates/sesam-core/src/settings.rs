@@ -332,7 +332,10 @@ mod tests {
         assert!(s.set("passwordless", "maybe").is_err());
         assert!(s.set("min_app_version", "three").is_err());
         assert!(s.set("first_device_with_password", "yes").is_err());
-        assert!(s.set("required_level", "high").is_err(), "High is never reached");
+        assert!(
+            s.set("required_level", "high").is_err(),
+            "High is never reached"
+        );
         assert!(s.set("required_level", "").is_err());
         assert!(matches!(
             s.set("colour", "red"),
