@@ -498,6 +498,31 @@ fn xmlsec1_verifies(xml: &str, cert_pem: &[u8], id_attr: &str) -> bool {
     out.status.success()
 }
 
+/// Runs `xmlsec1 --decrypt` over a Response with the SP's private key: the document with its
+/// assertion in the clear.
+fn xmlsec1_decrypts(xml: &str, key: &IdpKey) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("sp.key");
+    let file = dir.path().join("doc.xml");
+    let out_file = dir.path().join("dec.xml");
+    std::fs::write(&key_file, key.private_key_pem().unwrap()).unwrap();
+    std::fs::write(&file, xml).unwrap();
+    let out = Command::new("xmlsec1")
+        .args(["--decrypt", "--privkey-pem"])
+        .arg(&key_file)
+        .arg("--output")
+        .arg(&out_file)
+        .arg(&file)
+        .output()
+        .expect("xmlsec1 is installed");
+    assert!(
+        out.status.success(),
+        "xmlsec1 --decrypt: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(&out_file).unwrap()
+}
+
 fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     let a = s
         .find(start)
@@ -510,7 +535,8 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     &s[a..b]
 }
 
-/// Decrypts an EncryptedAssertion (AES-256-GCM, RSA-OAEP SHA-256) with the SP's key.
+/// Decrypts an EncryptedAssertion (AES-256-GCM; the key by RSA-OAEP with SHA-1 `mgf1p`, the
+/// default, or with SHA-256 per XML Encryption 1.1) with the SP's key.
 fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
     let encrypted = between(
         xml,
@@ -518,7 +544,14 @@ fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
         "</saml:EncryptedAssertion>",
     );
     assert!(encrypted.contains("xmlenc11#aes256-gcm"));
-    assert!(encrypted.contains("xmlenc11#rsa-oaep"));
+    let oaep_md = if encrypted.contains("xmlenc#rsa-oaep-mgf1p") {
+        assert!(encrypted.contains("xmldsig#sha1"));
+        assert!(!encrypted.contains("xenc11:MGF"), "mgf1p has a fixed MGF");
+        MessageDigest::sha1()
+    } else {
+        assert!(encrypted.contains("xmlenc11#rsa-oaep"));
+        MessageDigest::sha256()
+    };
     let mut values = encrypted
         .split("<xenc:CipherValue>")
         .skip(1)
@@ -527,8 +560,8 @@ fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
     let pkey = private_key(key);
     let mut d = Decrypter::new(&pkey).unwrap();
     d.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
-    d.set_rsa_oaep_md(MessageDigest::sha256()).unwrap();
-    d.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+    d.set_rsa_oaep_md(oaep_md).unwrap();
+    d.set_rsa_mgf1_md(oaep_md).unwrap();
     let mut aes = vec![0u8; d.decrypt_len(&wrapped).unwrap()];
     let n = d.decrypt(&wrapped, &mut aes).unwrap();
     aes.truncate(n);
@@ -604,7 +637,22 @@ impl TestSp {
         let assertion_xml = if encrypted {
             assert!(response.assertion.is_none(), "no plaintext assertion");
             assert!(!xml.contains("AttributeStatement"));
-            decrypt_assertion(&xml, &self.encryption)
+            // Sesam's default key transport is the one older SP stacks read.
+            assert!(xml.contains("xmlenc#rsa-oaep-mgf1p"), "{xml}");
+            let ours = decrypt_assertion(&xml, &self.encryption);
+            let theirs = xmlsec1_decrypts(&xml, &self.encryption);
+            let id = ours
+                .split("ID=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(
+                theirs.contains(&format!("ID=\"{id}\"")) && !theirs.contains("EncryptedData"),
+                "xmlsec1 opens the same assertion: {theirs}"
+            );
+            ours
         } else {
             assert!(response.encrypted_assertion.is_none());
             assert!(
@@ -701,10 +749,16 @@ impl TestSp {
         assert!(response.assertion.is_none() && response.encrypted_assertion.is_none());
         let top = response.status.unwrap().status_code.value.unwrap();
         assert_ne!(top, SUCCESS);
+        if let Some(message) = status_message(&xml) {
+            for artefact in ["Some(", "None", "&quot;", "\\\""] {
+                assert!(!message.contains(artefact), "{artefact} in {message}");
+            }
+        }
+        // The second-level code, or the top-level one when it stands alone (VersionMismatch).
         let marker = "<samlp:StatusCode Value=\"";
-        let second = xml.split(marker).nth(2).expect("a second-level status");
-        second
-            .split('"')
+        let codes: Vec<&str> = xml.split(marker).skip(1).collect();
+        let code = codes.get(1).or(codes.first()).expect("a status code");
+        code.split('"')
             .next()
             .unwrap()
             .rsplit(':')
@@ -712,6 +766,28 @@ impl TestSp {
             .unwrap()
             .to_owned()
     }
+}
+
+/// The StatusMessage of a Response, as the SP reads it.
+fn status_message(xml: &str) -> Option<String> {
+    let start = "<samlp:StatusMessage>";
+    let text = xml
+        .split(start)
+        .nth(1)?
+        .split("</samlp:StatusMessage>")
+        .next()?;
+    Some(text.to_owned())
+}
+
+/// The Response form a refusal posts to the SP's ACS.
+fn response_xml(page: &Page) -> String {
+    form_post(page).1
+}
+
+/// A refusal page that names its cause (the Danish text: no Accept-Language is sent).
+fn assert_refused_because(page: &Page, cause: &str) {
+    assert_refused_page(page, StatusCode::FORBIDDEN);
+    assert!(page.body.contains(cause), "{cause} not in {}", page.body);
 }
 
 /// A page refusing the request: a 4xx, no form to any SP.
@@ -1073,31 +1149,44 @@ async fn bad_requests_get_the_right_answer(db: TestDb) {
     );
 
     // Signatures: missing when required, by another key, over changed content, SHA-1.
+    const UNSIGNED: &str = "ikke signeret, men tjenesten skal signere";
+    const BAD_SIGNATURE: &str = "passer ikke med den nøgle";
+    const SHA1_REFUSED: &str = "signeret med SHA-1";
+    const UNKNOWN_ALGORITHM: &str = "ukendt eller ikke understøttet algoritme";
     let r = strict.request(&sesam);
-    assert_refused_page(
-        &get(strict.redirect(&r, None, None)).await,
-        StatusCode::FORBIDDEN,
-    );
+    assert_refused_because(&get(strict.redirect(&r, None, None)).await, UNSIGNED);
     let foreign = IdpKey::generate("foreign", 30).unwrap();
     let path = redirect_path(
         &strict.xml(&strict.request(&sesam), false),
         None,
         Some((&foreign, RSA_SHA256)),
     );
-    assert_refused_page(&get(path).await, StatusCode::FORBIDDEN);
+    assert_refused_because(&get(path).await, BAD_SIGNATURE);
+    // At an SP that may send unsigned requests, a signature it does send must still hold,
+    // and each failure says what is wrong.
+    let path = redirect_path(
+        &sp.xml(&sp.request(&sesam), false),
+        None,
+        Some((&foreign, RSA_SHA256)),
+    );
+    assert_refused_because(&get(path).await, BAD_SIGNATURE);
+    let sha1 = sp.redirect(&sp.request(&sesam), None, Some(RSA_SHA1));
+    assert_refused_because(&get(sha1).await, SHA1_REFUSED);
+    let unknown = sp.redirect(&sp.request(&sesam), None, Some("urn:example:no-such-alg"));
+    assert_refused_because(&get(unknown).await, UNKNOWN_ALGORITHM);
     let good = strict.redirect(&strict.request(&sesam), Some("a"), Some(RSA_SHA256));
     assert_refused_page(
         &get(good.replacen("RelayState=a", "RelayState=b", 1)).await,
         StatusCode::FORBIDDEN,
     );
     let sha1 = strict.redirect(&strict.request(&sesam), None, Some(RSA_SHA1));
-    assert_refused_page(&get(sha1).await, StatusCode::FORBIDDEN);
+    assert_refused_because(&get(sha1).await, SHA1_REFUSED);
     let fields = strict.post_fields(&strict.request(&sesam), None, false);
-    assert_refused_page(&post_sso(&browser, &fields).await, StatusCode::FORBIDDEN);
+    assert_refused_because(&post_sso(&browser, &fields).await, UNSIGNED);
     let signed = sign_enveloped(&strict.xml(&strict.request(&sesam), true), &foreign);
-    assert_refused_page(
+    assert_refused_because(
         &post_sso(&browser, &post_fields(&signed, None)).await,
-        StatusCode::FORBIDDEN,
+        BAD_SIGNATURE,
     );
     // A signed POST request changed after signing, and wrapped inside another request.
     let r = strict.request(&sesam);
@@ -1140,10 +1229,24 @@ async fn bad_requests_get_the_right_answer(db: TestDb) {
     );
     let mut r = sp.request(&sesam);
     r.destination = Some("https://other-idp.example.test/sso".into());
-    assert_eq!(
-        sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
-        "RequestDenied"
+    let page = get(sp.redirect(&r, None, None)).await;
+    assert_eq!(sp.refused(&page, &r.id), "RequestDenied");
+    let message = status_message(&response_xml(&page)).expect("a StatusMessage");
+    assert!(!message.contains("Some("), "{message}");
+    assert!(
+        message.starts_with("Destination https://other-idp.example.test/sso does not match"),
+        "{message}"
     );
+
+    // Another SAML version: the top-level VersionMismatch alone, and a schema-valid Response.
+    let r = sp.request(&sesam);
+    let v11 = sp
+        .xml(&r, false)
+        .replacen(r#"Version="2.0""#, r#"Version="1.1""#, 1);
+    let page = get(redirect_path(&v11, None, None)).await;
+    assert_eq!(sp.refused(&page, &r.id), "VersionMismatch");
+    let xml = response_xml(&page);
+    assert_eq!(xml.matches("<samlp:StatusCode ").count(), 1, "{xml}");
     let mut r = sp.request(&sesam);
     r.name_id_format = Some("urn:oasis:names:tc:SAML:2.0:nameid-format:transient");
     assert_eq!(

@@ -142,6 +142,7 @@ fn digest_for(alg: &str, policy: SignaturePolicy) -> Result<MessageDigest> {
         ALG_RSA_SHA384 => Ok(MessageDigest::sha384()),
         ALG_RSA_SHA512 => Ok(MessageDigest::sha512()),
         ALG_RSA_SHA1 if policy.allow_sha1 => Ok(MessageDigest::sha1()),
+        ALG_RSA_SHA1 => Err(SamlError::Sha1Refused(alg.to_string())),
         other => Err(SamlError::AlgorithmNotAccepted(other.to_string())),
     }
 }
@@ -222,6 +223,9 @@ pub(crate) fn check_post_signature_structure(
         .ok_or(SamlError::Missing("DigestMethod"))?;
     let digest_ok = matches!(digest, DIGEST_SHA256 | DIGEST_SHA384 | DIGEST_SHA512)
         || (digest == DIGEST_SHA1 && policy.allow_sha1);
+    if digest == DIGEST_SHA1 && !policy.allow_sha1 {
+        return Err(SamlError::Sha1Refused(digest.to_string()));
+    }
     if !digest_ok {
         return Err(SamlError::AlgorithmNotAccepted(digest.to_string()));
     }
@@ -795,7 +799,7 @@ mod tests {
             decode_redirect(&q)
                 .unwrap()
                 .verify(&sp.signing_certificates, STRICT),
-            Err(SamlError::AlgorithmNotAccepted(_))
+            Err(SamlError::Sha1Refused(_))
         ));
         let legacy = SignaturePolicy {
             require_signed: true,

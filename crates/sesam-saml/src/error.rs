@@ -27,9 +27,11 @@ pub enum SamlError {
     Inflate(String),
     #[error("the request is not signed, but this service provider must sign its requests")]
     Unsigned,
-    #[error("signature algorithm {0} is not accepted")]
+    #[error("signature algorithm {0} is unknown or not supported")]
     AlgorithmNotAccepted(String),
-    #[error("signature does not verify with the service provider's certificate")]
+    #[error("SHA-1 ({0}) is refused for this service provider's signatures")]
+    Sha1Refused(String),
+    #[error("signature does not verify with the service provider's registered key")]
     BadSignature,
     #[error("signature structure rejected: {0}")]
     SignatureStructure(&'static str),
@@ -37,7 +39,7 @@ pub enum SamlError {
     Version(String),
     #[error("IssueInstant {0} is outside the allowed clock skew")]
     IssueInstant(String),
-    #[error("Destination {found:?} does not match this IdP's endpoint {expected}")]
+    #[error("Destination {} does not match this IdP's endpoint {expected}", .found.as_deref().unwrap_or("(none)"))]
     Destination {
         expected: String,
         found: Option<String>,
@@ -51,3 +53,63 @@ pub enum SamlError {
 }
 
 pub type Result<T, E = SamlError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Texts reach SPs as StatusMessage: plain words, no Rust debug output.
+    #[test]
+    fn every_message_is_plain_text() {
+        let s = || "x".to_owned();
+        let all = [
+            SamlError::Key(s()),
+            SamlError::TooLarge { limit: 1 },
+            SamlError::Doctype,
+            SamlError::NotXml(s()),
+            SamlError::WrongRoot {
+                expected: "AuthnRequest",
+                found: s(),
+            },
+            SamlError::Missing("Issuer"),
+            SamlError::Invalid {
+                field: "ID",
+                value: s(),
+            },
+            SamlError::Base64("SAMLRequest"),
+            SamlError::Inflate(s()),
+            SamlError::Unsigned,
+            SamlError::AlgorithmNotAccepted(s()),
+            SamlError::Sha1Refused(s()),
+            SamlError::BadSignature,
+            SamlError::SignatureStructure("x"),
+            SamlError::Version(s()),
+            SamlError::IssueInstant(s()),
+            SamlError::Destination {
+                expected: s(),
+                found: Some("https://idp.example.test/sso".into()),
+            },
+            SamlError::Destination {
+                expected: s(),
+                found: None,
+            },
+            SamlError::UnknownAcs(s()),
+            SamlError::Signing(s()),
+            SamlError::Crypto(openssl::error::ErrorStack::get()),
+        ];
+        for e in &all {
+            let text = e.to_string();
+            for artefact in ["Some(", "None", "\"", "{", "}"] {
+                assert!(!text.contains(artefact), "{artefact} in {text:?}");
+            }
+        }
+        let d = SamlError::Destination {
+            expected: "https://a".into(),
+            found: Some("https://b".into()),
+        };
+        assert_eq!(
+            d.to_string(),
+            "Destination https://b does not match this IdP's endpoint https://a"
+        );
+    }
+}

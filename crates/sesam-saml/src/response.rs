@@ -53,34 +53,44 @@ pub enum StatusError {
     InvalidNameIdPolicy,
     RequestUnsupported,
     UnsupportedBinding,
+    /// A top-level status (SAML Core 3.2.2.2): the request's SAML version is not 2.0.
+    VersionMismatch,
 }
 
 impl StatusError {
-    fn codes(self) -> (&'static str, &'static str) {
+    /// The top-level code and, unless the top level says it all, the second-level code.
+    fn codes(self) -> (&'static str, Option<&'static str>) {
         const REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
         const RESPONDER: &str = "urn:oasis:names:tc:SAML:2.0:status:Responder";
         match self {
             Self::RequestDenied => (
                 RESPONDER,
-                "urn:oasis:names:tc:SAML:2.0:status:RequestDenied",
+                Some("urn:oasis:names:tc:SAML:2.0:status:RequestDenied"),
             ),
             Self::NoAuthnContext => (
                 RESPONDER,
-                "urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext",
+                Some("urn:oasis:names:tc:SAML:2.0:status:NoAuthnContext"),
             ),
-            Self::NoPassive => (RESPONDER, "urn:oasis:names:tc:SAML:2.0:status:NoPassive"),
-            Self::AuthnFailed => (RESPONDER, "urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"),
+            Self::NoPassive => (
+                RESPONDER,
+                Some("urn:oasis:names:tc:SAML:2.0:status:NoPassive"),
+            ),
+            Self::AuthnFailed => (
+                RESPONDER,
+                Some("urn:oasis:names:tc:SAML:2.0:status:AuthnFailed"),
+            ),
             Self::InvalidNameIdPolicy => (
                 REQUESTER,
-                "urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy",
+                Some("urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy"),
             ),
             Self::RequestUnsupported => (
                 REQUESTER,
-                "urn:oasis:names:tc:SAML:2.0:status:RequestUnsupported",
+                Some("urn:oasis:names:tc:SAML:2.0:status:RequestUnsupported"),
             ),
+            Self::VersionMismatch => ("urn:oasis:names:tc:SAML:2.0:status:VersionMismatch", None),
             Self::UnsupportedBinding => (
                 REQUESTER,
-                "urn:oasis:names:tc:SAML:2.0:status:UnsupportedBinding",
+                Some("urn:oasis:names:tc:SAML:2.0:status:UnsupportedBinding"),
             ),
         }
     }
@@ -214,11 +224,14 @@ pub fn build_error_response(
     message: Option<&str>,
 ) -> Result<String> {
     let (top, second) = error.codes();
+    let second = second
+        .map(|c| format!(r#"<samlp:StatusCode Value="{c}"/>"#))
+        .unwrap_or_default();
     let message = message
         .map(|m| format!("<samlp:StatusMessage>{}</samlp:StatusMessage>", esc(m)))
         .unwrap_or_default();
     let status = format!(
-        r#"<samlp:Status><samlp:StatusCode Value="{top}"><samlp:StatusCode Value="{second}"/></samlp:StatusCode>{message}</samlp:Status>"#
+        r#"<samlp:Status><samlp:StatusCode Value="{top}">{second}</samlp:StatusCode>{message}</samlp:Status>"#
     );
     response_envelope(idp_entity_id, acs_url, in_response_to, now, &status, "")
 }
@@ -353,5 +366,30 @@ pub(crate) mod tests {
         );
         assert!(root.child(NS_SAML, "Assertion").is_none());
         assert!(xml.contains("login needed &lt;now&gt;"));
+    }
+
+    #[test]
+    fn version_mismatch_is_a_top_level_status_alone() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let xml = build_error_response(
+            "https://idp",
+            "https://sp/acs",
+            Some("_r"),
+            now,
+            StatusError::VersionMismatch,
+            None,
+        )
+        .unwrap();
+        let root = parse(xml.as_bytes(), 1 << 16).unwrap();
+        let top = root
+            .child(NS_SAMLP, "Status")
+            .unwrap()
+            .child(NS_SAMLP, "StatusCode")
+            .unwrap();
+        assert_eq!(
+            top.attr("Value"),
+            Some("urn:oasis:names:tc:SAML:2.0:status:VersionMismatch")
+        );
+        assert!(top.child(NS_SAMLP, "StatusCode").is_none());
     }
 }

@@ -62,7 +62,7 @@ pub async fn issue_response(
             &params,
             &state.saml.key,
             cert,
-            sesam_saml::KeyTransport::RsaOaepSha256,
+            sesam_saml::KeyTransport::RsaOaepMgf1pSha1,
         )
     } else {
         sesam_saml::build_response(&params, &state.saml.key)

@@ -108,6 +108,18 @@ fn decode_refusal(e: &SamlError) -> Refusal {
     }
 }
 
+/// Which page a refused request signature gets: each cause its own words, so the SP's
+/// administrator can tell a missing signature from a wrong key or a refused algorithm.
+fn signature_refusal(e: &SamlError) -> Refusal {
+    let key = match e {
+        SamlError::Unsigned => "saml.unsigned",
+        SamlError::Sha1Refused(_) => "saml.sha1_refused",
+        SamlError::AlgorithmNotAccepted(_) => "saml.unsupported_algorithm",
+        _ => "saml.bad_signature",
+    };
+    Refusal::Page(StatusCode::FORBIDDEN, key)
+}
+
 // ---------------------------------------------------------------- metadata
 
 /// `GET /saml/metadata`: the signed IdP metadata.
@@ -362,7 +374,7 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
         .verify(&metadata.signing_certificates, policy)
         .map_err(|e| {
             tracing::info!(%issuer, error = %e, "AuthnRequest signature refused");
-            Refusal::Page(StatusCode::FORBIDDEN, "saml.bad_signature")
+            signature_refusal(&e)
         })?;
     let acs_url = request
         .resolve_acs(&metadata)
@@ -385,7 +397,7 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
     let now = state.now();
     if let Err(e) = request.validate(&state.saml.sso_url, odt(now)?, SKEW) {
         let status = match e {
-            SamlError::Version(_) => StatusError::RequestUnsupported,
+            SamlError::Version(_) => StatusError::VersionMismatch,
             _ => StatusError::RequestDenied,
         };
         return Err(to_sp(status, e.to_string()));
@@ -730,7 +742,7 @@ async fn accept_logout(
         .verify(&metadata.signing_certificates, policy)
         .map_err(|e| {
             tracing::info!(%issuer, error = %e, "LogoutRequest signature refused");
-            Refusal::Page(StatusCode::FORBIDDEN, "saml.bad_signature")
+            signature_refusal(&e)
         })?;
     let services = &metadata.single_logout_services;
     let chosen = services
