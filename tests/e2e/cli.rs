@@ -39,6 +39,36 @@ fn config_check_accepts_the_documented_example() {
     assert!(text(&out.stdout).contains("configuration is valid"));
 }
 
+/// Issue "For the people who run it", item 2: copying the example and changing only
+/// `listen` used to keep `public_url` on port 8080.
+#[test]
+fn the_example_config_with_only_listen_changed_moves_public_url_too() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/sesam.example.toml"
+    ))
+    .unwrap();
+    assert!(example.contains("listen = \"127.0.0.1:8080\""));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sesam.toml");
+    std::fs::write(
+        &file,
+        example.replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:9443\""),
+    )
+    .unwrap();
+    let out = sesam(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("public_url                = http://localhost:9443"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
 #[test]
 fn config_check_rejects_a_bad_file_with_a_precise_message() {
     let dir = tempfile::tempdir().unwrap();

@@ -45,6 +45,10 @@ async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
     );
 
     let account = browser.get("/account").await;
+    assert!(
+        !account.body.contains("admin-portal"),
+        "no portal link for a user without the admin role"
+    );
     assert_eq!(account.status, StatusCode::OK);
     assert!(account.body.contains("Anna Andersen"), "{}", account.body);
     assert!(
@@ -437,7 +441,12 @@ async fn first_start_admin_must_choose_a_new_password(db: TestDb) {
         "{}",
         changed.body
     );
-    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+    let account = browser.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(
+        account.body.contains("id=\"admin-portal\""),
+        "the first admin sees the way to the portal"
+    );
 
     assert!(sesam
         .audit_events("admin")

@@ -48,6 +48,7 @@ pub async fn show_account(
         },
         signed_in_at: format_time(UnixTime(auth.auth_time)),
         password_changed: q.changed.is_some(),
+        is_admin: user.is_admin,
     };
     render(StatusCode::OK, &page)
 }

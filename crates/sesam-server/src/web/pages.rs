@@ -81,6 +81,8 @@ pub struct AccountPage {
     pub level_key: &'static str,
     pub signed_in_at: String,
     pub password_changed: bool,
+    /// An administrator sees the way to the portal.
+    pub is_admin: bool,
 }
 
 #[derive(Template)]
