@@ -135,6 +135,13 @@ impl Device {
     pub fn is_passwordless_capable(&self, settings: &Settings) -> bool {
         self.passwordless_ineligibility(settings).is_empty()
     }
+
+    /// May approve a step-up after a password: any enrolled phone app that is not blocked
+    /// (the version and PIN thresholds are for passwordless only).
+    pub fn can_approve_step_up(&self) -> bool {
+        matches!(self.platform, Platform::Ios | Platform::Android)
+            && self.status == DeviceStatus::Active
+    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,10 @@ pub enum Event {
     },
     /// The browser cancelled the waiting challenge.
     ChallengeCancelled,
+    /// The service that waited got its answer (the assertion, the code, or the error).
+    ServiceAnswered,
+    /// The login no longer counts (user disabled, lifetime over, password changed).
+    LoginLapsed,
     /// "Switch user", a forced new login: what was proven no longer counts.
     SignedOut,
 }
@@ -271,6 +275,19 @@ impl LoginFlow {
             .map(|r| r.resume.clone())
             .filter(|p| is_local_path(p))
             .unwrap_or_else(|| ACCOUNT.to_owned())
+    }
+
+    /// Whether the login for `request` ended without reaching its level, so the service is
+    /// owed that answer.
+    pub fn owes_unreachable(&self, request: &ServiceRequest) -> bool {
+        self.step == Step::LevelUnreachable && self.waits_for(request)
+    }
+
+    /// Whether `request` is the one this flow keeps (its resume path).
+    pub fn waits_for(&self, request: &ServiceRequest) -> bool {
+        self.request
+            .as_ref()
+            .is_some_and(|r| r.resume == request.resume)
     }
 
     /// Whether the signed-in login answers `request` as it is (no page needed).
@@ -459,6 +476,23 @@ impl LoginFlow {
                 if self.login.is_some() {
                     self.step = Step::Done;
                 }
+                Next::ShowUsername
+            }
+            Event::ServiceAnswered => {
+                self.request = None;
+                self.step = if self.login.is_some() {
+                    Step::Done
+                } else {
+                    Step::Username
+                };
+                Next::Continue(ACCOUNT.to_owned())
+            }
+            Event::LoginLapsed => {
+                self.cancel_pending(&mut effects);
+                if self.login.take().is_some() {
+                    effects.push(Effect::RotateSession);
+                }
+                self.step = Step::Username;
                 Next::ShowUsername
             }
             Event::SignedOut => {
@@ -766,6 +800,33 @@ mod tests {
                 UnixTime(106)
             )
             .is_err());
+    }
+
+    #[test]
+    fn an_unreachable_level_is_owed_once_to_the_service_that_asked() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, false));
+        let asked = request(AssuranceLevel::Substantial);
+        let mut other = asked.clone();
+        other.resume = "/authorize/continue".into();
+        assert!(flow.owes_unreachable(&asked));
+        assert!(!flow.owes_unreachable(&other));
+        flow.apply(Event::ServiceAnswered, &s, UnixTime(120))
+            .unwrap();
+        assert!(!flow.owes_unreachable(&asked));
+        assert_eq!(
+            (flow.request.clone(), flow.step.clone()),
+            (None, Step::Done)
+        );
+        // A login that lapses is dropped, and the session id changes.
+        let t = flow.apply(Event::LoginLapsed, &s, UnixTime(130)).unwrap();
+        assert!(flow.login.is_none());
+        assert_eq!(t.effects, vec![Effect::RotateSession]);
     }
 
     #[test]

@@ -4,10 +4,10 @@
 
 use rand::rngs::OsRng;
 use rand::RngCore;
-use sesam_core::flow::{ChallengePurpose, Event, Next, Step, UserFacts};
+use sesam_core::flow::{ChallengePurpose, Event, Next, UserFacts};
 use sesam_core::{
-    choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device,
-    DeviceStatus, Login, LoginFlow, Platform, ServiceRequest, UnixTime, User, UserId, Username,
+    choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device, Login,
+    LoginFlow, ServiceRequest, UnixTime, User, UserId, Username,
 };
 use sesam_store::{Attempt, AuditEvent};
 
@@ -68,9 +68,8 @@ pub async fn signed_in(
             Ok(Some((user, login)))
         }
         _ => {
-            flow.login = None;
-            flow.step = Step::Username;
-            flow.version += 1;
+            let lapsed = flow.apply(Event::LoginLapsed, &settings, state.now())?;
+            perform(state, &lapsed.effects, "-", &Origin::default()).await?;
             Ok(None)
         }
     }
@@ -360,11 +359,7 @@ async fn devices_for(
         .into_iter()
         .filter(|d| match purpose {
             ChallengePurpose::Login => d.device.is_passwordless_capable(settings),
-            // Approval after a password: any enrolled phone app that is not blocked.
-            ChallengePurpose::StepUp => {
-                matches!(d.device.platform, Platform::Ios | Platform::Android)
-                    && d.device.status == DeviceStatus::Active
-            }
+            ChallengePurpose::StepUp => d.device.can_approve_step_up(),
         })
         .collect())
 }
@@ -529,14 +524,11 @@ pub async fn complete_challenge(
         .store
         .get_user(&UserId(challenge.user_id.clone()))
         .await?;
+    let settings = state.store.load_settings().await?;
     if !user.is_active() {
-        *flow = LoginFlow {
-            version: flow.version + 1,
-            ..LoginFlow::default()
-        };
+        flow.apply(Event::SignedOut, &settings, now)?;
         return Ok(Completion::Gone);
     }
-    let settings = state.store.load_settings().await?;
     let t = match flow.apply(
         Event::ChallengeApproved {
             challenge_id: challenge.id.clone(),
@@ -628,31 +620,15 @@ pub async fn answer_service(
 ) -> Result<ServiceAnswer, ServiceError> {
     let settings = state.store.load_settings().await?;
     let current = signed_in(state, flow).await?;
-    if flow.step == Step::LevelUnreachable
-        && flow
-            .request
-            .as_ref()
-            .is_some_and(|r| r.resume == request.resume)
-    {
+    if flow.owes_unreachable(&request) {
         // The login ended without the level: the service hears it now.
-        flow.request = None;
-        flow.step = if flow.login.is_some() {
-            Step::Done
-        } else {
-            Step::Username
-        };
-        flow.version += 1;
+        flow.apply(Event::ServiceAnswered, &settings, state.now())?;
         return Ok(ServiceAnswer::LevelUnreachable);
     }
     if let Some((user, login)) = current.clone() {
         if flow.satisfies(&request, &settings) {
-            if flow
-                .request
-                .as_ref()
-                .is_some_and(|r| r.resume == request.resume)
-            {
-                flow.request = None;
-                flow.version += 1;
+            if flow.waits_for(&request) {
+                flow.apply(Event::ServiceAnswered, &settings, state.now())?;
             }
             return Ok(ServiceAnswer::Ready {
                 user: Box::new(user),
@@ -674,8 +650,7 @@ pub async fn answer_service(
         .map_or("-".to_owned(), |(u, _)| u.username.to_string());
     let rotate = perform(state, &t.effects, &subject, origin).await?;
     if t.next == Next::LevelUnreachable {
-        flow.request = None;
-        flow.step = Step::Done;
+        flow.apply(Event::ServiceAnswered, &settings, state.now())?;
         return Ok(ServiceAnswer::LevelUnreachable);
     }
     // A step-up starts on its own page (`step_up`), which can still find it unreachable.
