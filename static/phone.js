@@ -59,7 +59,8 @@
   if (typeof document === "undefined") return;
 
   // ---------------------------------------------------------------------------------------
-  // Texts: Danish for Danish browsers, English otherwise (?lang=da|en overrides).
+  // Texts: the site's language, which the server writes into <html lang> (its cookie, else
+  // the browser's Accept-Language); ?lang=da|en overrides.
 
   const TEXTS = {
     en: {
@@ -229,8 +230,7 @@
   function chooseLanguage() {
     const asked = new URLSearchParams(window.location.search).get("lang");
     if (asked === "da" || asked === "en") return asked;
-    const browser = (navigator.language || "en").toLowerCase();
-    return browser === "da" || browser.startsWith("da-") ? "da" : "en";
+    return document.documentElement.lang === "da" ? "da" : "en";
   }
   const lang = chooseLanguage();
 

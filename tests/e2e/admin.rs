@@ -6,7 +6,7 @@ use sesam_core::Username;
 use sesam_store::NewUser;
 
 use crate::harness::{on_both_databases, Browser, TestDb, TestServer};
-use crate::passwordless::code_on;
+use crate::passwordless::{code_on, start_login};
 
 on_both_databases!(
     the_portal_needs_the_admin_role_and_a_substantial_session,
@@ -17,6 +17,9 @@ on_both_databases!(
     oidc_clients_are_managed_in_the_portal,
     users_are_created_in_the_portal,
     saml_service_providers_are_added_from_metadata_and_bad_uploads_store_nothing,
+    an_admin_without_the_app_is_shown_the_way_to_add_it,
+    this_was_not_me_has_its_own_page_a_notice_next_time_and_a_resume_button,
+    the_settings_form_has_typed_controls_and_says_at_the_field_what_is_wrong,
 );
 
 async fn add_admin(sesam: &TestServer) -> sesam_core::User {
@@ -41,7 +44,7 @@ async fn add_admin(sesam: &TestServer) -> sesam_core::User {
 }
 
 /// An admin browser with a Substantial session (password, then the app approves).
-async fn admin_browser(sesam: &TestServer) -> (Browser, AppClient) {
+pub(crate) async fn admin_browser(sesam: &TestServer) -> (Browser, AppClient) {
     let boss = add_admin(sesam).await;
     let (app, _) = sesam.enrol(&boss, EnrolOptions::default()).await;
     let browser = sesam.browser();
@@ -725,7 +728,7 @@ fn sp_metadata(entity_id: &str) -> String {
 }
 
 /// A multipart/form-data body as a browser sends the add-SP form.
-fn multipart(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
+pub(crate) fn multipart(fields: &[(&str, &str)], file: Option<&[u8]>) -> (String, Vec<u8>) {
     let boundary = "----sesam-test-boundary";
     let mut body = Vec::new();
     for (name, value) in fields {
@@ -912,4 +915,245 @@ async fn saml_service_providers_are_added_from_metadata_and_bad_uploads_store_no
     for event in ["saml.sp.added", "saml.sp.changed", "saml.sp.removed"] {
         assert!(events.contains(&event.to_string()), "{event} in {events:?}");
     }
+}
+
+/// The first admin logs in with a password and opens the portal, which needs the app: the
+/// refusal says why, leads to the devices page, and its way back is the account, not a loop.
+async fn an_admin_without_the_app_is_shown_the_way_to_add_it(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let boss = add_admin(&sesam).await;
+    let browser = sesam.browser();
+    browser.log_in("boss", "correct horse battery").await;
+    assert_eq!(
+        browser.get("/admin").await.location(),
+        Some("/login/step-up")
+    );
+    assert_eq!(
+        browser.get("/login/step-up").await.location(),
+        Some("/login/unreachable")
+    );
+    let page = browser.get("/login/unreachable").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.body.contains("href=\"/account/devices\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("data-reason=\"stepup.reason.ask_admin\""),
+        "a password alone cannot add the app: ask for a code"
+    );
+    assert!(page
+        .body
+        .contains("href=\"/account\" id=\"needs-app-back\""));
+    assert_eq!(browser.get("/account/devices").await.status, StatusCode::OK);
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+
+    // Where the organisation lets a password add a first device, the page says so and the
+    // devices page gives the activation code.
+    sesam
+        .store()
+        .set_setting("first_device_with_password", "true", sesam.now())
+        .await
+        .unwrap();
+    let page = browser.get("/login/unreachable").await;
+    assert!(page.body.contains("data-reason=\"stepup.reason.add_now\""));
+    let devices = browser.get("/account/devices").await;
+    let code = browser
+        .post_form(
+            "/account/devices/activation",
+            &[("csrf", devices.csrf().as_str())],
+        )
+        .await;
+    assert_eq!(code.status, StatusCode::OK, "{}", code.body);
+
+    // A device that cannot approve: the devices page says why.
+    let (_, device) = sesam.enrol(&boss, EnrolOptions::default()).await;
+    sesam
+        .store()
+        .set_device_status(
+            &device.device_id,
+            sesam_core::DeviceStatus::Disabled,
+            sesam.now(),
+        )
+        .await
+        .unwrap();
+    let page = browser.get("/login/unreachable").await;
+    assert!(page
+        .body
+        .contains("data-reason=\"stepup.reason.device_cannot_approve\""));
+
+    // Not logged in at all: back to the login.
+    let stranger = sesam.browser().get("/login/unreachable").await;
+    assert!(stranger
+        .body
+        .contains("href=\"/login/switch\" id=\"needs-app-back\""));
+    sesam.stop().await;
+}
+
+/// "This was not me" in the app: the browser is told the login was stopped (not a plain
+/// deny), the next login says why the password is asked, and the portal shows the pause
+/// with one button that lifts it.
+async fn this_was_not_me_has_its_own_page_a_notice_next_time_and_a_resume_button(db: TestDb) {
+    let t = sesam_server::i18n::Lang::Da.catalog();
+    let sesam = TestServer::start(&db).await;
+    // The admin's portal session first (a password and a step-up, before passwordless is on).
+    let (admin, _) = admin_browser(&sesam).await;
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let (app, _) = sesam.enrol(&anna, EnrolOptions::default()).await;
+    let browser = sesam.browser();
+    assert_eq!(start_login(&browser, "anna").await, "/login/wait");
+    let id = app.pending().await.unwrap()[0].id.clone();
+    app.answer(&id, &Answer::ReportFraud).await.unwrap();
+    let stopped = browser.get("/login/wait").await;
+    assert!(
+        stopped.body.contains(t.get("wait.result.fraud_title"))
+            && stopped.body.contains(t.get("wait.result.fraud")),
+        "{}",
+        stopped.body
+    );
+    assert!(!stopped.body.contains(t.get("wait.result.rejected")));
+    assert!(
+        !stopped.body.contains("id=\"retry\""),
+        "no new request to the same app"
+    );
+    let csrf = browser.get("/login").await.csrf();
+    let retry = browser
+        .post_form("/login/retry", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(
+        retry.location(),
+        Some("/login/password"),
+        "and a forged retry starts none either"
+    );
+    assert!(app.pending().await.unwrap().is_empty());
+
+    // The next login asks for the password and says why.
+    let next = sesam.browser();
+    assert_eq!(start_login(&next, "anna").await, "/login/password");
+    let password = next.get("/login/password").await;
+    assert!(
+        password
+            .body
+            .contains("data-notice=\"login.notice.passwordless_paused\""),
+        "{}",
+        password.body
+    );
+    // Nobody else's password page says it (an unknown name gets the plain form).
+    let stranger = sesam.browser();
+    start_login(&stranger, "nobody").await;
+    assert!(!stranger
+        .get("/login/password")
+        .await
+        .body
+        .contains("login.notice.passwordless_paused"));
+
+    // The portal shows the pause and lifts it with one button.
+    let page = admin.get(&format!("/admin/users/{}", anna.id)).await;
+    assert!(page.body.contains("id=\"passwordless-paused\""));
+    assert!(page.body.contains(t.get("user.flag.passwordless_paused")));
+    assert!(page.body.contains(&format!(
+        "action=\"/admin/users/{}/passwordless-resume\"",
+        anna.id
+    )));
+    let resumed = admin
+        .post_form(
+            &format!("/admin/users/{}/passwordless-resume", anna.id),
+            &[("csrf", page.csrf().as_str())],
+        )
+        .await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    let stored = sesam.store().get_user(&anna.id).await.unwrap();
+    assert!(!stored.passwordless_locked && stored.is_active());
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"passwordless.unlocked".to_string()));
+    let page = admin.get(&format!("/admin/users/{}", anna.id)).await;
+    assert!(!page.body.contains("id=\"passwordless-paused\""));
+    assert_eq!(
+        start_login(&sesam.browser(), "anna").await,
+        "/login/wait",
+        "passwordless again"
+    );
+    sesam.stop().await;
+}
+
+/// Settings as controls of their type (numbers with their range and unit, switches, a choice
+/// of levels) in sections, and a refused value is named next to its field, still typed in.
+async fn the_settings_form_has_typed_controls_and_says_at_the_field_what_is_wrong(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (admin, _) = admin_browser(&sesam).await;
+    let form = admin.get("/admin/settings").await;
+    for control in [
+        "type=\"number\" id=\"s-challenge_limit_per_user\" name=\"challenge_limit_per_user\" value=\"5\" min=\"1\" max=\"1000\"",
+        "type=\"checkbox\" id=\"s-first_device_with_password\" name=\"first_device_with_password\" value=\"true\"",
+        "type=\"radio\" name=\"required_level\" value=\"substantial\"",
+        "class=\"settings-group\"",
+    ] {
+        assert!(form.body.contains(control), "{control}: {}", form.body);
+    }
+    assert!(
+        !form.body.contains("true eller false") && !form.body.contains("(lockout_max_failures)"),
+        "no typed booleans, no raw key names"
+    );
+    let csrf = form.csrf();
+    // An unticked box sends only the hidden "false"; a ticked one sends "false" then "true".
+    let saved = admin
+        .post_form(
+            "/admin/settings",
+            &[
+                ("csrf", &csrf),
+                ("first_device_with_password", "false"),
+                ("first_device_with_password", "true"),
+                ("required_level", "substantial"),
+                ("challenge_limit_per_user", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.location(), Some("/admin/settings?saved=1"));
+    let settings = sesam.store().load_settings().await.unwrap();
+    assert!(settings.first_device_with_password);
+    assert_eq!(settings.challenge_limit_per_user, 7);
+    assert_eq!(
+        settings.required_level,
+        sesam_core::AssuranceLevel::Substantial
+    );
+
+    let refused = admin
+        .post_form(
+            "/admin/settings",
+            &[
+                ("csrf", &csrf),
+                ("first_device_with_password", "false"),
+                ("lockout_max_failures", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.body.contains("id=\"e-lockout_max_failures\"")
+            && refused.body.contains("value=\"0\" min=\"1\" max=\"1000\"")
+            && refused.body.contains("aria-invalid=\"true\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        sesam
+            .store()
+            .load_settings()
+            .await
+            .unwrap()
+            .first_device_with_password,
+        "nothing of a refused form is saved"
+    );
+    sesam.stop().await;
 }

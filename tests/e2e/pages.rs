@@ -3,12 +3,15 @@
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT_LANGUAGE};
 use reqwest::StatusCode;
 
-use crate::harness::{on_both_databases, Browser, TestDb, TestServer};
+use crate::harness::{on_both_databases, test_config_with, Browser, TestDb, TestServer};
+use crate::passwordless::start_login;
 
 on_both_databases!(
     health_and_readiness_answer,
     language_follows_the_browser_and_the_switch,
-    pages_carry_security_headers_and_unknown_paths_are_404
+    pages_carry_security_headers_and_unknown_paths_are_404,
+    the_demo_raises_its_own_limits_says_so_and_its_phone_follows_the_language,
+    an_oidc_refusal_gives_its_reason_in_the_readers_language
 );
 
 async fn health_and_readiness_answer(db: TestDb) {
@@ -96,5 +99,94 @@ async fn pages_carry_security_headers_and_unknown_paths_are_404(db: TestDb) {
         .to_str()
         .unwrap()
         .starts_with("text/css"));
+    sesam.stop().await;
+}
+
+async fn the_demo_raises_its_own_limits_says_so_and_its_phone_follows_the_language(db: TestDb) {
+    let sesam = TestServer::start_with(
+        sesam_core::ManualClock::starting_now(),
+        test_config_with(&db.url, &[("SESAM_DEMO", "true")]),
+    )
+    .await;
+    let settings = sesam.store().load_settings().await.unwrap();
+    assert!(
+        settings.challenge_limit_per_user >= 50,
+        "the demo's own limit"
+    );
+    let demo = sesam.browser().get("/demo").await;
+    assert!(
+        demo.body.contains("id=\"demo-limits\"")
+            && demo
+                .body
+                .contains(&settings.challenge_limit_per_user.to_string()),
+        "{}",
+        demo.body
+    );
+    // More logins in a row than the production default (5) allows.
+    let anna = sesam
+        .store()
+        .find_user_by_username(&sesam_core::Username::parse("anna").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    sesam.enrol(&anna, sesam_app::EnrolOptions::default()).await;
+    for attempt in 0..8 {
+        assert_eq!(
+            start_login(&sesam.browser(), "anna").await,
+            "/login/wait",
+            "login {attempt}"
+        );
+    }
+
+    // The phone speaks the site's language: the switch's cookie, else the browser's.
+    let english = {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_LANGUAGE, HeaderValue::from_static("en-GB,en;q=0.9"));
+        Browser::with_headers(sesam.url(""), h)
+    };
+    let phone = english.get("/demo/phone").await;
+    assert!(phone.body.contains("<html lang=\"en\">"), "{}", phone.body);
+    assert!(phone
+        .body
+        .contains("href=\"/lang/da?next=%2Fdemo%2Fphone\""));
+    english.get("/lang/da?next=%2Fdemo%2Fphone").await;
+    let phone = english.get("/demo/phone").await;
+    assert!(phone.body.contains("<html lang=\"da\">"));
+    assert!(phone
+        .body
+        .contains("href=\"/lang/en?next=%2Fdemo%2Fphone\""));
+    sesam.stop().await;
+}
+
+async fn an_oidc_refusal_gives_its_reason_in_the_readers_language(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let with_lang = |value: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_LANGUAGE, HeaderValue::from_static(value));
+        Browser::with_headers(sesam.url(""), h)
+    };
+    let unknown = "/authorize?response_type=code&client_id=nobody&redirect_uri=https%3A%2F%2Frp.example%2Fcb&scope=openid";
+    for (lang, header) in [
+        (sesam_server::i18n::Lang::Da, "da"),
+        (sesam_server::i18n::Lang::En, "en"),
+    ] {
+        let t = lang.catalog();
+        let browser = with_lang(header);
+        let page = browser.get(unknown).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(
+            page.body.contains(t.get("oidc.reason.untrusted")),
+            "{header}: {}",
+            page.body
+        );
+        let page = browser
+            .get("/end_session?post_logout_redirect_uri=https%3A%2F%2Frp.example%2F")
+            .await;
+        assert!(
+            page.body.contains(t.get("oidc.reason.logout_needs_hint")),
+            "{header}: {}",
+            page.body
+        );
+    }
     sesam.stop().await;
 }

@@ -99,6 +99,9 @@ pub enum Step {
 pub enum Notice {
     /// Too many app requests in the window: the password instead.
     ChallengeRateLimited,
+    /// The user reported a push as fraud: passwordless waits until a password login (or an
+    /// administrator) resumes it.
+    PasswordlessPaused,
 }
 
 /// The whole login state of one browser session, kept under one session key.
@@ -352,6 +355,10 @@ impl LoginFlow {
                     // The use-case layer starts the challenge and reports it.
                     LoginBranch::Passwordless => Next::Wait,
                     LoginBranch::Password => Next::ShowPassword,
+                    LoginBranch::PasswordlessPaused => {
+                        self.notice = Some(Notice::PasswordlessPaused);
+                        Next::ShowPassword
+                    }
                 }
             }
             Event::ChallengeStarted {
@@ -610,6 +617,29 @@ mod tests {
         assert_eq!((login.auth_time, login.epoch), (110, 3));
         assert_eq!(flow.step, Step::Done);
         assert_eq!(flow.version, 2);
+    }
+
+    #[test]
+    fn a_paused_passwordless_shows_the_password_with_its_notice_until_proven() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        let t = flow
+            .apply(
+                Event::UsernameGiven {
+                    username: "anna".into(),
+                    branch: LoginBranch::PasswordlessPaused,
+                },
+                &s,
+                UnixTime(100),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::ShowPassword);
+        assert_eq!(flow.notice, Some(Notice::PasswordlessPaused));
+        proven(&mut flow, &s, facts(false, false));
+        assert_eq!(flow.notice, None, "the password login resumes passwordless");
+        let mut other = LoginFlow::default();
+        at_password(&mut other, &s);
+        assert_eq!(other.notice, None, "a plain password branch says nothing");
     }
 
     #[test]

@@ -8,6 +8,9 @@ use crate::user::User;
 pub enum LoginBranch {
     Password,
     Passwordless,
+    /// Would be passwordless, but the user reported a push as fraud ("this was not me"):
+    /// the password, with a notice that says why.
+    PasswordlessPaused,
 }
 
 /// Passwordless only when the organisation offers it to this user, the user is active, not
@@ -29,10 +32,14 @@ pub fn choose_login_branch(
     if offered
         && user.is_active()
         && !user.password_only
-        && !user.passwordless_locked
         && devices.iter().any(|d| d.is_passwordless_capable(settings))
     {
-        LoginBranch::Passwordless
+        // Saying "paused" tells no more than the wait page would: this user has the app.
+        if user.passwordless_locked {
+            LoginBranch::PasswordlessPaused
+        } else {
+            LoginBranch::Passwordless
+        }
     } else {
         LoginBranch::Password
     }
@@ -128,7 +135,17 @@ mod tests {
         };
         assert_eq!(
             choose_login_branch(&s, Some(&reported), &[phone()]),
-            LoginBranch::Password
+            LoginBranch::PasswordlessPaused,
+            "a fraud report pauses passwordless, and the password page says so"
+        );
+        let reported_without_app = User {
+            password_only: true,
+            ..reported.clone()
+        };
+        assert_eq!(
+            choose_login_branch(&s, Some(&reported_without_app), &[phone()]),
+            LoginBranch::Password,
+            "no notice where passwordless would not be offered anyway"
         );
         let old = Device {
             app_version: "2.9.0".parse().unwrap(),

@@ -150,6 +150,51 @@ fn int_in<T: FromStr + PartialOrd + fmt::Display + Copy>(
     Ok(n)
 }
 
+/// How a setting is typed in: the portal draws the matching control, `set` checks it (a
+/// test keeps the two in step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingInput {
+    /// One of these values.
+    Choice(&'static [&'static str]),
+    /// `true` or `false`.
+    Switch,
+    /// A whole number in `min..=max`, in `unit` (`""`, `"seconds"`, `"digits"`).
+    Number {
+        min: i64,
+        max: i64,
+        unit: &'static str,
+    },
+    /// Free text of at most `max_chars`.
+    Text { max_chars: usize },
+}
+
+impl SettingInput {
+    /// The input for `key`, `None` for an unknown key.
+    pub fn of(key: &str) -> Option<SettingInput> {
+        const DAY: i64 = 24 * 60 * 60;
+        let number = |min, max, unit| SettingInput::Number { min, max, unit };
+        Some(match key {
+            "passwordless" => SettingInput::Choice(&["off", "pilot", "on"]),
+            "required_level" => SettingInput::Choice(&["low", "substantial"]),
+            "saml_want_signed_requests" | "first_device_with_password" => SettingInput::Switch,
+            "min_app_version" => SettingInput::Text { max_chars: 32 },
+            "organisation_name" => SettingInput::Text { max_chars: 200 },
+            "organisation_cvr" => SettingInput::Text { max_chars: 8 },
+            "min_pin_length" => number(4, 32, "digits"),
+            "lockout_max_failures" => number(1, 1000, ""),
+            "lockout_window_seconds" | "lockout_duration_seconds" => number(1, DAY, "seconds"),
+            "password_failures_per_ip" => number(1, 100_000, ""),
+            "session_idle_seconds" => number(60, 30 * DAY, "seconds"),
+            "session_absolute_seconds" => number(60, 90 * DAY, "seconds"),
+            "challenge_lifetime_seconds" => number(30, 600, "seconds"),
+            "challenge_limit_per_user" => number(1, 1000, ""),
+            "challenge_limit_per_ip" => number(1, 100_000, ""),
+            "challenge_limit_window_seconds" => number(60, DAY, "seconds"),
+            _ => return None,
+        })
+    }
+}
+
 impl Settings {
     pub const KEYS: &'static [&'static str] = &[
         "passwordless",
@@ -293,6 +338,35 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_has_an_input_that_set_agrees_with() {
+        for key in Settings::KEYS {
+            let input = SettingInput::of(key).unwrap_or_else(|| panic!("{key} has no input"));
+            let mut s = Settings::default();
+            match input {
+                SettingInput::Choice(values) => {
+                    for v in values {
+                        assert!(s.set(key, v).is_ok(), "{key} = {v}");
+                    }
+                    assert!(s.set(key, "neither").is_err(), "{key}");
+                }
+                SettingInput::Switch => {
+                    assert!(s.set(key, "true").is_ok() && s.set(key, "false").is_ok());
+                    assert!(s.set(key, "yes").is_err(), "{key}");
+                }
+                SettingInput::Number { min, max, .. } => {
+                    for ok in [min, max] {
+                        assert!(s.set(key, &ok.to_string()).is_ok(), "{key} = {ok}");
+                    }
+                    for bad in [min - 1, max + 1] {
+                        assert!(s.set(key, &bad.to_string()).is_err(), "{key} = {bad}");
+                    }
+                }
+                SettingInput::Text { .. } => {}
+            }
+        }
+    }
 
     #[test]
     fn defaults_match_the_design() {

@@ -16,6 +16,13 @@ pub const DEMO_USERS: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
+/// App requests a demo user may get per window: trying the demo means many logins in a
+/// row, and the production default (5 in 15 minutes) would stop a visitor after five.
+pub const DEMO_CHALLENGE_LIMITS: &[(&str, &str)] = &[
+    ("challenge_limit_per_user", "100"),
+    ("challenge_limit_per_ip", "400"),
+];
+
 pub async fn seed(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
     for (name, display, password, password_only) in DEMO_USERS {
         let new = NewUser {
@@ -35,6 +42,11 @@ pub async fn seed(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
     // The demo is about passwordless: switch it on unless someone already chose.
     if !store.setting_is_stored("passwordless").await? {
         store.set_setting("passwordless", "on", clock.now()).await?;
+    }
+    for (key, value) in DEMO_CHALLENGE_LIMITS {
+        if !store.setting_is_stored(key).await? {
+            store.set_setting(key, value, clock.now()).await?;
+        }
     }
     tracing::info!(
         "demo users: anna / Anna-demo-login-1, robot / Robot-demo-login-1 (password only)"

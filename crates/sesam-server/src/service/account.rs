@@ -172,6 +172,29 @@ pub async fn unlock_user(
     Ok(())
 }
 
+/// Lifts the pause a fraud report put on passwordless, leaving the account's status as it
+/// is (the portal's "Resume passwordless sign-in").
+pub async fn resume_passwordless(
+    store: &Store,
+    user: &User,
+    actor: &str,
+    ip: Option<String>,
+    now: UnixTime,
+) -> Result<(), ServiceError> {
+    store.set_passwordless_locked(&user.id, false, now).await?;
+    store
+        .append_audit(
+            &AuditEvent::new("passwordless.unlocked")
+                .actor(actor)
+                .subject(user.username.as_str())
+                .client_ip(ip)
+                .detail("resumed by an administrator after a fraud report"),
+            now,
+        )
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug)]
 pub enum Enrolment {
     /// The activation code (as shown to people) for the user's app.
@@ -230,4 +253,45 @@ pub async fn enrol_device(
         )
         .await?;
     Ok(Enrolment::Code(code))
+}
+
+/// Why a login that needs the app cannot get it now, and so what the user can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppMissing {
+    /// Too many requests were sent to the app lately: wait and try again.
+    RateLimited,
+    /// The user has devices, but none can approve (blocked, or not a phone app).
+    DeviceCannotApprove,
+    /// No device yet, and this login may add one now (the organisation allows a first
+    /// device after a password).
+    CanAddNow,
+    /// No device yet, and a password alone may not add one: an administrator's activation code.
+    AskAdministrator,
+}
+
+/// Tells the signed-in user of `flow` why the app is out of reach (DESIGN: who may add a factor).
+pub async fn why_app_missing(
+    state: &AppState,
+    flow: &LoginFlow,
+    user: &User,
+) -> Result<AppMissing, ServiceError> {
+    if flow.notice == Some(sesam_core::flow::Notice::ChallengeRateLimited) {
+        return Ok(AppMissing::RateLimited);
+    }
+    let devices = state.store.devices_of_user(&user.id).await?;
+    if !devices.is_empty() {
+        return Ok(if devices.iter().any(|d| d.device.can_approve_step_up()) {
+            // A device that can approve but was not asked: the limit or a race; try again.
+            AppMissing::RateLimited
+        } else {
+            AppMissing::DeviceCannotApprove
+        });
+    }
+    let settings = state.store.load_settings().await?;
+    Ok(match &flow.login {
+        Some(login) if may_enrol(login, false, &settings) != EnrolDecision::NeedsMore => {
+            AppMissing::CanAddNow
+        }
+        _ => AppMissing::AskAdministrator,
+    })
 }

@@ -358,7 +358,10 @@ async fn devices_for(
         .await?
         .into_iter()
         .filter(|d| match purpose {
-            ChallengePurpose::Login => d.device.is_passwordless_capable(settings),
+            // After "this was not me", no new passwordless request (a retry, another tab).
+            ChallengePurpose::Login => {
+                !user.passwordless_locked && d.device.is_passwordless_capable(settings)
+            }
             ChallengePurpose::StepUp => d.device.can_approve_step_up(),
         })
         .collect())

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sesam_core::{preview, AssuranceLevel, Settings, UnixTime, User, UserId, UserStatus};
 use sesam_store::{AuditEvent, AuditFilter};
 
-use crate::i18n::Lang;
+use crate::i18n::{Catalog, Lang};
 use crate::state::{AppState, ClientIp};
 use crate::web::auth::{NotSignedIn, SignedIn};
 use crate::web::csrf::{self, CsrfOnly};
@@ -170,10 +170,28 @@ struct SettingsPage {
     csrf: String,
     /// (value, text key, chosen)
     modes: Vec<(&'static str, &'static str, bool)>,
-    /// (key, label text key, value)
-    others: Vec<(&'static str, String, String)>,
+    /// The other settings in sections: (title key, help key, fields).
+    groups: Vec<(&'static str, &'static str, Vec<SettingField>)>,
     preview: Option<PreviewView>,
     saved: bool,
+    error: Option<String>,
+}
+
+/// One setting as a typed control.
+struct SettingField {
+    key: &'static str,
+    label: String,
+    value: String,
+    /// `choice`, `switch`, `number` or `text`.
+    kind: &'static str,
+    /// For a choice: (value, text key, chosen).
+    choices: Vec<(&'static str, String, bool)>,
+    min: i64,
+    max: i64,
+    /// The unit's text key (empty: a plain count).
+    unit: String,
+    max_chars: usize,
+    /// What is wrong with the value typed, next to the field.
     error: Option<String>,
 }
 
@@ -183,7 +201,94 @@ const MODES: [(&str, &str); 3] = [
     ("on", "admin.settings.on"),
 ];
 
+/// The settings other than the passwordless switch, by section.
+const GROUPS: &[(&str, &[&str])] = &[
+    (
+        "app",
+        &[
+            "min_app_version",
+            "min_pin_length",
+            "first_device_with_password",
+            "required_level",
+        ],
+    ),
+    (
+        "requests",
+        &[
+            "challenge_lifetime_seconds",
+            "challenge_limit_per_user",
+            "challenge_limit_per_ip",
+            "challenge_limit_window_seconds",
+        ],
+    ),
+    (
+        "passwords",
+        &[
+            "lockout_max_failures",
+            "lockout_window_seconds",
+            "lockout_duration_seconds",
+            "password_failures_per_ip",
+        ],
+    ),
+    (
+        "sessions",
+        &["session_idle_seconds", "session_absolute_seconds"],
+    ),
+    (
+        "organisation",
+        &[
+            "organisation_name",
+            "organisation_cvr",
+            "saml_want_signed_requests",
+        ],
+    ),
+];
+
+fn setting_field(key: &'static str, value: String) -> SettingField {
+    use sesam_core::settings::SettingInput;
+    let mut field = SettingField {
+        key,
+        label: format!("setting.{key}"),
+        value,
+        kind: "text",
+        choices: Vec::new(),
+        min: 0,
+        max: 0,
+        unit: String::new(),
+        max_chars: 200,
+        error: None,
+    };
+    match SettingInput::of(key) {
+        Some(SettingInput::Choice(values)) => {
+            field.kind = "choice";
+            field.choices = values
+                .iter()
+                .map(|v| (*v, format!("level.{v}"), *v == field.value))
+                .collect();
+        }
+        Some(SettingInput::Switch) => field.kind = "switch",
+        Some(SettingInput::Number { min, max, unit }) => {
+            field.kind = "number";
+            (field.min, field.max) = (min, max);
+            if !unit.is_empty() {
+                field.unit = format!("admin.settings.unit.{unit}");
+            }
+        }
+        Some(SettingInput::Text { max_chars }) => field.max_chars = max_chars,
+        None => {}
+    }
+    field
+}
+
 fn settings_page(chrome: Chrome, csrf: String, s: &Settings) -> SettingsPage {
+    let values = s.to_pairs();
+    let value = |key: &str| {
+        values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     SettingsPage {
         chrome,
         csrf,
@@ -191,16 +296,69 @@ fn settings_page(chrome: Chrome, csrf: String, s: &Settings) -> SettingsPage {
             .iter()
             .map(|(v, k)| (*v, *k, *v == s.passwordless.as_str()))
             .collect(),
-        others: s
-            .to_pairs()
-            .into_iter()
-            .filter(|(k, _)| *k != "passwordless")
-            .map(|(k, v)| (k, format!("setting.{k}"), v))
+        groups: GROUPS
+            .iter()
+            .map(|(group, keys)| {
+                let (title, help) = match *group {
+                    "app" => ("admin.settings.group.app", "admin.settings.group.app_help"),
+                    "requests" => (
+                        "admin.settings.group.requests",
+                        "admin.settings.group.requests_help",
+                    ),
+                    "passwords" => (
+                        "admin.settings.group.passwords",
+                        "admin.settings.group.passwords_help",
+                    ),
+                    "sessions" => (
+                        "admin.settings.group.sessions",
+                        "admin.settings.group.sessions_help",
+                    ),
+                    _ => (
+                        "admin.settings.group.organisation",
+                        "admin.settings.group.organisation_help",
+                    ),
+                };
+                let fields = keys.iter().map(|k| setting_field(k, value(k))).collect();
+                (title, help, fields)
+            })
             .collect(),
         preview: None,
         saved: false,
         error: None,
     }
+}
+
+/// The page again with what was typed, the problem next to its field.
+fn refused_settings_page(
+    chrome: Chrome,
+    csrf: String,
+    current: &Settings,
+    form: &[(String, String)],
+    (key, problem): (String, String),
+) -> SettingsPage {
+    let t = chrome.t;
+    let mut page = settings_page(chrome, csrf, current);
+    for (_, _, fields) in &mut page.groups {
+        for field in fields {
+            if let Some((_, typed)) = form.iter().rev().find(|(k, _)| k == field.key) {
+                field.value = typed.chars().take(256).collect();
+                for (value, _, chosen) in &mut field.choices {
+                    *chosen = *value == field.value;
+                }
+            }
+            if field.key == key {
+                field.error = Some(match field.kind {
+                    "number" => t
+                        .fill("admin.settings.bad_number", "min", &field.min.to_string())
+                        .replace("{max}", &field.max.to_string()),
+                    "switch" | "choice" => t.get("admin.settings.bad_choice").to_owned(),
+                    _ => problem.clone(),
+                });
+            }
+        }
+    }
+    page.error = Some(problem);
+    page
 }
 
 #[derive(Deserialize)]
@@ -224,14 +382,16 @@ pub async fn show_settings(
     render(StatusCode::OK, &page)
 }
 
-/// The submitted form as settings, checked; the error names the first bad field.
-fn apply_form(current: &Settings, form: &[(String, String)]) -> Result<Settings, String> {
+/// The submitted form as settings, checked; the error is the first bad field's key and
+/// what is wrong with it.
+fn apply_form(current: &Settings, form: &[(String, String)]) -> Result<Settings, (String, String)> {
     let mut next = current.clone();
     for (key, value) in form {
         if key == "csrf" {
             continue;
         }
-        next.set(key, value).map_err(|e| e.to_string())?;
+        next.set(key, value)
+            .map_err(|e| (key.clone(), e.to_string()))?;
     }
     Ok(next)
 }
@@ -262,8 +422,7 @@ pub async fn preview_settings(
     let next = match apply_form(&current, &pairs) {
         Ok(next) => next,
         Err(problem) => {
-            let mut page = settings_page(chrome, csrf, &current);
-            page.error = Some(problem);
+            let page = refused_settings_page(chrome, csrf, &current, &pairs, problem);
             return render(StatusCode::BAD_REQUEST, &page);
         }
     };
@@ -301,12 +460,13 @@ pub async fn save_settings(
     let next = match apply_form(&current, &pairs) {
         Ok(next) => next,
         Err(problem) => {
-            let mut page = settings_page(
+            let page = refused_settings_page(
                 Chrome::new(lang, "/admin/settings"),
                 csrf::token(&admin.0.session).await?,
                 &current,
+                &pairs,
+                problem,
             );
-            page.error = Some(problem);
             return render(StatusCode::BAD_REQUEST, &page);
         }
     };
@@ -350,21 +510,31 @@ pub struct UsersQuery {
 
 const PAGE: i64 = 50;
 
-fn flags(u: &User) -> String {
+/// The user's flags in the reader's language.
+fn flags(u: &User, t: &Catalog) -> String {
     let mut f = Vec::new();
     if u.is_admin {
-        f.push("admin");
+        f.push(t.get("user.flag.admin"));
     }
     if u.password_only {
-        f.push("password-only");
+        f.push(t.get("user.flag.password_only"));
     }
     if u.in_pilot {
-        f.push("pilot");
+        f.push(t.get("user.flag.pilot"));
     }
     if u.passwordless_locked {
-        f.push("fraud-reported");
+        f.push(t.get("user.flag.passwordless_paused"));
     }
     f.join(", ")
+}
+
+/// `active`, `locked`, `disabled` in the reader's language.
+fn status_text(u: &User, t: &'static Catalog) -> &'static str {
+    match u.status {
+        UserStatus::Active => t.get("user.status.active"),
+        UserStatus::Locked => t.get("user.status.locked"),
+        UserStatus::Disabled => t.get("user.status.disabled"),
+    }
 }
 
 pub async fn users(
@@ -395,6 +565,7 @@ pub async fn users(
     } else {
         None
     };
+    let t = lang.catalog();
     let users = shown
         .iter()
         .map(|u| {
@@ -402,8 +573,8 @@ pub async fn users(
                 u.id.0.clone(),
                 u.username.to_string(),
                 u.display_name.clone(),
-                u.status.as_str(),
-                flags(u),
+                status_text(u, t),
+                flags(u, t),
             )
         })
         .collect();
@@ -532,6 +703,8 @@ struct UserPage {
     status: &'static str,
     flags: String,
     passwordless: String,
+    /// A fraud report paused passwordless: the box that says so, with the button to resume.
+    passwordless_paused: bool,
     actions: Vec<(&'static str, &'static str)>,
     devices: Vec<crate::web::devices::DeviceRow>,
     events: Vec<String>,
@@ -599,9 +772,10 @@ async fn user_page(
         id: user.id.0.clone(),
         username: user.username.to_string(),
         display_name: user.display_name.clone(),
-        status: user.status.as_str(),
-        flags: flags(user),
+        status: status_text(user, t),
+        flags: flags(user, t),
         passwordless,
+        passwordless_paused: user.passwordless_locked,
         actions,
         devices,
         events,
@@ -654,6 +828,17 @@ pub async fn user_action(
         }
         "unlock" => {
             crate::service::account::unlock_user(
+                &state.store,
+                &user,
+                admin.0.user.username.as_str(),
+                ip.text(),
+                now,
+            )
+            .await?;
+            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
+        }
+        "passwordless-resume" => {
+            crate::service::account::resume_passwordless(
                 &state.store,
                 &user,
                 admin.0.user.username.as_str(),

@@ -30,6 +30,8 @@ pub struct DemoPage {
     pub level_key: &'static str,
     pub factors: String,
     pub activation_code: Option<String>,
+    /// The demo's own limit on app requests, said on the page.
+    pub limits: String,
 }
 
 fn demo_only(state: &AppState) -> Result<(), AppError> {
@@ -70,7 +72,20 @@ async fn page(
                 .join(" + ");
         }
     }
+    let settings = state.store.load_settings().await?;
+    let limits = t
+        .fill(
+            "demo.limits",
+            "per_user",
+            &settings.challenge_limit_per_user.to_string(),
+        )
+        .replace("{per_ip}", &settings.challenge_limit_per_ip.to_string())
+        .replace(
+            "{minutes}",
+            &(settings.challenge_limit_window_seconds / 60).to_string(),
+        );
     let page = DemoPage {
+        limits,
         chrome: Chrome::new(lang, "/demo"),
         csrf: csrf::token(session).await?,
         signed_in_as,
@@ -164,11 +179,21 @@ pub async fn activation(
     page(&state, &session, lang, Some(code)).await
 }
 
-pub async fn phone(State(state): State<AppState>) -> Result<Response, AppError> {
+/// The phone page in the site's language (the phone's script reads it from `<html lang>`),
+/// with the switch to the other one.
+pub async fn phone(State(state): State<AppState>, lang: Lang) -> Result<Response, AppError> {
     demo_only(&state)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("../../../../static/phone.html"),
-    )
-        .into_response())
+    let page = include_str!("../../../../static/phone.html");
+    let (code, other) = (lang.code(), lang.other().code());
+    let page = page
+        .replacen("<html lang=\"en\">", &format!("<html lang=\"{code}\">"), 1)
+        .replacen(
+            "href=\"/lang/da?next=%2Fdemo%2Fphone\" lang=\"da\" hreflang=\"da\">Dansk</a>",
+            &format!(
+                "href=\"/lang/{other}?next=%2Fdemo%2Fphone\" lang=\"{other}\" hreflang=\"{other}\">{}</a>",
+                lang.catalog().get("lang.other_name")
+            ),
+            1,
+        );
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }

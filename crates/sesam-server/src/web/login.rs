@@ -138,12 +138,17 @@ pub async fn show_password(
         csrf: csrf::token(&session).await?,
         username,
         failed: false,
-        notice: match flow.notice {
-            Some(Notice::ChallengeRateLimited) => Some("login.notice.rate_limited"),
-            None => None,
-        },
+        notice: notice_key(flow.notice),
     };
     render(StatusCode::OK, &page)
+}
+
+/// Why the password is asked instead of the app, when the flow knows a reason to say.
+fn notice_key(notice: Option<Notice>) -> Option<&'static str> {
+    match notice? {
+        Notice::ChallengeRateLimited => Some("login.notice.rate_limited"),
+        Notice::PasswordlessPaused => Some("login.notice.passwordless_paused"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -192,7 +197,7 @@ pub async fn submit_password(
                 csrf: csrf::token(&session).await?,
                 username,
                 failed: true,
-                notice: None,
+                notice: notice_key(flow.notice),
             };
             render(StatusCode::UNAUTHORIZED, &page)
         }

@@ -104,12 +104,22 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------- authorize
 
+/// The refusal page; `why` is a catalog key (`oidc.reason.…`), `detail` the protocol
+/// library's own words for the service's developers (kept as they are, and marked so).
 fn bad_request_page(lang: Lang, why: &str) -> Result<Response, AppError> {
+    refusal_page(lang, why, None)
+}
+
+fn refusal_page(lang: Lang, why: &str, detail: Option<&str>) -> Result<Response, AppError> {
     let t = lang.catalog();
+    let mut body = format!("{} {}", t.get("oidc.bad_request_body"), t.get(why));
+    if let Some(detail) = detail {
+        body = format!("{body} {} {detail}", t.get("oidc.reason.technical"));
+    }
     let page = MessagePage {
         chrome: Chrome::new(lang, "/authorize"),
         title: t.get("oidc.bad_request_title").to_owned(),
-        body: format!("{} {why}", t.get("oidc.bad_request_body")),
+        body,
         alert: true,
         link_href: "/",
         link_label: t.get("login.back").to_owned(),
@@ -161,7 +171,7 @@ pub async fn authorize_post(
         return Err(AppError::UnsupportedMediaType);
     }
     let Ok(text) = std::str::from_utf8(&body) else {
-        return bad_request_page(lang, "the request is not UTF-8.");
+        return bad_request_page(lang, "oidc.reason.not_utf8");
     };
     authorize(&state, &session, lang, &origin, text).await
 }
@@ -174,7 +184,7 @@ async fn authorize(
     query: &str,
 ) -> Result<Response, AppError> {
     let Some(params) = pairs(query) else {
-        return bad_request_page(lang, "the request is too large or not form-encoded.");
+        return bad_request_page(lang, "oidc.reason.not_a_form");
     };
     let client_id = params
         .iter()
@@ -191,12 +201,12 @@ async fn authorize(
         Err(e) => {
             return match e.response(iss) {
                 Some(answer) => Ok(deliver(answer, lang)),
-                None => bad_request_page(lang, &format!("{e}.")),
+                None => refusal_page(lang, "oidc.reason.untrusted", Some(&format!("{e}."))),
             }
         }
     };
     let Some(client) = client else {
-        return bad_request_page(lang, "the client is not known.");
+        return bad_request_page(lang, "oidc.reason.unknown_client");
     };
     let now = state.now().0;
     if request.prompt() == Some(Prompt::Login) || request.max_age() == Some(0) {
@@ -223,7 +233,7 @@ pub async fn resume(
     };
     let Some(client) = enabled_client(&state, pending.request.client_id()).await? else {
         session.remove::<Pending>(PENDING_KEY).await?;
-        return bad_request_page(lang, "the client is no longer registered.");
+        return bad_request_page(lang, "oidc.reason.client_gone");
     };
     proceed(&state, &session, lang, &origin, &client, pending).await
 }
@@ -833,7 +843,7 @@ pub async fn end_session(
     RawQuery(query): RawQuery,
 ) -> Result<Response, AppError> {
     let Some(params) = pairs(query.as_deref().unwrap_or("")) else {
-        return bad_request_page(lang, "the request is too large or not form-encoded.");
+        return bad_request_page(lang, "oidc.reason.not_a_form");
     };
     let get = |name: &str| {
         params
@@ -846,27 +856,19 @@ pub async fn end_session(
     let hint = hint.filter(|claims| claims["iss"] == json!(state.oidc.issuer));
     let Some(hint) = hint else {
         if get("post_logout_redirect_uri").is_some() {
-            return bad_request_page(
-                lang,
-                "post_logout_redirect_uri needs a valid id_token_hint from Sesam.",
-            );
+            return bad_request_page(lang, "oidc.reason.logout_needs_hint");
         }
         return Ok(Redirect::to("/logout").into_response());
     };
     let client_id = hint["aud"].as_str().unwrap_or("");
     if get("client_id").is_some_and(|c| c != client_id) {
-        return bad_request_page(lang, "client_id is not the audience of id_token_hint.");
+        return bad_request_page(lang, "oidc.reason.logout_wrong_client");
     }
     let client = enabled_client(&state, client_id).await?;
     let target = match (get("post_logout_redirect_uri"), &client) {
         (None, _) => None,
         (Some(uri), Some(c)) if c.post_logout_redirect_uris.iter().any(|r| r == uri) => Some(uri),
-        (Some(_), _) => {
-            return bad_request_page(
-                lang,
-                "post_logout_redirect_uri is not registered for this client.",
-            )
-        }
+        (Some(_), _) => return bad_request_page(lang, "oidc.reason.logout_unregistered"),
     };
     let now = state.now();
     let current = auth::current(&session).await?;

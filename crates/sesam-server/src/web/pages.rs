@@ -70,6 +70,17 @@ pub struct MessagePage {
     pub link_label: String,
 }
 
+/// "This login needs the Sesam app": why, and the way to a device that can give it.
+#[derive(Template)]
+#[template(path = "needs_app.html")]
+pub struct NeedsAppPage {
+    pub chrome: Chrome,
+    /// The sentences that say why and what to do (translation keys), in order.
+    pub reasons: Vec<&'static str>,
+    /// Signed in (with a password): the devices page and the account are open.
+    pub signed_in: bool,
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 pub struct AccountPage {
@@ -116,6 +127,8 @@ pub struct OutcomePage {
     pub csrf: String,
     pub title: &'static str,
     pub body: &'static str,
+    /// Not after a fraud report: another request to the same app is not wanted.
+    pub offer_retry: bool,
     pub offer_password: bool,
 }
 

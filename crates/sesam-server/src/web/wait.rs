@@ -23,7 +23,7 @@ use crate::web::auth;
 use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
-use crate::web::pages::{render, Chrome, MessagePage, WaitPage};
+use crate::web::pages::{render, Chrome, NeedsAppPage, WaitPage};
 
 /// The challenge of this session's flow, with an overdue one marked expired.
 async fn current(
@@ -92,7 +92,10 @@ pub async fn show(
         }
         ChallengeState::Approved => Ok(Redirect::to("/login/complete").into_response()),
         ended => {
+            // "This was not me" in the app: not a plain deny; passwordless is paused now.
+            let fraud = ended == ChallengeState::Rejected && challenge.fraud_reported;
             let key = match ended {
+                _ if fraud => "wait.result.fraud",
                 ChallengeState::WrongCode => "wait.result.wrong_code",
                 ChallengeState::Rejected => "wait.result.rejected",
                 ChallengeState::Expired => "wait.result.expired",
@@ -101,9 +104,14 @@ pub async fn show(
             let page = crate::web::pages::OutcomePage {
                 chrome: Chrome::new(lang, "/login/wait"),
                 csrf,
-                title: t.get("wait.result.title"),
+                title: t.get(if fraud {
+                    "wait.result.fraud_title"
+                } else {
+                    "wait.result.title"
+                }),
                 body: t.get(key),
-                offer_password: !step_up,
+                offer_retry: !fraud,
+                offer_password: !step_up && !fraud,
             };
             render(StatusCode::OK, &page)
         }
@@ -238,16 +246,30 @@ pub async fn retry(
 }
 
 /// The page for a login that needs the app when the user cannot use it now, and no
-/// service waits for an answer (the portal, the account).
-pub async fn unreachable(lang: Lang) -> Result<Response, AppError> {
-    let t = lang.catalog();
-    let page = MessagePage {
-        chrome: Chrome::new(lang, "/login"),
-        title: t.get("stepup.impossible_title").to_owned(),
-        body: t.get("stepup.impossible_body").to_owned(),
-        alert: true,
-        link_href: "/account",
-        link_label: t.get("account.title").to_owned(),
+/// service waits for an answer (the portal, the account): why, and the way to a device.
+pub async fn unreachable(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+) -> Result<Response, AppError> {
+    use crate::service::account::{why_app_missing, AppMissing};
+    let mut flow = auth::load(&session).await?;
+    let signed_in = service::signed_in(&state, &mut flow).await?;
+    let reasons = match &signed_in {
+        None => vec!["stepup.reason.log_in_first"],
+        Some((user, _)) => match why_app_missing(&state, &flow, user).await? {
+            AppMissing::RateLimited => vec!["stepup.reason.rate_limited"],
+            AppMissing::DeviceCannotApprove => vec!["stepup.reason.device_cannot_approve"],
+            AppMissing::CanAddNow => vec!["stepup.reason.no_device", "stepup.reason.add_now"],
+            AppMissing::AskAdministrator => {
+                vec!["stepup.reason.no_device", "stepup.reason.ask_admin"]
+            }
+        },
+    };
+    let page = NeedsAppPage {
+        chrome: Chrome::new(lang, "/login/unreachable"),
+        reasons,
+        signed_in: signed_in.is_some(),
     };
     render(StatusCode::FORBIDDEN, &page)
 }
