@@ -8,6 +8,7 @@
   const eventsUrl = region.dataset.eventsUrl;
   const continueButton = document.getElementById("continue");
   if (continueButton) continueButton.hidden = true;
+  const HOLD_MS = Number(region.dataset.holdMs) || 1200;
   let finished = false;
   let polling = null;
 
@@ -23,6 +24,9 @@
     }
     finished = true;
     show(state.status === "approved" ? region.dataset.textApproved : region.dataset.textEnded);
+    // Hold the news on screen long enough for a screen reader to announce it (the live
+    // region speaks after the current utterance), then go on.
+    const go = (url) => window.setTimeout(() => window.location.assign(url), HOLD_MS);
     if (state.status === "cancelled") {
       // Another tab of this browser may have started a newer login that replaced this
       // one: ask once more, a moment later, and follow that login if there is one.
@@ -37,7 +41,7 @@
       }, 1000);
       return;
     }
-    if (state.redirect) window.location.assign(state.redirect);
+    if (state.redirect) go(state.redirect);
   }
 
   function poll() {

@@ -90,6 +90,51 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
         .expect("a Chromium session")
 }
 
+/// Chromium as a 390 px wide phone (the viewport of a common iPhone).
+async fn phone_browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--lang=en-GB", format!("--user-data-dir={}", profile.display()),
+            ],
+            "mobileEmulation": {"deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 2}},
+            "prefs": {"intl.accept_languages": "en-GB,en"}
+        }),
+    );
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+/// The page is no wider than the screen: nothing to scroll sideways.
+async fn assert_fits(client: &Client, name: &str) {
+    let sizes = client
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (scroll, inner) = (sizes[0].as_f64().unwrap(), sizes[1].as_f64().unwrap());
+    screenshot(client, &format!("phone-{name}.png")).await;
+    assert!(
+        inner <= 400.0,
+        "{name}: the viewport is {inner} px, not a phone"
+    );
+    assert!(
+        scroll <= inner,
+        "{name}: {scroll} px wide on a {inner} px screen (tests/artifacts/phone-{name}.png)"
+    );
+}
+
 fn artifacts() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/artifacts");
     std::fs::create_dir_all(&dir).unwrap();
@@ -209,6 +254,20 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let shown = text_of(&computer, "#code").await;
     assert_eq!(shown.len(), 2, "{shown}");
     screenshot(&computer, "login-wait.png").await;
+    // Note when "Approved" appears and when the page is left (sessionStorage outlives it).
+    computer
+        .execute(
+            r#"const region = document.getElementById("wait-status");
+               sessionStorage.clear();
+               new MutationObserver(() => {
+                 if (region.textContent === region.dataset.textApproved && !sessionStorage.approvedAt)
+                   sessionStorage.approvedAt = String(Date.now());
+               }).observe(region, { childList: true, characterData: true, subtree: true });
+               window.addEventListener("pagehide", () => { sessionStorage.leftAt = String(Date.now()); });"#,
+            vec![],
+        )
+        .await
+        .unwrap();
 
     // The phone shows the request; the person types the number.
     let input = phone
@@ -239,6 +298,18 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         Some("substantial")
     );
     assert_eq!(text_of(&computer, "#demo-user").await, "anna");
+    let held = computer
+        .execute(
+            "return Number(sessionStorage.leftAt) - Number(sessionStorage.approvedAt);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let held = held.as_f64().unwrap_or(0.0);
+    assert!(
+        held >= 1000.0,
+        "\"Approved\" was on screen {held} ms: too short for a screen reader to announce"
+    );
     screenshot(&computer, "login-result.png").await;
     assert!(sesam
         .audit_events("anna")
@@ -572,5 +643,93 @@ async fn two_tabs_logging_in_at_once_both_end_logged_in() {
         }
         client.close().await.unwrap();
     }
+    sesam.stop().await;
+}
+
+/// The issue's phone check: at 390 px the login, wait, settings, users, audit and services
+/// pages scroll only down, never sideways (the portal's tables become cards).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_390_px_phone() {
+    let Some(path) = chromedriver_or_skip() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    let sesam = TestServer::start(&db).await;
+    let now = sesam.now();
+    sesam
+        .store()
+        .set_setting("passwordless", "on", now)
+        .await
+        .unwrap();
+    let boss = sesam
+        .add_user("boss", "Bo Boss", "correct horse battery")
+        .await;
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE users SET is_admin = 1 WHERE username_key = 'boss'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    // Long values that used to widen the tables.
+    sesam
+        .add_user(
+            "kommunens.servicekonto.til.robotter.og.integrationer",
+            "Kommunens meget lange servicekonto til robotprocesautomatisering",
+            "correct horse battery",
+        )
+        .await;
+    let (app, _) = sesam.enrol(&boss, sesam_app::EnrolOptions::default()).await;
+    let base = sesam.url("");
+    let driver = start_driver(&path).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let phone = phone_browser(&driver, &profiles.path().join("phone390")).await;
+
+    phone.goto(&format!("{base}/login")).await.unwrap();
+    type_into(&phone, "#username", "boss").await;
+    assert_fits(&phone, "login").await;
+    click(&phone, "form[action='/login'] button[type=submit]").await;
+    let code = text_of(&phone, "#code").await;
+    assert_fits(&phone, "wait").await;
+    let pending = app.pending().await.unwrap();
+    app.answer(&pending[0].id, &sesam_app::Answer::Code(code))
+        .await
+        .unwrap();
+    text_of(&phone, "dd#username").await;
+    assert_fits(&phone, "account").await;
+    for (path, css, name) in [
+        ("/admin", "#fig-users", "dashboard"),
+        ("/admin/settings", "#settings-submit", "settings"),
+        ("/admin/users", "#users", "users"),
+        ("/admin/audit", "#audit", "audit"),
+        ("/admin/services", "h1", "services"),
+        ("/account/devices", "h1", "devices"),
+    ] {
+        phone.goto(&format!("{base}{path}")).await.unwrap();
+        text_of(&phone, css).await;
+        assert_fits(&phone, name).await;
+    }
+    phone
+        .goto(&format!("{base}/admin/users/{}", boss.id))
+        .await
+        .unwrap();
+    text_of(&phone, "#status").await;
+    assert_fits(&phone, "user").await;
+    // Headings in order of size, as the browser draws them.
+    let sizes = phone
+        .execute(
+            r#"const px = (tag) => { const e = document.createElement(tag); document.querySelector("main").append(e);
+                 const size = parseFloat(getComputedStyle(e).fontSize); e.remove(); return size; };
+               return [px("h1"), px("h2"), px("h3")];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (h1, h2, h3) = (
+        sizes[0].as_f64().unwrap(),
+        sizes[1].as_f64().unwrap(),
+        sizes[2].as_f64().unwrap(),
+    );
+    assert!(h1 > h2 && h2 > h3, "h1 {h1}px, h2 {h2}px, h3 {h3}px");
+    phone.close().await.unwrap();
     sesam.stop().await;
 }

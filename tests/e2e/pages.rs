@@ -158,6 +158,49 @@ async fn the_demo_raises_its_own_limits_says_so_and_its_phone_follows_the_langua
     sesam.stop().await;
 }
 
+/// WCAG 1.4.11: the focus ring has 3:1 against white; and h1 > h2 > h3 in size.
+#[test]
+fn the_stylesheets_keep_focus_rings_visible_and_headings_in_order() {
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut rings = 0;
+    for file in ["static/sesam.css", "static/phone.css"] {
+        let css = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for piece in css.split("outline:").skip(1) {
+            let value = piece.split(';').next().unwrap();
+            let Some(at) = value.find('#') else { continue };
+            let hex = &value[at + 1..at + 7];
+            let ratio = 1.05 / (luminance(hex) + 0.05);
+            assert!(
+                ratio >= 3.0,
+                "{file}: outline #{hex} is {ratio:.2}:1 against white"
+            );
+            rings += 1;
+        }
+    }
+    assert!(rings >= 2, "focus rings found: {rings}");
+    let css = std::fs::read_to_string(format!("{root}/static/sesam.css")).unwrap();
+    let size = |h: &str| -> f64 {
+        let rule = css
+            .lines()
+            .find(|l| l.starts_with(&format!("{h} {{")))
+            .unwrap_or_else(|| panic!("no rule for {h}"));
+        let value = rule.split("font-size:").nth(1).unwrap().trim();
+        value.split("rem").next().unwrap().parse().unwrap()
+    };
+    assert!(size("h1") > size("h2") && size("h2") > size("h3"));
+}
+
 async fn an_oidc_refusal_gives_its_reason_in_the_readers_language(db: TestDb) {
     let sesam = TestServer::start(&db).await;
     let with_lang = |value: &'static str| {
