@@ -20,6 +20,7 @@ on_both_databases!(
     an_admin_without_the_app_is_shown_the_way_to_add_it,
     this_was_not_me_has_its_own_page_a_notice_next_time_and_a_resume_button,
     the_settings_form_has_typed_controls_and_says_at_the_field_what_is_wrong,
+    times_are_shown_in_the_organisations_time_zone_with_the_zone,
 );
 
 async fn add_admin(sesam: &TestServer) -> sesam_core::User {
@@ -1154,6 +1155,65 @@ async fn the_settings_form_has_typed_controls_and_says_at_the_field_what_is_wron
             .unwrap()
             .first_device_with_password,
         "nothing of a refused form is saved"
+    );
+    sesam.stop().await;
+}
+
+/// The portal shows times in the organisation's zone (default Europe/Copenhagen), naming the
+/// zone; another zone is a setting away, and one the zone database lacks is refused.
+async fn times_are_shown_in_the_organisations_time_zone_with_the_zone(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (admin, _) = admin_browser(&sesam).await;
+    let entry = sesam
+        .store()
+        .list_audit(Some("boss"), 1)
+        .await
+        .unwrap()
+        .remove(0);
+    let shown = |offset_hours: i64, zone: &str| {
+        let at = time::OffsetDateTime::from_unix_timestamp(entry.at + offset_hours * 3600).unwrap();
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} {zone}",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute()
+        )
+    };
+    let audit = admin.get("/admin/audit?user=boss").await;
+    assert!(
+        audit.body.contains(&shown(1, "CET")) || audit.body.contains(&shown(2, "CEST")),
+        "Copenhagen time: {}",
+        audit.body
+    );
+    assert!(!audit.body.contains(" UTC<"), "no UTC times left");
+
+    let form = admin.get("/admin/settings").await;
+    assert!(form
+        .body
+        .contains("id=\"s-time_zone\" name=\"time_zone\" value=\"Europe/Copenhagen\""));
+    let csrf = form.csrf();
+    let refused = admin
+        .post_form(
+            "/admin/settings",
+            &[("csrf", csrf.as_str()), ("time_zone", "Mars/Olympus_Mons")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("id=\"e-time_zone\""));
+    let saved = admin
+        .post_form(
+            "/admin/settings",
+            &[("csrf", csrf.as_str()), ("time_zone", "America/New_York")],
+        )
+        .await;
+    assert_eq!(saved.location(), Some("/admin/settings?saved=1"));
+    let audit = admin.get("/admin/audit?user=boss").await;
+    assert!(
+        audit.body.contains(&shown(-5, "EST")) || audit.body.contains(&shown(-4, "EDT")),
+        "New York time: {}",
+        audit.body
     );
     sesam.stop().await;
 }

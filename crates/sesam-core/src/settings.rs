@@ -84,6 +84,8 @@ pub struct Settings {
     /// A user who has no device yet may enrol the first one after a password login alone.
     /// Off: a first device needs an activation code from an administrator.
     pub first_device_with_password: bool,
+    /// The organisation's time zone (an IANA name) for the times people read.
+    pub time_zone: String,
 }
 
 impl Default for Settings {
@@ -107,6 +109,7 @@ impl Default for Settings {
             challenge_limit_window_seconds: 15 * 60,
             required_level: AssuranceLevel::Low,
             first_device_with_password: false,
+            time_zone: "Europe/Copenhagen".into(),
         }
     }
 }
@@ -180,6 +183,7 @@ impl SettingInput {
             "min_app_version" => SettingInput::Text { max_chars: 32 },
             "organisation_name" => SettingInput::Text { max_chars: 200 },
             "organisation_cvr" => SettingInput::Text { max_chars: 8 },
+            "time_zone" => SettingInput::Text { max_chars: 64 },
             "min_pin_length" => number(4, 32, "digits"),
             "lockout_max_failures" => number(1, 1000, ""),
             "lockout_window_seconds" | "lockout_duration_seconds" => number(1, DAY, "seconds"),
@@ -215,6 +219,7 @@ impl Settings {
         "challenge_limit_window_seconds",
         "required_level",
         "first_device_with_password",
+        "time_zone",
     ];
 
     /// Applies one stored or typed-in value, checking it.
@@ -263,6 +268,22 @@ impl Settings {
             }
             "saml_want_signed_requests" => self.saml_want_signed_requests = boolean(key, value)?,
             "first_device_with_password" => self.first_device_with_password = boolean(key, value)?,
+            "time_zone" => {
+                // The shape of an IANA name; the server checks that its zone database has it.
+                let zone = value.trim();
+                let shaped = !zone.is_empty()
+                    && zone.len() <= 64
+                    && zone
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c));
+                if !shaped {
+                    return Err(bad(
+                        key,
+                        format!("{zone:?} is not a time zone name like Europe/Copenhagen"),
+                    ));
+                }
+                self.time_zone = zone.to_owned()
+            }
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
             }
@@ -311,6 +332,7 @@ impl Settings {
             "challenge_limit_window_seconds" => self.challenge_limit_window_seconds.to_string(),
             "required_level" => self.required_level.as_str().to_owned(),
             "first_device_with_password" => self.first_device_with_password.to_string(),
+            "time_zone" => self.time_zone.clone(),
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         })
     }

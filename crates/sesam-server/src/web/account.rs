@@ -24,6 +24,7 @@ pub struct AccountQuery {
 }
 
 pub async fn show_account(
+    State(state): State<AppState>,
     signed_in: SignedIn,
     lang: Lang,
     Query(q): Query<AccountQuery>,
@@ -35,6 +36,7 @@ pub async fn show_account(
         ..
     } = signed_in;
     let level = auth.level().unwrap_or(AssuranceLevel::Low);
+    let settings = state.store.load_settings().await?;
     let page = AccountPage {
         chrome: Chrome::new(lang, "/account"),
         csrf: csrf::token(&session).await?,
@@ -46,7 +48,7 @@ pub async fn show_account(
             AssuranceLevel::Substantial => "account.level.substantial",
             AssuranceLevel::High => "account.level.high",
         },
-        signed_in_at: format_time(UnixTime(auth.auth_time)),
+        signed_in_at: format_time(UnixTime(auth.auth_time), &settings.time_zone),
         password_changed: q.changed.is_some(),
         is_admin: user.is_admin,
     };

@@ -239,6 +239,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         &[
             "organisation_name",
             "organisation_cvr",
+            "time_zone",
             "saml_want_signed_requests",
         ],
     ),
@@ -392,6 +393,15 @@ fn apply_form(current: &Settings, form: &[(String, String)]) -> Result<Settings,
         }
         next.set(key, value)
             .map_err(|e| (key.clone(), e.to_string()))?;
+        if key == "time_zone" && !crate::web::pages::is_known_time_zone(&next.time_zone) {
+            return Err((
+                key.clone(),
+                format!(
+                    "setting time_zone: {:?} is not in the time zone database",
+                    next.time_zone
+                ),
+            ));
+        }
     }
     Ok(next)
 }
@@ -744,7 +754,7 @@ async fn user_page(
         .map(|e| {
             format!(
                 "{} {} {}",
-                format_time(UnixTime(e.at)),
+                format_time(UnixTime(e.at), &settings.time_zone),
                 e.event,
                 e.client_ip.unwrap_or_default()
             )
@@ -957,20 +967,20 @@ pub struct AuditQuery {
     before: Option<i64>,
 }
 
-/// `2026-11-22` as the Unix time of that midnight (UTC).
-fn parse_day(s: &str) -> Option<UnixTime> {
+/// `2026-11-22` as the Unix time of that midnight in the organisation's time zone.
+fn parse_day(s: &str, zone: &str) -> Option<UnixTime> {
     let mut parts = s.trim().split('-');
     let (Some(y), Some(m), Some(d), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
-    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
-    Some(UnixTime(date.midnight().assume_utc().unix_timestamp()))
+    let date = jiff::civil::Date::new(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?).ok()?;
+    let midnight = date.to_zoned(crate::web::pages::time_zone(zone)).ok()?;
+    Some(UnixTime(midnight.timestamp().as_second()))
 }
 
-fn filter_of(q: &AuditQuery) -> (AuditFilter, bool) {
+fn filter_of(q: &AuditQuery, zone: &str) -> (AuditFilter, bool) {
     let text = |v: &Option<String>| {
         v.as_ref()
             .map(|s| s.trim().chars().take(128).collect::<String>())
@@ -980,7 +990,7 @@ fn filter_of(q: &AuditQuery) -> (AuditFilter, bool) {
     let mut day = |v: &Option<String>| match text(v) {
         None => None,
         Some(s) => {
-            let parsed = parse_day(&s);
+            let parsed = parse_day(&s, zone);
             bad |= parsed.is_none();
             parsed
         }
@@ -1022,7 +1032,8 @@ pub async fn audit_log(
     lang: Lang,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
-    let (filter, bad_date) = filter_of(&q);
+    let zone = state.store.load_settings().await?.time_zone;
+    let (filter, bad_date) = filter_of(&q, &zone);
     let entries = state.store.filter_audit(&filter, PAGE + 1).await?;
     let more = entries.len() as i64 > PAGE;
     let shown: Vec<_> = entries.into_iter().take(PAGE as usize).collect();
@@ -1037,7 +1048,7 @@ pub async fn audit_log(
         .into_iter()
         .map(|e| {
             (
-                format_time(UnixTime(e.at)),
+                format_time(UnixTime(e.at), &zone),
                 e.actor.unwrap_or_default(),
                 e.event,
                 e.subject.unwrap_or_default(),
@@ -1083,7 +1094,8 @@ pub async fn audit_csv(
     _admin: Admin,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, AppError> {
-    let (filter, bad_date) = filter_of(&q);
+    let zone = state.store.load_settings().await?.time_zone;
+    let (filter, bad_date) = filter_of(&q, &zone);
     if bad_date {
         return Err(AppError::BadRequest("dates must look like 2026-11-22"));
     }
@@ -1121,10 +1133,15 @@ mod tests {
 
     #[test]
     fn days_parse_and_bad_ones_do_not() {
-        assert_eq!(parse_day("1970-01-02"), Some(UnixTime(86_400)));
-        assert_eq!(parse_day("2026-02-30"), None);
-        assert_eq!(parse_day("yesterday"), None);
-        assert_eq!(parse_day("2026-11-22-1"), None);
+        assert_eq!(parse_day("1970-01-02", "UTC"), Some(UnixTime(86_400)));
+        assert_eq!(
+            parse_day("2026-11-22", "Europe/Copenhagen"),
+            Some(UnixTime(1_795_302_000)),
+            "midnight in Copenhagen is 23:00 UTC the day before"
+        );
+        assert_eq!(parse_day("2026-02-30", "UTC"), None);
+        assert_eq!(parse_day("yesterday", "UTC"), None);
+        assert_eq!(parse_day("2026-11-22-1", "UTC"), None);
     }
 
     #[test]

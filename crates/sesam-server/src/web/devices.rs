@@ -67,7 +67,7 @@ impl DeviceRow {
                 .join("; "),
             last_used: d
                 .last_used_at
-                .map(format_time)
+                .map(|at| format_time(at, &settings.time_zone))
                 .unwrap_or_else(|| t.get("devices.never").to_owned()),
         }
     }

@@ -201,13 +201,16 @@ pub async fn submit_password(
             };
             render(StatusCode::UNAUTHORIZED, &page)
         }
-        PasswordOutcome::Locked(until) => render(
-            StatusCode::TOO_MANY_REQUESTS,
-            &message(
-                "locked",
-                t.fill("login.locked_body", "until", &format_time(until)),
-            ),
-        ),
+        PasswordOutcome::Locked(until) => {
+            let zone = state.store.load_settings().await?.time_zone;
+            render(
+                StatusCode::TOO_MANY_REQUESTS,
+                &message(
+                    "locked",
+                    t.fill("login.locked_body", "until", &format_time(until, &zone)),
+                ),
+            )
+        }
         PasswordOutcome::Inactive => render(
             StatusCode::FORBIDDEN,
             &message("inactive", t.get("login.inactive_body").to_owned()),

@@ -139,17 +139,24 @@ pub struct LogoutPage {
     pub csrf: String,
 }
 
-/// `2026-11-22 14:05 UTC`
-pub fn format_time(t: sesam_core::UnixTime) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(t.0) {
-        Ok(dt) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute()
-        ),
+/// The organisation's time zone (setting `time_zone`), UTC when the name is not in the
+/// zone database.
+pub fn time_zone(name: &str) -> jiff::tz::TimeZone {
+    jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// Whether the zone database knows `name` (for the settings form).
+pub fn is_known_time_zone(name: &str) -> bool {
+    jiff::tz::TimeZone::get(name).is_ok()
+}
+
+/// `2026-11-22 15:05 CET`: in the organisation's time zone, with the zone shown.
+pub fn format_time(t: sesam_core::UnixTime, zone: &str) -> String {
+    match jiff::Timestamp::from_second(t.0) {
+        Ok(at) => at
+            .to_zoned(time_zone(zone))
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string(),
         Err(_) => "?".into(),
     }
 }
