@@ -464,6 +464,14 @@ async fn bad_enrolments_are_refused_and_use_nothing_up(db: TestDb) {
             "invalid_display_name",
         ),
         (
+            with("display_name", serde_json::json!("Anna\u{202E}enohp")),
+            "invalid_display_name",
+        ),
+        (
+            with("display_name", serde_json::json!("Pixel\u{200B}")),
+            "invalid_display_name",
+        ),
+        (
             with("push", serde_json::json!({"provider": "apns", "token": ""})),
             "invalid_push",
         ),
@@ -499,13 +507,52 @@ async fn bad_enrolments_are_refused_and_use_nothing_up(db: TestDb) {
         store.devices_of_user(&anna.id).await.unwrap().is_empty(),
         "nothing enrolled"
     );
-    let (status, json) = enrol_raw(good, key, None).await;
+    // Not JSON by its Content-Type: 415 before anything else, and nothing used up.
+    let bytes = serde_json::to_vec(&good).unwrap();
+    let path = "/api/app/v1/enrolments";
+    let header = sesam_app::enrolment_header(key.verifying_key());
+    let proof = sign_proof(&key, &header, &ProofClaims::now("POST", path, &bytes));
+    let r = reqwest::Client::new()
+        .post(format!("{server}{path}"))
+        .header(AUTHORIZATION, sesam_app::authorization(&proof))
+        .header(CONTENT_TYPE, "text/plain")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        r.headers().get("cache-control").unwrap(),
+        "no-store",
+        "app API answers are not cached"
+    );
+    let (status, json) = enrol_raw(good.clone(), key.clone(), None).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
         "the code was not used up by the refusals: {json}"
     );
     assert_eq!(json["platform"], "android");
+
+    // The same key again, with a new code: 409, and the code is still good for a new key.
+    let code = sesam_server::activation::issue(store, &anna.id, sesam.now())
+        .await
+        .unwrap();
+    let mut again = good.clone();
+    again["activation_code"] = serde_json::json!(code);
+    let (status, json) = enrol_raw(again.clone(), key, None).await;
+    assert_eq!(
+        (status, json["error"].as_str()),
+        (StatusCode::CONFLICT, Some("key_in_use"))
+    );
+    let fresh = SigningKey::random(&mut rand::rngs::OsRng);
+    again["public_key"] = sesam_app::public_jwk(fresh.verifying_key());
+    let (status, json) = enrol_raw(again, fresh, None).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the refused enrolment did not spend the code: {json}"
+    );
     sesam.stop().await;
 }
 

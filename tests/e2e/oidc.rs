@@ -871,6 +871,13 @@ async fn end_session_logs_out_and_redirects_only_where_registered(db: TestDb) {
         Some("/logout")
     );
 
+    // The hint without the browser's cookies (it travels in URLs and logs) ends nothing.
+    let stranger = sesam.browser();
+    let page = stranger.get(&query(id_token, AFTER_LOGOUT)).await;
+    assert!(page.status.is_redirection() || page.status == StatusCode::OK);
+    assert_eq!(userinfo_status(&sesam, access).await, StatusCode::OK);
+    assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+
     let page = browser.get(&query(id_token, AFTER_LOGOUT)).await;
     assert_eq!(
         page.location(),

@@ -26,4 +26,4 @@ pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};
 pub use settings::AppVersion;
 pub use settings::{PasswordlessMode, Settings, SettingsError};
-pub use user::{User, UserId, UserStatus, Username, UsernameError};
+pub use user::{is_hidden_char, User, UserId, UserStatus, Username, UsernameError};

@@ -6,6 +6,16 @@ use std::str::FromStr;
 /// Longest username accepted anywhere (form, CLI, cookie).
 pub const MAX_USERNAME_CHARS: usize = 128;
 
+/// Characters a name shown to people must not contain: control characters, and the
+/// invisible formatting ones (bidirectional overrides and isolates, zero-width characters)
+/// that make a name read differently from what it is ("Anna\u{202E}nimda" shows as "Annaadmin").
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A username that has been checked: trimmed, 1 to 128 characters, no control characters
 /// and no whitespace inside. Comparison for lookup goes through [`Username::key`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +40,10 @@ impl Username {
         if trimmed.chars().count() > MAX_USERNAME_CHARS {
             return Err(UsernameError::TooLong);
         }
-        if trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if trimmed
+            .chars()
+            .any(|c| is_hidden_char(c) || c.is_whitespace())
+        {
             return Err(UsernameError::BadCharacter);
         }
         Ok(Username(trimmed.to_owned()))

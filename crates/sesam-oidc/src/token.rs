@@ -306,24 +306,32 @@ pub fn authenticate_client(
     auth: &ClientAuth,
     client: Option<&ClientInfo>,
 ) -> Result<(), TokenError> {
-    let fail = |description: &str| Err(TokenError::invalid_client(auth.is_basic(), description));
-    let Some(client) = client.filter(|c| c.client_id == auth.client_id()) else {
-        return fail("unknown client");
-    };
-    match auth {
-        ClientAuth::None { .. } if client.public => Ok(()),
-        ClientAuth::None { .. } => fail("client authentication is missing"),
-        ClientAuth::Basic { .. } | ClientAuth::Post { .. } if client.public => {
-            fail("a public client has no secret")
-        }
-        ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. } => {
-            match client.secret_hash.as_deref() {
-                Some(stored) if verify_client_secret(secret, stored) => Ok(()),
-                _ => fail("client authentication failed"),
+    // One answer for an unknown client, a wrong secret and a missing one, and the same work
+    // for each (a secret is hashed even when there is no client), so neither the text nor
+    // the time tells an attacker which client ids exist.
+    let fail = || Err(TokenError::invalid_client(auth.is_basic(), FAILED));
+    let client = client.filter(|c| c.client_id == auth.client_id());
+    match (auth, client) {
+        (ClientAuth::None { .. }, Some(c)) if c.public => Ok(()),
+        (ClientAuth::None { .. }, _) => fail(),
+        (ClientAuth::Basic { secret, .. } | ClientAuth::Post { secret, .. }, client) => {
+            let stored = client
+                .filter(|c| !c.public)
+                .and_then(|c| c.secret_hash.as_deref());
+            let matches = verify_client_secret(secret, stored.unwrap_or(UNUSABLE_HASH));
+            if matches && stored.is_some() {
+                Ok(())
+            } else {
+                fail()
             }
         }
     }
 }
+
+/// The description of every client-authentication failure.
+const FAILED: &str = "client authentication failed";
+/// Compared against when there is no stored secret: no secret hashes to it (not hex).
+const UNUSABLE_HASH: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
 
 /// What the server stored when it issued an authorization code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -507,6 +515,18 @@ mod tests {
         assert_eq!(err.to_json()["error"], "invalid_client");
         let err = authenticate_client(&req.client, None).unwrap_err();
         assert_eq!(err.status(), 401);
+    }
+
+    #[test]
+    fn an_unknown_client_and_a_wrong_secret_get_the_same_answer() {
+        let wrong = TokenRequest::parse(&code_form(&[]), Some(&basic("sp+1", "wrong"))).unwrap();
+        let unknown = TokenRequest::parse(&code_form(&[]), Some(&basic("nobody", "x"))).unwrap();
+        let a = authenticate_client(&wrong.client, Some(&confidential())).unwrap_err();
+        let b = authenticate_client(&unknown.client, Some(&confidential())).unwrap_err();
+        let c = authenticate_client(&unknown.client, None).unwrap_err();
+        assert_eq!(a.to_json(), b.to_json());
+        assert_eq!(b.to_json(), c.to_json());
+        assert_eq!((a.status(), b.status()), (401, 401));
     }
 
     #[test]

@@ -196,8 +196,9 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
         Command::Serve { demo } => {
             config.demo |= demo;
             crate::telemetry::init(&config);
+            let signal = startup::StopSignal::install();
             let server = startup::start(config, clock).await?;
-            server.wait_for_stop_signal().await
+            server.stop_on(signal).await
         }
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;

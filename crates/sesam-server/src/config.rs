@@ -42,7 +42,49 @@ pub struct Config {
     pub saml_key_file: Option<PathBuf>,
     /// The next SAML certificate, published in the metadata ahead of a rollover.
     pub saml_next_certificate_file: Option<PathBuf>,
+    /// What one client may hold of the server: connections, time, streams.
+    pub limits: Limits,
+    /// Let outbound fetches (SP metadata URLs) reach loopback, link-local and private
+    /// addresses. Off in production; tests and a lab need it.
+    pub allow_private_fetch: bool,
 }
+
+/// Server limits: a slow, idle or greedy client is dropped before it costs the others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A new connection must have sent a whole request header within this time.
+    pub header_read_timeout_seconds: u64,
+    /// A kept-alive connection with no request in flight is closed after this time.
+    pub idle_timeout_seconds: u64,
+    /// A request body must have arrived within this time.
+    pub request_body_timeout_seconds: u64,
+    /// A waiting browser's event stream ends after this time (the page reconnects).
+    pub event_stream_max_seconds: u64,
+    /// Event streams one browser session may hold open at once.
+    pub event_streams_per_session: usize,
+    /// Open connections. The process's file limit is raised to its hard limit at start, and
+    /// this is kept well below it.
+    pub max_connections: usize,
+    /// On SIGTERM: how long requests in flight may take before the process exits anyway.
+    pub shutdown_grace_seconds: u64,
+    /// Requests per second one address may send to the protocol endpoints, the app API and
+    /// the login pages, sustained; `flood_burst` more at once.
+    pub flood_requests_per_second: u64,
+    pub flood_burst: u64,
+}
+
+/// The integer keys of [`Limits`]: name, default, allowed range.
+const LIMIT_KEYS: &[(&str, i64, std::ops::RangeInclusive<i64>)] = &[
+    ("header_read_timeout_seconds", 10, 1..=600),
+    ("idle_timeout_seconds", 60, 1..=3600),
+    ("request_body_timeout_seconds", 30, 1..=600),
+    ("event_stream_max_seconds", 300, 5..=86_400),
+    ("event_streams_per_session", 4, 1..=64),
+    ("max_connections", 16_384, 16..=1_000_000),
+    ("shutdown_grace_seconds", 10, 0..=600),
+    ("flood_requests_per_second", 50, 1..=100_000),
+    ("flood_burst", 500, 1..=1_000_000),
+];
 
 /// Where pushes go: recorded in the database (`outbox`, for development and tests) or sent
 /// to Apple and Google (`live`, with the keys below).
@@ -85,6 +127,62 @@ struct RawConfig {
     oidc_next_signing_key_file: Option<String>,
     saml_key_file: Option<String>,
     saml_next_certificate_file: Option<String>,
+    allow_private_fetch: Option<bool>,
+    header_read_timeout_seconds: Option<i64>,
+    idle_timeout_seconds: Option<i64>,
+    request_body_timeout_seconds: Option<i64>,
+    event_stream_max_seconds: Option<i64>,
+    event_streams_per_session: Option<i64>,
+    max_connections: Option<i64>,
+    shutdown_grace_seconds: Option<i64>,
+    flood_requests_per_second: Option<i64>,
+    flood_burst: Option<i64>,
+}
+
+impl RawConfig {
+    fn limit_mut(&mut self, key: &str) -> Option<&mut Option<i64>> {
+        Some(match key {
+            "header_read_timeout_seconds" => &mut self.header_read_timeout_seconds,
+            "idle_timeout_seconds" => &mut self.idle_timeout_seconds,
+            "request_body_timeout_seconds" => &mut self.request_body_timeout_seconds,
+            "event_stream_max_seconds" => &mut self.event_stream_max_seconds,
+            "event_streams_per_session" => &mut self.event_streams_per_session,
+            "max_connections" => &mut self.max_connections,
+            "shutdown_grace_seconds" => &mut self.shutdown_grace_seconds,
+            "flood_requests_per_second" => &mut self.flood_requests_per_second,
+            "flood_burst" => &mut self.flood_burst,
+            _ => return None,
+        })
+    }
+
+    fn limits(&mut self) -> Result<Limits, ConfigError> {
+        let mut v = [0u64; LIMIT_KEYS.len()];
+        for (slot, (key, default, range)) in v.iter_mut().zip(LIMIT_KEYS) {
+            let value = self
+                .limit_mut(key)
+                .expect("every limit key")
+                .unwrap_or(*default);
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                ));
+            }
+            *slot = value as u64;
+        }
+        let [header, idle, body, stream, per_session, connections, grace, rate, burst] = v;
+        Ok(Limits {
+            header_read_timeout_seconds: header,
+            idle_timeout_seconds: idle,
+            request_body_timeout_seconds: body,
+            event_stream_max_seconds: stream,
+            event_streams_per_session: per_session as usize,
+            max_connections: connections as usize,
+            shutdown_grace_seconds: grace,
+            flood_requests_per_second: rate,
+            flood_burst: burst,
+        })
+    }
 }
 
 /// Every key, in the order the example file documents them.
@@ -112,6 +210,16 @@ pub const KEYS: &[&str] = &[
     "oidc_next_signing_key_file",
     "saml_key_file",
     "saml_next_certificate_file",
+    "allow_private_fetch",
+    "header_read_timeout_seconds",
+    "idle_timeout_seconds",
+    "request_body_timeout_seconds",
+    "event_stream_max_seconds",
+    "event_streams_per_session",
+    "max_connections",
+    "shutdown_grace_seconds",
+    "flood_requests_per_second",
+    "flood_burst",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +267,8 @@ impl Config {
         Config::validate(raw)
     }
 
-    fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
+        let limits = raw.limits()?;
         let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
             invalid(
@@ -288,6 +397,8 @@ impl Config {
             oidc_next_signing_key_file: raw.oidc_next_signing_key_file.map(PathBuf::from),
             saml_key_file: raw.saml_key_file.map(PathBuf::from),
             saml_next_certificate_file: raw.saml_next_certificate_file.map(PathBuf::from),
+            limits,
+            allow_private_fetch: raw.allow_private_fetch.unwrap_or(false),
         })
     }
 
@@ -375,7 +486,14 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "oidc_next_signing_key_file" => raw.oidc_next_signing_key_file = Some(value.clone()),
             "saml_key_file" => raw.saml_key_file = Some(value.clone()),
             "saml_next_certificate_file" => raw.saml_next_certificate_file = Some(value.clone()),
-            _ => unreachable!("every key in KEYS is handled"),
+            "allow_private_fetch" => {
+                raw.allow_private_fetch =
+                    Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
+            limit => {
+                let slot = raw.limit_mut(limit).expect("every key in KEYS is handled");
+                *slot = Some(value.trim().parse().map_err(|_| bad("a whole number"))?);
+            }
         }
     }
     Ok(())
@@ -437,6 +555,32 @@ mod tests {
             c.database_url_for_display(),
             "postgres://sesam:***@db/sesam"
         );
+    }
+
+    #[test]
+    fn limits_have_safe_defaults_and_refuse_nonsense() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.limits.header_read_timeout_seconds, 10);
+        assert_eq!(c.limits.shutdown_grace_seconds, 10);
+        assert!(!c.allow_private_fetch);
+        let f = file("max_connections = 500\nidle_timeout_seconds = 5\n");
+        let c = Config::load(Some(f.path()), env(&[("SESAM_FLOOD_BURST", "7")])).unwrap();
+        assert_eq!(
+            (
+                c.limits.max_connections,
+                c.limits.idle_timeout_seconds,
+                c.limits.flood_burst
+            ),
+            (500, 5, 7)
+        );
+        let e = Config::load(None, env(&[("SESAM_MAX_CONNECTIONS", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("max_connections:"), "{e}");
+        let e = Config::load(None, env(&[("SESAM_SHUTDOWN_GRACE_SECONDS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SESAM_SHUTDOWN_GRACE_SECONDS"), "{e}");
     }
 
     #[test]

@@ -221,18 +221,24 @@ fn default_name(entity_id: &str) -> String {
         .to_owned()
 }
 
-/// Fetches SP metadata from an http(s) URL, with a timeout and a size cap.
-pub async fn fetch_metadata(url: &str) -> anyhow::Result<Vec<u8>> {
+/// Fetches SP metadata from an http(s) URL, with a timeout and a size cap. Without
+/// `allow_private`, only from public addresses (see [`crate::outbound`]).
+pub async fn fetch_metadata(url: &str, allow_private: bool) -> anyhow::Result<Vec<u8>> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         bail!("{url:?} is not an http(s) URL");
     }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .connect_timeout(Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .build()?;
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    if !allow_private {
+        crate::outbound::check_literal(&parsed)?;
+    }
+    let client = crate::outbound::client(
+        allow_private,
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5)),
+    )?;
     let mut response = client
-        .get(url)
+        .get(parsed)
         .send()
         .await
         .with_context(|| format!("fetching {url}"))?;
@@ -253,10 +259,32 @@ pub async fn fetch_metadata(url: &str) -> anyhow::Result<Vec<u8>> {
     Ok(body)
 }
 
+/// What the portal shows when a metadata fetch failed: whether the address was refused, or
+/// a general reason (the details, which could map the network behind Sesam, go to the log).
+pub fn fetch_problem(url: &str, error: &anyhow::Error) -> String {
+    let refused = error.chain().any(crate::outbound::was_not_public)
+        || error.downcast_ref::<crate::outbound::NotPublic>().is_some();
+    tracing::warn!(
+        url,
+        error = format!("{error:#}"),
+        "fetching SP metadata failed"
+    );
+    if refused {
+        "The metadata URL points to an address that is not public. Sesam fetches metadata only \
+         from public addresses: use the SP's public URL, or upload the metadata file."
+            .into()
+    } else {
+        "The metadata could not be fetched from this URL. Check that it answers over http(s) \
+         with the SP's metadata (at most 256 KiB), or upload the metadata file."
+            .into()
+    }
+}
+
 /// Reads metadata from a file path or an http(s) URL; the URL is returned for storage.
 pub async fn read_metadata(source: &str) -> anyhow::Result<(Vec<u8>, Option<String>)> {
     if source.starts_with("https://") || source.starts_with("http://") {
-        return Ok((fetch_metadata(source).await?, Some(source.to_owned())));
+        // The operator's own command line: any address it names may be fetched.
+        return Ok((fetch_metadata(source, true).await?, Some(source.to_owned())));
     }
     let meta = std::fs::metadata(source).with_context(|| format!("reading {source}"))?;
     if meta.len() > MAX_SP_METADATA_BYTES as u64 {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use sesam_core::{Clock, Username};
 use sesam_store::{AuditEvent, NewUser, SessionStore, Store, StoreError};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_sessions::ExpiredDeletion;
 
@@ -24,7 +23,6 @@ pub struct RunningServer {
     pub state: AppState,
     /// Set on the very first start: the administrator's one-time password.
     pub initial_admin_password: Option<String>,
-    shutdown: oneshot::Sender<()>,
     serving: JoinHandle<std::io::Result<()>>,
     cleanup: JoinHandle<()>,
     relay: JoinHandle<()>,
@@ -33,7 +31,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Stops accepting, lets requests in flight finish, and closes the database.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(());
+        self.state.begin_stop();
         self.serving.await??;
         self.cleanup.abort();
         self.relay.abort();
@@ -41,9 +39,10 @@ impl RunningServer {
         Ok(())
     }
 
-    /// Resolves when the server ends on its own (it does not, unless it fails).
-    pub async fn wait_for_stop_signal(self) -> anyhow::Result<()> {
-        shutdown_signal().await;
+    /// Runs until SIGTERM or Ctrl-C (listened for since `signal` was installed), then stops
+    /// within the shutdown grace period.
+    pub async fn stop_on(self, signal: StopSignal) -> anyhow::Result<()> {
+        signal.received().await;
         tracing::info!("shutting down");
         self.stop().await
     }
@@ -79,6 +78,17 @@ pub async fn open_existing_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<RunningServer> {
+    let files = raise_file_limit();
+    // Room for the database pool, key files and the log beside the connections.
+    let room = files.saturating_sub(64).max(16) as usize;
+    if config.limits.max_connections > room {
+        tracing::info!(
+            configured = config.limits.max_connections,
+            room,
+            "max_connections lowered to fit the open-files limit"
+        );
+        config.limits.max_connections = room;
+    }
     let store = open_store(&config).await?;
     let initial_admin_password = ensure_admin(&store, clock.as_ref()).await?;
     if let Some(password) = &initial_admin_password {
@@ -122,29 +132,15 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         ),
     };
 
-    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        // No Nagle delay: a small answer (an SSE event, a redirect) goes out at once instead
-        // of waiting for the browser's delayed ACK (15-33 ms per login in the benchmark).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = shutdown_rx.await;
-        })
-        .await
-    });
+    let limits = shared.config.limits.clone();
+    let stopping = shared.stopping.clone();
+    let serving = tokio::spawn(crate::serve::serve(listener, app, limits, stopping));
     tracing::info!(%addr, "Sesam is listening");
     Ok(RunningServer {
         addr,
         store,
         state: shared,
         initial_admin_password,
-        shutdown,
         serving,
         cleanup,
         relay,
@@ -210,23 +206,75 @@ pub async fn ensure_admin(store: &Store, clock: &dyn Clock) -> anyhow::Result<Op
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Raises the soft open-files limit to the hard one and returns the limit now in force.
+fn raise_file_limit() -> u64 {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let current = limit.current.unwrap_or(u64::MAX);
+        if let (Some(cur), Some(max)) = (limit.current, limit.maximum) {
+            if cur < max {
+                let raised = Rlimit {
+                    current: Some(max),
+                    maximum: Some(max),
+                };
+                if setrlimit(Resource::Nofile, raised).is_ok() {
+                    return max;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+        } else if limit.current.is_some() && limit.maximum.is_none() {
+            // The hard limit is unlimited: raise the soft one to something large but finite.
+            let raised = Rlimit {
+                current: Some(1 << 20),
+                maximum: None,
+            };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                return 1 << 20;
+            }
         }
-    };
+        current
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    {
+        u64::MAX
+    }
+}
+
+/// SIGTERM and Ctrl-C, listened for from the moment it is installed: install it before the
+/// listener binds, so a signal that comes as soon as the port answers is not lost.
+pub struct StopSignal {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    pub fn install() -> StopSignal {
+        StopSignal {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
+        }
+    }
+
+    async fn received(self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match self.terminate {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate => {},
+        }
     }
 }

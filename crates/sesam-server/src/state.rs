@@ -24,6 +24,15 @@ pub struct Inner {
     pub challenge_events: tokio::sync::broadcast::Sender<String>,
     pub oidc: crate::oidc::OidcProvider,
     pub saml: crate::saml::SamlIdp,
+    /// Turns true when the server begins to shut down (event streams end on it).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Waiting browsers' open event streams, per session.
+    pub event_streams: crate::web::streams::StreamCounts,
+    /// Per-address request allowance on the endpoints outsiders call.
+    pub flood: crate::web::flood::FloodGuard,
+    /// Failed client authentications at the token endpoint, per address.
+    pub client_auth_failures: crate::web::flood::ClientAuthFailures,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -37,7 +46,13 @@ impl AppState {
     ) -> AppState {
         let passwords = Passwords::new(config.password_hash_concurrency);
         let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         AppState(Arc::new(Inner {
+            stopping,
+            stop,
+            event_streams: Default::default(),
+            flood: crate::web::flood::FloodGuard::new(&config.limits),
+            client_auth_failures: Default::default(),
             config,
             store,
             clock,
@@ -48,6 +63,11 @@ impl AppState {
             saml,
         }))
     }
+    /// Begins the shutdown: the listener stops accepting, event streams end.
+    pub fn begin_stop(&self) {
+        let _ = self.0.stop.send(true);
+    }
+
     pub fn now(&self) -> UnixTime {
         self.0.clock.now()
     }

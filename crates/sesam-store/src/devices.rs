@@ -120,6 +120,17 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("device {id}")))
     }
 
+    /// Whether a device (in any state) holds the key with this thumbprint.
+    pub async fn device_key_in_use(&self, thumbprint: &str) -> Result<bool, StoreError> {
+        let found: Option<(String,)> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id FROM devices WHERE key_thumbprint = $1"
+        )
+        .bind(thumbprint)
+        .fetch_optional(p)
+        .await?);
+        Ok(found.is_some())
+    }
+
     pub async fn get_device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
         let row: Option<DeviceRow> = on_pool!(self, |p| sqlx::query_as(&sql)

@@ -48,6 +48,35 @@ pub fn router() -> Router<AppState> {
                 "There is no such app API endpoint.",
             )
         })
+        .layer(axum::middleware::from_fn(json_only))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ))
+}
+
+/// A request with a body must say it is JSON: 415 otherwise, before any other check.
+async fn json_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if has_body && !is_json {
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The body must be JSON, sent with Content-Type: application/json.",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn openapi() -> Response {
@@ -86,13 +115,22 @@ fn check_push(push: Option<PushBody>) -> Result<Option<(String, String)>, ApiErr
 
 fn check_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(sesam_core::is_hidden_char)
+    {
         return Err(ApiError::bad_request(
             "invalid_display_name",
-            "display_name must be 1 to 100 printable characters.",
+            "display_name must be 1 to 100 printable characters, without invisible formatting characters.",
         ));
     }
     Ok(name.to_owned())
+}
+
+fn key_in_use() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "key_in_use",
+        "This key is already enrolled. Create a new key for a new enrolment.",
+    )
 }
 
 fn check_version(v: &str) -> Result<AppVersion, ApiError> {
@@ -228,6 +266,14 @@ async fn enrol(
     let display_name = check_name(&body.display_name)?;
     let push = check_push(body.push)?;
 
+    // A key already enrolled is refused before the activation code is spent on it.
+    if state
+        .store
+        .device_key_in_use(&request.jwk.thumbprint())
+        .await?
+    {
+        return Err(key_in_use());
+    }
     let Some(user_id) = activation::consume(&state.store, &body.activation_code, now).await? else {
         state
             .store
@@ -261,13 +307,7 @@ async fn enrol(
     };
     let device = match state.store.create_device(new, now).await {
         Ok(d) => d,
-        Err(sesam_store::StoreError::Conflict(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "key_in_use",
-                "This key is already enrolled. Create a new key for a new enrolment.",
-            ))
-        }
+        Err(sesam_store::StoreError::Conflict(_)) => return Err(key_in_use()),
         Err(e) => return Err(e.into()),
     };
     let shown = view(&state, &device).await?;

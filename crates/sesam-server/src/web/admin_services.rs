@@ -470,10 +470,13 @@ pub async fn add_sp(
     };
     let (xml, url) = match (upload.metadata.is_empty(), upload.metadata_url.is_empty()) {
         (false, true) => (upload.metadata.clone(), None),
-        (true, false) => match crate::saml::fetch_metadata(&upload.metadata_url).await {
-            Ok(xml) => (xml, Some(upload.metadata_url.clone())),
-            Err(e) => return refused(format!("{e:#}.")).await,
-        },
+        (true, false) => {
+            let url = &upload.metadata_url;
+            match crate::saml::fetch_metadata(url, state.config.allow_private_fetch).await {
+                Ok(xml) => (xml, Some(url.clone())),
+                Err(e) => return refused(crate::saml::fetch_problem(url, &e)).await,
+            }
+        }
         _ => {
             return refused(lang.catalog().get("admin.sp.one_source").to_owned()).await;
         }
@@ -608,9 +611,12 @@ pub async fn save_sp(
                 )
                 .await;
             };
-            xml = match crate::saml::fetch_metadata(&url).await {
+            xml = match crate::saml::fetch_metadata(&url, state.config.allow_private_fetch).await {
                 Ok(xml) => xml,
-                Err(e) => return sp_page(&admin, lang, sp, Some(format!("{e:#}.")), false).await,
+                Err(e) => {
+                    let problem = crate::saml::fetch_problem(&url, &e);
+                    return sp_page(&admin, lang, sp, Some(problem), false).await;
+                }
             };
             let options = crate::saml::SpOptions {
                 name: Some(sp.name.clone()),

@@ -19,6 +19,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// Too many requests from one address; retry after this many seconds.
+    #[error("too many requests")]
+    TooManyRequests(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -70,6 +73,7 @@ impl IntoResponse for AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "media_type"),
+            AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
             AppError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -84,6 +88,7 @@ impl IntoResponse for AppError {
             "not_found" => ("error.not_found.title", "error.not_found.body"),
             "too_large" => ("error.too_large.title", "error.too_large.body"),
             "media_type" => ("error.media_type.title", "error.media_type.body"),
+            "too_many" => ("error.too_many.title", "error.too_many.body"),
             _ => ("error.internal.title", "error.internal.body"),
         };
         let page = ErrorPage {
@@ -92,10 +97,16 @@ impl IntoResponse for AppError {
             title_key,
             body_key,
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => status.into_response(),
+        };
+        if let AppError::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
+        response
     }
 }
 

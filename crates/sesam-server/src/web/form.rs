@@ -34,9 +34,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
         if !is_form {
             return Err(AppError::UnsupportedMediaType);
         }
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| AppError::BadRequest("body could not be read"))?;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(AppError::PayloadTooLarge);
+        }
+        // Over axum's own cap (2 MB) the rejection is 413 too, like any body over ours.
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge
+            } else {
+                AppError::BadRequest("body could not be read")
+            }
+        })?;
         if body.len() > MAX_BODY_BYTES {
             return Err(AppError::PayloadTooLarge);
         }

@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod demo;
 pub mod devices;
 pub mod error;
+pub mod flood;
 pub mod form;
 pub mod login;
 pub mod moved;
@@ -18,6 +19,7 @@ pub mod ops;
 pub mod pages;
 pub mod protocol;
 pub mod saml;
+pub mod streams;
 pub mod wait;
 
 use axum::http::{header, HeaderValue};
@@ -31,6 +33,11 @@ use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "sesam_session";
+
+/// `Cache-Control: no-store` on every answer of a route (tokens, user data).
+fn no_store() -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+}
 
 /// The application with its session layer over `store` (SQLite or PostgreSQL).
 pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: i64) -> Router {
@@ -139,14 +146,23 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
     } else {
         "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http:; base-uri 'none'"
     });
+    // Browsers that reached Sesam over https once keep to https (a year).
+    let hsts = state
+        .config
+        .public_url
+        .starts_with("https://")
+        .then(|| HeaderValue::from_static("max-age=31536000"));
     // The OIDC endpoints a browser app (a public client) calls from its own origin. They use
     // no cookies, so any origin may read their answers.
     let oidc_api = Router::new()
         .route("/.well-known/openid-configuration", get(oidc::discovery))
         .route("/jwks", get(oidc::jwks))
-        .route("/token", post(oidc::token))
-        .route("/userinfo", get(oidc::userinfo).post(oidc::userinfo))
-        .route("/revoke", post(oidc::revoke))
+        .route("/token", post(oidc::token).layer(no_store()))
+        .route(
+            "/userinfo",
+            get(oidc::userinfo).post(oidc::userinfo).layer(no_store()),
+        )
+        .route("/revoke", post(oidc::revoke).layer(no_store()))
         .layer(
             tower_http::cors::CorsLayer::new()
                 .allow_origin(tower_http::cors::Any)
@@ -162,9 +178,21 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/readyz", get(ops::readyz))
         .route("/static/{file}", get(ops::static_file))
         .fallback(error::not_found)
+        // A body that trickles in is cut off; the handlers' own size caps still apply.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.config.limits.request_body_timeout_seconds),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            flood::guard,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             csp,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            move |_: &axum::response::Response| hsts.clone(),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_FRAME_OPTIONS,

@@ -427,18 +427,30 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("-"))
 }
 
-/// The registered client the request authenticates as.
+/// The registered client the request authenticates as, or the answer to send instead. An
+/// address that failed too often in the last minute is refused before its secret is checked.
 async fn authenticated_client(
     state: &AppState,
     auth: &ClientAuth,
-) -> Result<Result<OidcClient, TokenError>, AppError> {
+    ip: &ClientIp,
+) -> Result<Result<OidcClient, Response>, AppError> {
+    if let Err(seconds) = state.client_auth_failures.reserve(ip.0) {
+        return Ok(Err(crate::web::flood::auth_failures_exceeded(seconds)));
+    }
     let client = enabled_client(state, auth.client_id()).await?;
     let info = client.as_ref().map(client_info);
-    Ok(sesam_oidc::authenticate_client(auth, info.as_ref()).map(|()| client.expect("checked")))
+    Ok(match sesam_oidc::authenticate_client(auth, info.as_ref()) {
+        Ok(()) => {
+            state.client_auth_failures.release(ip.0);
+            Ok(client.expect("checked"))
+        }
+        Err(e) => Err(token_error(&e)),
+    })
 }
 
 pub async fn token(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
@@ -450,9 +462,9 @@ pub async fn token(
         Ok(r) => r,
         Err(e) => return Ok(token_error(&e)),
     };
-    let client = match authenticated_client(&state, &request.client).await? {
+    let client = match authenticated_client(&state, &request.client, &ip).await? {
         Ok(c) => c,
-        Err(e) => return Ok(token_error(&e)),
+        Err(refused) => return Ok(refused),
     };
     let answer = match request.grant {
         sesam_oidc::Grant::AuthorizationCode {
@@ -788,6 +800,7 @@ pub async fn userinfo(
 /// Unknown tokens, and tokens of other clients, are answered 200 and left alone.
 pub async fn revoke(
     State(state): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
@@ -799,9 +812,9 @@ pub async fn revoke(
         Ok(a) => a,
         Err(e) => return Ok(token_error(&e)),
     };
-    let client = match authenticated_client(&state, &client_auth).await? {
+    let client = match authenticated_client(&state, &client_auth, &ip).await? {
         Ok(c) => c,
-        Err(e) => return Ok(token_error(&e)),
+        Err(refused) => return Ok(refused),
     };
     let Some(token) = form.iter().find(|(k, _)| k == "token").map(|(_, v)| v) else {
         return Ok(token_error(&TokenError::new(
@@ -875,7 +888,9 @@ pub async fn end_session(
     let same_login = current
         .as_ref()
         .is_some_and(|a| !a.sid.is_empty() && hint["sid"] == json!(a.sid));
-    if let Some(sid) = hint["sid"].as_str() {
+    // Only the browser that holds the login ends it and its tokens: an id_token_hint alone
+    // (it may be old, and travels in URLs and logs) proves nothing about who sends it.
+    if let (true, Some(sid)) = (same_login, hint["sid"].as_str()) {
         state.store.revoke_oidc_session(sid, now).await?;
     }
     if let (true, Some(login)) = (same_login, &current) {

@@ -136,9 +136,14 @@ pub async fn events(State(state): State<AppState>, session: Session) -> Result<R
     let Some((_, _, challenge)) = current(&state, &session).await? else {
         return Ok((StatusCode::NOT_FOUND, "no challenge").into_response());
     };
+    let key = session.id().map(|id| id.to_string()).unwrap_or_default();
+    let Some(slot) = crate::web::streams::open(&state, key) else {
+        // The page falls back to polling when its stream is refused.
+        return Ok((StatusCode::TOO_MANY_REQUESTS, "too many open event streams").into_response());
+    };
     let rx = state.challenge_events.subscribe();
     let stream = status_stream(state, session, challenge.id, rx);
-    Ok(Sse::new(stream)
+    Ok(Sse::new(crate::web::streams::bounded(slot, stream))
         .keep_alive(KeepAlive::default())
         .into_response())
 }
