@@ -46,11 +46,13 @@ pub fn measure(each: Duration) -> anyhow::Result<Bounds> {
             acs_url: "https://sp.bench.test/abcdef/acs",
             in_response_to: Some("_0123456789abcdef0123456789abcdef"),
             name_id: "4f1c6f5a1e0e4c2f9a3b7d8e6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39",
+            name_id_format: sesam_saml::NameIdFormat::Persistent,
             session_index: "_f3b2c1d0-a9b8-4c7d-8e6f-5a4b3c2d1e0f",
             authn_instant: now,
             now,
             loa: AssuranceLevel::Substantial,
             attributes: &attributes,
+            signing: sesam_saml::ResponseSigning::Assertion,
         };
         sesam_saml::build_response(&params, &idp).is_ok()
     });

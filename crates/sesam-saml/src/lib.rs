@@ -21,7 +21,7 @@ pub use authn_request::{
     decode_post, decode_redirect, AuthnRequest, NameIdPolicy, RequestedAuthnContext,
     SignaturePolicy, UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES,
 };
-pub use encrypt::{build_encrypted_response, KeyTransport};
+pub use encrypt::{build_encrypted_response, DataEncryption, Encryption, KeyTransport};
 pub use error::{Result, SamlError};
 pub use key::{Certificate, IdpKey};
 pub use logout::{
@@ -33,8 +33,8 @@ pub use logout::{
 pub use metadata::{idp_metadata, IdpMetadata};
 pub use post_form::post_form;
 pub use response::{
-    build_error_response, build_response, AssuranceLevel, Attribute, ResponseParams, StatusError,
-    ASSERTION_VALIDITY,
+    build_error_response, build_response, AssuranceLevel, Attribute, NameIdFormat, ResponseParams,
+    ResponseSigning, StatusError, ASSERTION_VALIDITY,
 };
 pub use sp_metadata::{
     parse_sp_metadata, Endpoint, IndexedEndpoint, SpMetadata, MAX_SP_METADATA_BYTES,

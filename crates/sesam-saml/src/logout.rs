@@ -344,8 +344,9 @@ pub struct LogoutRequestParams<'a> {
     pub sp_entity_id: &'a str,
     /// The SP's SingleLogoutService Location.
     pub destination: &'a str,
-    /// The persistent NameID the SP was given.
+    /// The NameID the SP was given, and its format.
     pub name_id: &'a str,
+    pub name_id_format: crate::NameIdFormat,
     pub session_index: &'a str,
     pub now: OffsetDateTime,
 }
@@ -361,7 +362,7 @@ fn logout_request_xml(
             r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
             r#" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}" NotOnOrAfter="{nooa}">"#,
             "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
-            r#"<saml:NameID Format="{persistent}" NameQualifier="{issuer}" SPNameQualifier="{sp}">{name_id}</saml:NameID>"#,
+            r#"<saml:NameID Format="{format}"{qualifiers}>{name_id}</saml:NameID>"#,
             "<samlp:SessionIndex>{session_index}</samlp:SessionIndex></samlp:LogoutRequest>"
         ),
         id = id,
@@ -370,8 +371,9 @@ fn logout_request_xml(
         dest = esc(p.destination),
         issuer = esc(p.idp_entity_id),
         signature = signature,
-        persistent = crate::NAMEID_PERSISTENT,
-        sp = esc(p.sp_entity_id),
+        format = p.name_id_format.uri(),
+        qualifiers =
+            crate::response::name_id_qualifiers(p.name_id_format, p.idp_entity_id, p.sp_entity_id),
         name_id = esc(p.name_id),
         session_index = esc(p.session_index),
     );

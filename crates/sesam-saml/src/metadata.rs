@@ -3,8 +3,9 @@
 
 use crate::error::Result;
 use crate::key::{Certificate, IdpKey};
+use crate::response::NameIdFormat;
 use crate::xml::{esc, instant, new_id, sign_enveloped, signature_template};
-use crate::{BINDING_HTTP_POST, BINDING_HTTP_REDIRECT, NAMEID_PERSISTENT};
+use crate::{BINDING_HTTP_POST, BINDING_HTTP_REDIRECT};
 use time::{Duration, OffsetDateTime};
 
 /// What the IdP metadata document says. Endpoints are absolute URLs.
@@ -54,9 +55,17 @@ pub fn idp_metadata(meta: &IdpMetadata<'_>, key: &IdpKey) -> Result<String> {
             esc(meta.slo_url)
         ));
     }
-    endpoints.push_str(&format!(
-        "<md:NameIDFormat>{NAMEID_PERSISTENT}</md:NameIDFormat>"
-    ));
+    // What an SP may ask for; emailAddress only where its registration allows it.
+    for format in [
+        NameIdFormat::Persistent,
+        NameIdFormat::Transient,
+        NameIdFormat::EmailAddress,
+    ] {
+        endpoints.push_str(&format!(
+            "<md:NameIDFormat>{}</md:NameIDFormat>",
+            format.uri()
+        ));
+    }
     for binding in [BINDING_HTTP_REDIRECT, BINDING_HTTP_POST] {
         endpoints.push_str(&format!(
             r#"<md:SingleSignOnService Binding="{binding}" Location="{}"/>"#,
@@ -127,6 +136,8 @@ mod tests {
                 "KeyDescriptor",
                 "SingleLogoutService",
                 "SingleLogoutService",
+                "NameIDFormat",
+                "NameIDFormat",
                 "NameIDFormat",
                 "SingleSignOnService",
                 "SingleSignOnService"

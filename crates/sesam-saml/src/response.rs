@@ -1,10 +1,10 @@
-//! The SAML Response: our own builder with a signed Assertion (RSA-SHA256, exclusive c14n),
-//! 5-minute validity, persistent NameID and the OIOSAML 3 attributes; and error Responses.
+//! The SAML Response: our own builder with a signed Assertion and/or Response (RSA-SHA256,
+//! exclusive c14n), 5-minute validity, the NameID in the format chosen and the OIOSAML 3
+//! attributes; and error Responses.
 
 use crate::error::Result;
 use crate::key::IdpKey;
 use crate::xml::{esc, instant, new_id, sign_enveloped, signature_template};
-use crate::NAMEID_PERSISTENT;
 use time::{Duration, OffsetDateTime};
 
 /// How long an assertion may be used after it is issued.
@@ -25,6 +25,91 @@ pub struct Attribute {
     pub values: Vec<String>,
 }
 
+/// The NameID formats Sesam knows (SAML Core 8.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameIdFormat {
+    /// A stable pseudonym per user and SP.
+    Persistent,
+    /// A fresh random value in every assertion.
+    Transient,
+    /// The user's email address.
+    EmailAddress,
+    /// The SP leaves the choice to the IdP; never sent in a NameID.
+    Unspecified,
+}
+
+impl NameIdFormat {
+    pub const ALL: [NameIdFormat; 4] = [
+        Self::Persistent,
+        Self::Transient,
+        Self::EmailAddress,
+        Self::Unspecified,
+    ];
+
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::Persistent => "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+            Self::Transient => "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+            Self::EmailAddress => "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+            Self::Unspecified => "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+        }
+    }
+
+    /// The short name used in the CLI, the portal and the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Persistent => "persistent",
+            Self::Transient => "transient",
+            Self::EmailAddress => "emailAddress",
+            Self::Unspecified => "unspecified",
+        }
+    }
+
+    /// A short name or a format URI.
+    pub fn parse(s: &str) -> Option<NameIdFormat> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s || f.uri() == s)
+    }
+}
+
+/// Which parts of a successful Response carry Sesam's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseSigning {
+    /// The Assertion (the default; what SAML's Web SSO profile needs).
+    #[default]
+    Assertion,
+    /// The Response as a whole, the Assertion unsigned inside it.
+    Response,
+    /// The Assertion, and the Response around it.
+    Both,
+}
+
+impl ResponseSigning {
+    pub const ALL: [ResponseSigning; 3] = [Self::Assertion, Self::Response, Self::Both];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Assertion => "assertion",
+            Self::Response => "response",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ResponseSigning> {
+        Self::ALL.into_iter().find(|v| v.name() == s.trim())
+    }
+
+    pub fn signs_assertion(self) -> bool {
+        matches!(self, Self::Assertion | Self::Both)
+    }
+
+    pub fn signs_response(self) -> bool {
+        matches!(self, Self::Response | Self::Both)
+    }
+}
+
 /// Everything a successful Response says. Times are passed in; nothing here reads the clock.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseParams<'a> {
@@ -34,13 +119,16 @@ pub struct ResponseParams<'a> {
     pub acs_url: &'a str,
     /// The AuthnRequest ID, `None` for IdP-initiated login.
     pub in_response_to: Option<&'a str>,
-    /// The persistent pseudonym of the user at this SP.
+    /// The user's NameID at this SP, in `name_id_format`.
     pub name_id: &'a str,
+    /// Persistent, transient or emailAddress (the server resolves unspecified).
+    pub name_id_format: NameIdFormat,
     pub session_index: &'a str,
     pub authn_instant: OffsetDateTime,
     pub now: OffsetDateTime,
     pub loa: AssuranceLevel,
     pub attributes: &'a [Attribute],
+    pub signing: ResponseSigning,
 }
 
 /// Why the IdP did not log the user in: the second-level status code sent to the SP.
@@ -51,7 +139,6 @@ pub enum StatusError {
     NoPassive,
     AuthnFailed,
     InvalidNameIdPolicy,
-    RequestUnsupported,
     UnsupportedBinding,
     /// A top-level status (SAML Core 3.2.2.2): the request's SAML version is not 2.0.
     VersionMismatch,
@@ -83,10 +170,6 @@ impl StatusError {
                 REQUESTER,
                 Some("urn:oasis:names:tc:SAML:2.0:status:InvalidNameIDPolicy"),
             ),
-            Self::RequestUnsupported => (
-                REQUESTER,
-                Some("urn:oasis:names:tc:SAML:2.0:status:RequestUnsupported"),
-            ),
             Self::VersionMismatch => ("urn:oasis:names:tc:SAML:2.0:status:VersionMismatch", None),
             Self::UnsupportedBinding => (
                 REQUESTER,
@@ -111,8 +194,22 @@ fn attribute(name: &str, values: &[String]) -> String {
     out
 }
 
-/// The signed Assertion alone (no XML declaration), to embed or to encrypt.
-pub(crate) fn signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<String> {
+/// The NameID's qualifier attributes: pseudonyms are qualified by who issued them and for
+/// whom; an email address is not.
+pub(crate) fn name_id_qualifiers(format: NameIdFormat, idp: &str, sp: &str) -> String {
+    match format {
+        NameIdFormat::Persistent | NameIdFormat::Transient => format!(
+            r#" NameQualifier="{}" SPNameQualifier="{}""#,
+            esc(idp),
+            esc(sp)
+        ),
+        NameIdFormat::EmailAddress | NameIdFormat::Unspecified => String::new(),
+    }
+}
+
+/// The Assertion alone (no XML declaration), signed unless only the Response is, to embed or
+/// to encrypt.
+pub(crate) fn maybe_signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<String> {
     let id = new_id()?;
     let now = instant(p.now);
     let not_on_or_after = instant(p.now + ASSERTION_VALIDITY);
@@ -125,13 +222,15 @@ pub(crate) fn signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<S
     for a in p.attributes {
         attributes.push_str(&attribute(&a.name, &a.values));
     }
+    let qualifiers = name_id_qualifiers(p.name_id_format, p.idp_entity_id, p.sp_entity_id);
+    let sign = p.signing.signs_assertion();
     let xml = format!(
         concat!(
             r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#,
             r#" ID="{id}" Version="2.0" IssueInstant="{now}">"#,
             "<saml:Issuer>{issuer}</saml:Issuer>{signature}",
             "<saml:Subject>",
-            r#"<saml:NameID Format="{persistent}" NameQualifier="{issuer}" SPNameQualifier="{audience}">{name_id}</saml:NameID>"#,
+            r#"<saml:NameID Format="{format}"{qualifiers}>{name_id}</saml:NameID>"#,
             r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">"#,
             r#"<saml:SubjectConfirmationData{irt} NotOnOrAfter="{nooa}" Recipient="{acs}"/>"#,
             "</saml:SubjectConfirmation></saml:Subject>",
@@ -145,8 +244,9 @@ pub(crate) fn signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<S
         id = id,
         now = now,
         issuer = esc(p.idp_entity_id),
-        signature = signature_template(&id, key),
-        persistent = NAMEID_PERSISTENT,
+        signature = if sign { signature_template(&id, key) } else { String::new() },
+        format = p.name_id_format.uri(),
+        qualifiers = qualifiers,
         audience = esc(p.sp_entity_id),
         name_id = esc(p.name_id),
         irt = in_response_to,
@@ -157,9 +257,16 @@ pub(crate) fn signed_assertion(p: &ResponseParams<'_>, key: &IdpKey) -> Result<S
         loa = p.loa.nsis_uri(),
         attributes = attributes,
     );
-    sign_enveloped(&xml, key)
+    if sign {
+        sign_enveloped(&xml, key)
+    } else {
+        Ok(xml)
+    }
 }
 
+const XML_DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+
+/// The `samlp:Response` around `status` and `body`; signed as a whole with `sign_with`.
 fn response_envelope(
     idp_entity_id: &str,
     destination: &str,
@@ -167,43 +274,54 @@ fn response_envelope(
     now: OffsetDateTime,
     status: &str,
     body: &str,
+    sign_with: Option<&IdpKey>,
 ) -> Result<String> {
     let in_response_to = in_response_to
         .map(|r| format!(r#" InResponseTo="{}""#, esc(r)))
         .unwrap_or_default();
-    Ok(format!(
+    let id = new_id()?;
+    // The schema puts the Response's Signature right after its Issuer. It is the first
+    // signature in document order, so xmlsec fills in this one and leaves the Assertion's.
+    let signature = sign_with
+        .map(|key| signature_template(&id, key))
+        .unwrap_or_default();
+    let xml = format!(
         concat!(
-            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
             r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion""#,
             r#" ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{dest}"{irt}>"#,
-            "<saml:Issuer>{issuer}</saml:Issuer>{status}{body}</samlp:Response>"
+            "<saml:Issuer>{issuer}</saml:Issuer>{signature}{status}{body}</samlp:Response>"
         ),
-        id = new_id()?,
+        id = id,
         now = instant(now),
         dest = esc(destination),
         irt = in_response_to,
         issuer = esc(idp_entity_id),
+        signature = signature,
         status = status,
         body = body,
-    ))
+    );
+    let xml = match sign_with {
+        Some(key) => sign_enveloped(&xml, key)?,
+        None => xml,
+    };
+    Ok(format!("{XML_DECLARATION}{xml}"))
 }
 
 const STATUS_SUCCESS: &str = r#"<samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status>"#;
 
-/// A successful Response with a signed Assertion, ready for [`crate::post_form`].
+/// A successful Response, the Assertion and/or the Response signed as `p.signing` says,
+/// ready for [`crate::post_form`].
 pub fn build_response(p: &ResponseParams<'_>, key: &IdpKey) -> Result<String> {
-    let assertion = signed_assertion(p, key)?;
-    response_envelope(
-        p.idp_entity_id,
-        p.acs_url,
-        p.in_response_to,
-        p.now,
-        STATUS_SUCCESS,
-        &assertion,
-    )
+    let assertion = maybe_signed_assertion(p, key)?;
+    build_response_with_body(p, key, &assertion)
 }
 
-pub(crate) fn build_response_with_body(p: &ResponseParams<'_>, body: &str) -> Result<String> {
+/// A successful Response around `body` (the Assertion, plain or encrypted).
+pub(crate) fn build_response_with_body(
+    p: &ResponseParams<'_>,
+    key: &IdpKey,
+    body: &str,
+) -> Result<String> {
     response_envelope(
         p.idp_entity_id,
         p.acs_url,
@@ -211,6 +329,7 @@ pub(crate) fn build_response_with_body(p: &ResponseParams<'_>, body: &str) -> Re
         p.now,
         STATUS_SUCCESS,
         body,
+        p.signing.signs_response().then_some(key),
     )
 }
 
@@ -233,14 +352,22 @@ pub fn build_error_response(
     let status = format!(
         r#"<samlp:Status><samlp:StatusCode Value="{top}">{second}</samlp:StatusCode>{message}</samlp:Status>"#
     );
-    response_envelope(idp_entity_id, acs_url, in_response_to, now, &status, "")
+    response_envelope(
+        idp_entity_id,
+        acs_url,
+        in_response_to,
+        now,
+        &status,
+        "",
+        None,
+    )
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::xml::tests::{tamper, xmlsec1_verifies};
-    use crate::xml::{parse, NS_SAML, NS_SAMLP};
+    use crate::xml::{parse, NS_DS, NS_SAML, NS_SAMLP};
 
     pub(crate) const ASSERTION_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
 
@@ -252,11 +379,13 @@ pub(crate) mod tests {
             acs_url: "https://sp.kommune.dk/Shibboleth.sso/SAML2/POST",
             in_response_to: Some("_req<1>"),
             name_id: "a1b2c3d4-pseudonym",
+            name_id_format: NameIdFormat::Persistent,
             session_index: "_sess1",
             authn_instant: now - Duration::seconds(30),
             now,
             loa: AssuranceLevel::Substantial,
             attributes,
+            signing: ResponseSigning::Assertion,
         }
     }
 
@@ -336,6 +465,96 @@ pub(crate) mod tests {
         assert!(xml.contains(
             "https://data.gov.dk/concept/core/nsis/loa/Substantial</saml:AuthnContextClassRef>"
         ));
+    }
+
+    const RESPONSE_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:protocol:Response";
+
+    fn signatures(xml: &str) -> (bool, bool) {
+        let root = parse(xml.as_bytes(), 1 << 20).unwrap();
+        let response_signed = root.child(NS_DS, "Signature").is_some();
+        let assertion_signed = root
+            .child(NS_SAML, "Assertion")
+            .is_some_and(|a| a.child(NS_DS, "Signature").is_some());
+        (response_signed, assertion_signed)
+    }
+
+    #[test]
+    fn the_response_the_assertion_or_both_are_signed_and_verify_with_xmlsec1() {
+        let key = IdpKey::generate("idp", 10).unwrap();
+        let pem = key.certificate_pem().unwrap();
+        for signing in ResponseSigning::ALL {
+            let p = ResponseParams {
+                signing,
+                ..params(&[])
+            };
+            let xml = build_response(&p, &key).unwrap();
+            assert!(xml.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?><samlp:Response "#));
+            assert_eq!(
+                signatures(&xml),
+                (signing.signs_response(), signing.signs_assertion()),
+                "{signing:?}"
+            );
+            let root = parse(xml.as_bytes(), 1 << 20).unwrap();
+            let order: Vec<&str> = root.children.iter().map(|c| c.name.as_str()).collect();
+            if signing.signs_response() {
+                // Schema order: Issuer, Signature, Status, Assertion.
+                assert_eq!(order, ["Issuer", "Signature", "Status", "Assertion"]);
+                assert!(xmlsec1_verifies(&xml, &pem, RESPONSE_ID_ATTR), "{xml}");
+                let changed = tamper(&xml, "a1b2c3d4", "a1b2c3d5");
+                assert!(!xmlsec1_verifies(&changed, &pem, RESPONSE_ID_ATTR));
+                let changed = tamper(&xml, "status:Success", "status:Requester");
+                assert!(!xmlsec1_verifies(&changed, &pem, RESPONSE_ID_ATTR));
+            } else {
+                assert_eq!(order, ["Issuer", "Status", "Assertion"]);
+            }
+            if signing.signs_assertion() {
+                let assertion = xml
+                    .split_once("<saml:Assertion ")
+                    .map(|(_, rest)| format!("<saml:Assertion {rest}"))
+                    .unwrap()
+                    .replace("</samlp:Response>", "");
+                assert!(xmlsec1_verifies(&assertion, &pem, ASSERTION_ID_ATTR));
+            }
+        }
+    }
+
+    #[test]
+    fn each_name_id_format_is_written_with_its_qualifiers() {
+        let key = IdpKey::generate("idp", 10).unwrap();
+        for (format, qualified) in [
+            (NameIdFormat::Persistent, true),
+            (NameIdFormat::Transient, true),
+            (NameIdFormat::EmailAddress, false),
+        ] {
+            let p = ResponseParams {
+                name_id_format: format,
+                name_id: "anne@kommune.dk",
+                ..params(&[])
+            };
+            let xml = build_response(&p, &key).unwrap();
+            let root = parse(xml.as_bytes(), 1 << 20).unwrap();
+            let name_id = root
+                .child(NS_SAML, "Assertion")
+                .and_then(|a| a.child(NS_SAML, "Subject"))
+                .and_then(|s| s.child(NS_SAML, "NameID"))
+                .unwrap()
+                .clone();
+            assert_eq!(name_id.attr("Format"), Some(format.uri()));
+            assert_eq!(name_id.text, "anne@kommune.dk");
+            assert_eq!(name_id.attr("SPNameQualifier").is_some(), qualified);
+            assert_eq!(name_id.attr("NameQualifier").is_some(), qualified);
+        }
+        for f in NameIdFormat::ALL {
+            assert_eq!(NameIdFormat::parse(f.uri()), Some(f));
+            assert_eq!(NameIdFormat::parse(f.name()), Some(f));
+        }
+        assert_eq!(
+            NameIdFormat::parse("urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos"),
+            None
+        );
+        assert_eq!(ResponseSigning::parse("both"), Some(ResponseSigning::Both));
+        assert_eq!(ResponseSigning::parse("Both"), None);
+        assert_eq!(ResponseSigning::default(), ResponseSigning::Assertion);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct SpMetadata {
     pub signing_certificates: Vec<Certificate>,
     /// The first certificate with use="encryption" or without `use`.
     pub encryption_certificate: Option<Certificate>,
+    /// The `md:EncryptionMethod` algorithm URIs of that certificate's KeyDescriptor, in the
+    /// SP's order of preference.
+    pub encryption_methods: Vec<String>,
     pub authn_requests_signed: bool,
     pub want_assertions_signed: bool,
 }
@@ -114,14 +117,22 @@ pub fn parse_sp_metadata(xml: &[u8]) -> Result<SpMetadata> {
     }
     let mut signing = Vec::new();
     let mut encryption = None;
+    let mut encryption_methods = Vec::new();
     for kd in sp.children_named(NS_MD, "KeyDescriptor") {
         let usage = kd.attr("use").map(str::trim);
         let certs = certificates(kd)?;
+        let mut methods = Vec::new();
+        for m in kd.children_named(NS_MD, "EncryptionMethod") {
+            methods.push(required(m, "Algorithm", "EncryptionMethod Algorithm")?.to_string());
+        }
         if matches!(usage, None | Some("signing")) {
             signing.extend(certs.iter().cloned());
         }
         if matches!(usage, None | Some("encryption")) && encryption.is_none() {
             encryption = certs.into_iter().next();
+            if encryption.is_some() {
+                encryption_methods = methods;
+            }
         }
     }
     Ok(SpMetadata {
@@ -130,6 +141,7 @@ pub fn parse_sp_metadata(xml: &[u8]) -> Result<SpMetadata> {
         single_logout_services: slo,
         signing_certificates: signing,
         encryption_certificate: encryption,
+        encryption_methods,
         authn_requests_signed: parse_bool("AuthnRequestsSigned", sp.attr("AuthnRequestsSigned"))?
             .unwrap_or(false),
         want_assertions_signed: parse_bool(
@@ -211,6 +223,13 @@ pub(crate) mod tests {
         assert_eq!(sp.single_logout_services.len(), 2);
         assert_eq!(sp.signing_certificates, vec![sign.certificate().clone()]);
         assert_eq!(sp.encryption_certificate.as_ref(), Some(enc.certificate()));
+        assert_eq!(
+            sp.encryption_methods,
+            [
+                "http://www.w3.org/2009/xmlenc11#aes256-gcm",
+                "http://www.w3.org/2009/xmlenc11#rsa-oaep"
+            ]
+        );
         assert!(sp.authn_requests_signed);
         assert!(sp.want_assertions_signed);
     }
@@ -225,6 +244,7 @@ pub(crate) mod tests {
         let sp = parse_sp_metadata(xml.as_bytes()).unwrap();
         assert_eq!(sp.signing_certificates.len(), 1);
         assert!(sp.encryption_certificate.is_some());
+        assert!(sp.encryption_methods.is_empty());
         assert!(!sp.authn_requests_signed);
     }
 
@@ -268,6 +288,11 @@ pub(crate) mod tests {
         assert!(matches!(
             parse_sp_metadata(md(r#"entityID="urn:sp""#, bad_cert).as_bytes()),
             Err(SamlError::Base64("X509Certificate"))
+        ));
+        let no_algorithm = r#"<md:SPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="encryption"><md:EncryptionMethod Algorithm=" "/></md:KeyDescriptor><md:AssertionConsumerService Binding="b" Location="l" index="1"/></md:SPSSODescriptor>"#;
+        assert!(matches!(
+            parse_sp_metadata(md(r#"entityID="urn:sp""#, no_algorithm).as_bytes()),
+            Err(SamlError::Missing("EncryptionMethod Algorithm"))
         ));
         let doctype = format!(
             "<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}",

@@ -571,6 +571,15 @@ enum SpCommand {
         /// Register it switched off.
         #[arg(long)]
         disabled: bool,
+        #[command(flatten)]
+        choices: SpChoices,
+    },
+    /// Change the protocol choices of a registered service provider; its metadata and the
+    /// choices not given stay.
+    Edit {
+        entity_id: String,
+        #[command(flatten)]
+        choices: SpChoices,
     },
     /// Fetch the metadata again from the URL it was added from; settings stay.
     Refresh { entity_id: String },
@@ -578,6 +587,50 @@ enum SpCommand {
     List,
     /// Remove a service provider.
     Remove { entity_id: String },
+}
+
+/// The per-SP protocol choices `sp add` and `sp edit` take; `None` keeps what is set (for
+/// `add` of a new SP: the default).
+#[derive(Args)]
+struct SpChoices {
+    /// How the AES key of an encrypted assertion is wrapped: auto (from the metadata's
+    /// EncryptionMethod list, else rsa-oaep-mgf1p), rsa-oaep-mgf1p or rsa-oaep (XML Encryption 1.1).
+    #[arg(long)]
+    key_transport: Option<String>,
+    /// How the assertion is encrypted: auto (from the metadata, else aes256-gcm), aes256-gcm,
+    /// aes128-gcm, or for an old SP that reads nothing else (weaker) aes256-cbc or aes128-cbc.
+    #[arg(long)]
+    data_encryption: Option<String>,
+    /// What Sesam signs: assertion (the default), response or both.
+    #[arg(long)]
+    sign: Option<String>,
+    /// The NameID format given when the request asks for none: persistent (the default),
+    /// transient or emailAddress.
+    #[arg(long)]
+    nameid_format: Option<String>,
+}
+
+impl SpChoices {
+    /// `options` with the choices given applied.
+    fn apply(&self, mut options: crate::saml::SpOptions) -> anyhow::Result<crate::saml::SpOptions> {
+        use crate::saml::{
+            data_encryption_choice, key_transport_choice, name_id_format_choice,
+            response_signing_choice,
+        };
+        if let Some(k) = &self.key_transport {
+            options.key_transport = key_transport_choice(k).context("--key-transport")?;
+        }
+        if let Some(d) = &self.data_encryption {
+            options.data_encryption = data_encryption_choice(d).context("--data-encryption")?;
+        }
+        if let Some(s) = &self.sign {
+            options.response_signing = response_signing_choice(s).context("--sign")?;
+        }
+        if let Some(f) = &self.nameid_format {
+            options.nameid_format = name_id_format_choice(f).context("--nameid-format")?;
+        }
+        Ok(options)
+    }
 }
 
 async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow::Result<()> {
@@ -594,13 +647,14 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
             min_level,
             attributes,
             disabled,
+            choices,
         } => {
             let min_level = match sesam_core::AssuranceLevel::parse(&min_level) {
                 Some(level) if level < sesam_core::AssuranceLevel::High => level,
                 _ => bail!("--min-level {min_level:?}: choose low or substantial"),
             };
             let (xml, url) = read_metadata(&metadata).await?;
-            let options = SpOptions {
+            let options = choices.apply(SpOptions {
                 name,
                 enabled: !disabled,
                 min_level,
@@ -612,7 +666,8 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
                     .map(|a| a.trim().to_owned())
                     .filter(|a| !a.is_empty())
                     .collect(),
-            };
+                ..SpOptions::default()
+            })?;
             let (record, parsed) = sp_registration(&xml, url, &options)?;
             let created = store.upsert_saml_sp(&record, now).await?;
             let event = if created {
@@ -646,17 +701,7 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
                 .clone()
                 .with_context(|| format!("{entity_id} was not added from a URL"))?;
             let (xml, url) = read_metadata(&url).await?;
-            let options = SpOptions {
-                name: Some(sp.name.clone()),
-                enabled: sp.enabled,
-                min_level: sesam_core::AssuranceLevel::parse(&sp.min_level)
-                    .unwrap_or(sesam_core::AssuranceLevel::Low),
-                encrypt_assertions: sp.encrypt_assertions,
-                require_signed_requests: sp.require_signed_requests,
-                allow_sha1: sp.allow_sha1,
-                released_attributes: sp.released_attributes.clone(),
-            };
-            let (record, _) = sp_registration(&xml, url, &options)?;
+            let (record, _) = sp_registration(&xml, url, &SpOptions::of(&sp))?;
             if record.entity_id != sp.entity_id {
                 bail!(
                     "the metadata now names {}, not {entity_id}; nothing changed",
@@ -668,6 +713,53 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
                 .append_audit(&audit("saml.sp.refreshed", &entity_id), now)
                 .await?;
             println!("refreshed {entity_id}");
+        }
+        SpCommand::Edit { entity_id, choices } => {
+            let sp = store
+                .saml_sp(&entity_id)
+                .await?
+                .with_context(|| format!("no service provider {entity_id}"))?;
+            let options = choices.apply(SpOptions::of(&sp))?;
+            let (record, parsed) = sp_registration(
+                sp.metadata_xml.as_bytes(),
+                sp.metadata_url.clone(),
+                &options,
+            )?;
+            store.upsert_saml_sp(&record, now).await?;
+            store
+                .append_audit(
+                    &audit("saml.sp.changed", &entity_id).detail(format!(
+                        "key transport {} -> {}; data encryption {} -> {}; signing {} -> {}; \
+                         NameID {} -> {}",
+                        sp.key_transport.as_deref().unwrap_or("auto"),
+                        record.key_transport.as_deref().unwrap_or("auto"),
+                        sp.data_encryption.as_deref().unwrap_or("auto"),
+                        record.data_encryption.as_deref().unwrap_or("auto"),
+                        sp.response_signing,
+                        record.response_signing,
+                        sp.nameid_format,
+                        record.nameid_format
+                    )),
+                    now,
+                )
+                .await?;
+            let stored = store
+                .saml_sp(&entity_id)
+                .await?
+                .with_context(|| format!("no service provider {entity_id}"))?;
+            let encryption = crate::saml::encryption_for(&stored, &parsed);
+            println!(
+                "changed {entity_id}: key transport {}, data encryption {}{}, signs {}, NameID {}",
+                encryption.key_transport.name(),
+                encryption.data.name(),
+                if encryption.data.is_weaker() {
+                    " (weaker)"
+                } else {
+                    ""
+                },
+                stored.response_signing,
+                crate::saml::default_name_id_format(&stored).name()
+            );
         }
         SpCommand::List => {
             for sp in store.list_saml_sps().await? {
@@ -684,6 +776,17 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
                 if sp.allow_sha1 {
                     flags.push("sha1".into());
                 }
+                if let Some(k) = &sp.key_transport {
+                    flags.push(format!("key-transport={k}"));
+                }
+                if let Some(d) = &sp.data_encryption {
+                    flags.push(format!("data-encryption={d}"));
+                }
+                flags.push(format!("sign={}", sp.response_signing));
+                flags.push(format!(
+                    "nameid-format={}",
+                    crate::saml::default_name_id_format(&sp).name()
+                ));
                 flags.push(format!("attributes={}", sp.released_attributes.join(",")));
                 println!("{}  {}  {}", sp.entity_id, sp.name, flags.join(" "));
             }

@@ -7,7 +7,10 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use rand::RngCore;
 use sesam_core::{AssuranceLevel, UnixTime, User};
-use sesam_saml::{IdpKey, SpMetadata, BINDING_HTTP_POST, MAX_SP_METADATA_BYTES, NAMEID_PERSISTENT};
+use sesam_saml::{
+    DataEncryption, Encryption, IdpKey, KeyTransport, NameIdFormat, ResponseSigning, SpMetadata,
+    BINDING_HTTP_POST, MAX_SP_METADATA_BYTES,
+};
 use sesam_store::{NewSamlSp, SamlSp, Store};
 use sha2::{Digest, Sha256};
 
@@ -141,6 +144,13 @@ pub struct SpOptions {
     pub require_signed_requests: bool,
     pub allow_sha1: bool,
     pub released_attributes: Vec<String>,
+    /// Given when the request asks for no format (or for unspecified).
+    pub nameid_format: NameIdFormat,
+    /// `None`: chosen from the SP's metadata.
+    pub key_transport: Option<KeyTransport>,
+    /// `None`: chosen from the SP's metadata.
+    pub data_encryption: Option<DataEncryption>,
+    pub response_signing: ResponseSigning,
 }
 
 impl Default for SpOptions {
@@ -153,8 +163,126 @@ impl Default for SpOptions {
             require_signed_requests: false,
             allow_sha1: false,
             released_attributes: vec!["uuid".into(), "name".into(), "email".into()],
+            nameid_format: NameIdFormat::Persistent,
+            key_transport: None,
+            data_encryption: None,
+            response_signing: ResponseSigning::Assertion,
         }
     }
+}
+
+impl SpOptions {
+    /// The options a registered SP has, to register its refreshed metadata with.
+    pub fn of(sp: &SamlSp) -> SpOptions {
+        SpOptions {
+            name: Some(sp.name.clone()),
+            enabled: sp.enabled,
+            min_level: AssuranceLevel::parse(&sp.min_level).unwrap_or(AssuranceLevel::Low),
+            encrypt_assertions: sp.encrypt_assertions,
+            require_signed_requests: sp.require_signed_requests,
+            allow_sha1: sp.allow_sha1,
+            released_attributes: sp.released_attributes.clone(),
+            nameid_format: default_name_id_format(sp),
+            key_transport: sp.key_transport.as_deref().and_then(KeyTransport::parse),
+            data_encryption: sp
+                .data_encryption
+                .as_deref()
+                .and_then(DataEncryption::parse),
+            response_signing: response_signing(sp),
+        }
+    }
+}
+
+/// The format `sp` gets when its request names none.
+pub fn default_name_id_format(sp: &SamlSp) -> NameIdFormat {
+    NameIdFormat::parse(&sp.nameid_format)
+        .filter(|f| *f != NameIdFormat::Unspecified)
+        .unwrap_or(NameIdFormat::Persistent)
+}
+
+/// Which parts of `sp`'s Responses are signed.
+pub fn response_signing(sp: &SamlSp) -> ResponseSigning {
+    ResponseSigning::parse(&sp.response_signing).unwrap_or_default()
+}
+
+/// The algorithms of `sp`'s encrypted assertions: its registered override, else the choice
+/// from its metadata's EncryptionMethod list.
+pub fn encryption_for(sp: &SamlSp, metadata: &SpMetadata) -> Encryption {
+    let listed = Encryption::from_metadata(&metadata.encryption_methods);
+    Encryption {
+        key_transport: sp
+            .key_transport
+            .as_deref()
+            .and_then(KeyTransport::parse)
+            .unwrap_or(listed.key_transport),
+        data: sp
+            .data_encryption
+            .as_deref()
+            .and_then(DataEncryption::parse)
+            .unwrap_or(listed.data),
+    }
+}
+
+/// The NameID format for a request to `sp` that asks for `requested` (NameIDPolicy Format),
+/// or why none can be given (the SP hears InvalidNameIDPolicy). emailAddress only for an SP
+/// that is given the email address anyway: as attribute, or as its registered format.
+pub fn name_id_format_for(sp: &SamlSp, requested: Option<&str>) -> Result<NameIdFormat, String> {
+    let default = default_name_id_format(sp);
+    let Some(requested) = requested.map(str::trim) else {
+        return Ok(default);
+    };
+    match NameIdFormat::parse(requested).filter(|_| requested.starts_with("urn:")) {
+        Some(NameIdFormat::Unspecified) => Ok(default),
+        Some(NameIdFormat::EmailAddress)
+            if default != NameIdFormat::EmailAddress
+                && !sp.released_attributes.iter().any(|a| a == "email") =>
+        {
+            Err("the emailAddress NameID format is not offered to this service provider".into())
+        }
+        Some(format) => Ok(format),
+        None => Err(format!(
+            "the NameID format {requested} is not offered; persistent, transient and unspecified are"
+        )),
+    }
+}
+
+/// A key transport as typed in the CLI or the portal: a name, or `auto` (from the metadata).
+pub fn key_transport_choice(typed: &str) -> anyhow::Result<Option<KeyTransport>> {
+    match typed.trim() {
+        "auto" => Ok(None),
+        t => KeyTransport::parse(t).map(Some).with_context(|| {
+            format!("unknown key transport {t:?}; choose auto, rsa-oaep-mgf1p or rsa-oaep")
+        }),
+    }
+}
+
+/// A data encryption as typed: a name, or `auto` (from the metadata).
+pub fn data_encryption_choice(typed: &str) -> anyhow::Result<Option<DataEncryption>> {
+    match typed.trim() {
+        "auto" => Ok(None),
+        t => DataEncryption::parse(t).map(Some).with_context(|| {
+            format!(
+                "unknown data encryption {t:?}; choose auto, aes256-gcm, aes128-gcm, or for an \
+                 old SP that reads nothing else aes256-cbc or aes128-cbc"
+            )
+        }),
+    }
+}
+
+/// Which parts are signed, as typed: assertion, response or both.
+pub fn response_signing_choice(typed: &str) -> anyhow::Result<ResponseSigning> {
+    ResponseSigning::parse(typed).with_context(|| {
+        format!("unknown signing choice {typed:?}; choose assertion, response or both")
+    })
+}
+
+/// The default NameID format, as typed: persistent, transient or emailAddress.
+pub fn name_id_format_choice(typed: &str) -> anyhow::Result<NameIdFormat> {
+    NameIdFormat::parse(typed)
+        .filter(|f| *f != NameIdFormat::Unspecified)
+        .with_context(|| {
+            format!("unknown NameID format {typed:?}; choose persistent, transient or emailAddress")
+        })
 }
 
 /// Checks SP metadata and options and makes the record to store. Nothing is stored when
@@ -178,6 +306,15 @@ pub fn sp_registration(
     }
     if options.require_signed_requests && metadata.signing_certificates.is_empty() {
         bail!("signed requests cannot be required: the metadata has no signing certificate");
+    }
+    if options.response_signing == ResponseSigning::Response && metadata.want_assertions_signed {
+        bail!(
+            "the metadata asks for signed assertions (WantAssertionsSigned): sign the assertion \
+             or both"
+        );
+    }
+    if options.nameid_format == NameIdFormat::Unspecified {
+        bail!("the default NameID format can be persistent, transient or emailAddress");
     }
     if options.min_level >= AssuranceLevel::High {
         bail!("the minimum level can be low or substantial; Sesam never claims high");
@@ -206,7 +343,10 @@ pub fn sp_registration(
         require_signed_requests: options.require_signed_requests,
         allow_sha1: options.allow_sha1,
         released_attributes: options.released_attributes.clone(),
-        nameid_format: NAMEID_PERSISTENT.to_owned(),
+        nameid_format: options.nameid_format.uri().to_owned(),
+        key_transport: options.key_transport.map(|k| k.name().to_owned()),
+        data_encryption: options.data_encryption.map(|d| d.name().to_owned()),
+        response_signing: options.response_signing.name().to_owned(),
     };
     Ok((record, metadata))
 }

@@ -22,7 +22,14 @@ pub struct SamlSp {
     pub allow_sha1: bool,
     /// Attribute short names released to the SP (`uuid`, `name`, `email`, `orgName`).
     pub released_attributes: Vec<String>,
+    /// The NameID format URI given when the request does not ask for one.
     pub nameid_format: String,
+    /// `rsa-oaep-mgf1p` or `rsa-oaep`; `None`: chosen from the metadata.
+    pub key_transport: Option<String>,
+    /// `aes256-gcm`, `aes128-gcm`, `aes256-cbc` or `aes128-cbc`; `None`: from the metadata.
+    pub data_encryption: Option<String>,
+    /// `assertion`, `response` or `both`.
+    pub response_signing: String,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
 }
@@ -41,6 +48,9 @@ pub struct NewSamlSp {
     pub allow_sha1: bool,
     pub released_attributes: Vec<String>,
     pub nameid_format: String,
+    pub key_transport: Option<String>,
+    pub data_encryption: Option<String>,
+    pub response_signing: String,
 }
 
 /// One SP a login was sent to.
@@ -49,6 +59,8 @@ pub struct SamlParticipant {
     pub sid: String,
     pub sp: String,
     pub name_id: String,
+    /// The format URI of `name_id`.
+    pub name_id_format: String,
     pub user_id: String,
 }
 
@@ -65,6 +77,9 @@ struct SpRow {
     allow_sha1: bool,
     released_attributes: String,
     nameid_format: String,
+    key_transport: Option<String>,
+    data_encryption: Option<String>,
+    response_signing: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -87,6 +102,9 @@ impl From<SpRow> for SamlSp {
                 .map(str::to_owned)
                 .collect(),
             nameid_format: r.nameid_format,
+            key_transport: r.key_transport,
+            data_encryption: r.data_encryption,
+            response_signing: r.response_signing,
             created_at: UnixTime(r.created_at),
             updated_at: UnixTime(r.updated_at),
         }
@@ -95,7 +113,8 @@ impl From<SpRow> for SamlSp {
 
 const SP_COLUMNS: &str = "entity_id, name, metadata_xml, metadata_url, enabled, min_level, \
                           encrypt_assertions, require_signed_requests, allow_sha1, \
-                          released_attributes, nameid_format, created_at, updated_at";
+                          released_attributes, nameid_format, key_transport, data_encryption, \
+                          response_signing, created_at, updated_at";
 
 impl Store {
     /// Adds the SP, or replaces the metadata and settings of the one with the same entity ID.
@@ -107,8 +126,9 @@ impl Store {
             sqlx::query(
                 "INSERT INTO saml_sps (entity_id, name, metadata_xml, metadata_url, enabled, \
                  min_level, encrypt_assertions, require_signed_requests, allow_sha1, \
-                 released_attributes, nameid_format, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+                 released_attributes, nameid_format, key_transport, data_encryption, \
+                 response_signing, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) \
                  ON CONFLICT (entity_id) DO UPDATE SET name = excluded.name, \
                  metadata_xml = excluded.metadata_xml, metadata_url = excluded.metadata_url, \
                  enabled = excluded.enabled, min_level = excluded.min_level, \
@@ -116,7 +136,10 @@ impl Store {
                  require_signed_requests = excluded.require_signed_requests, \
                  allow_sha1 = excluded.allow_sha1, \
                  released_attributes = excluded.released_attributes, \
-                 nameid_format = excluded.nameid_format, updated_at = excluded.updated_at",
+                 nameid_format = excluded.nameid_format, \
+                 key_transport = excluded.key_transport, \
+                 data_encryption = excluded.data_encryption, \
+                 response_signing = excluded.response_signing, updated_at = excluded.updated_at",
             )
             .bind(&sp.entity_id)
             .bind(&sp.name)
@@ -129,6 +152,9 @@ impl Store {
             .bind(sp.allow_sha1)
             .bind(&attributes)
             .bind(&sp.nameid_format)
+            .bind(&sp.key_transport)
+            .bind(&sp.data_encryption)
+            .bind(&sp.response_signing)
             .bind(now.0)
             .execute(p)
             .await?;
@@ -229,7 +255,8 @@ impl Store {
         Ok(row.filter(|(_, exp)| *exp >= now.0).map(|(r, _)| r))
     }
 
-    /// Records that the login `sid` was sent to `sp` with `name_id`, and forgets records of
+    /// Records that the login `sid` was sent to `sp` with `name_id` (the latest one, when it
+    /// was sent there before: a transient NameID is new each time), and forgets records of
     /// logins older than `forget_before` (they can no longer be logged out).
     pub async fn add_saml_participant(
         &self,
@@ -243,12 +270,15 @@ impl Store {
                 .execute(p)
                 .await?;
             sqlx::query(
-                "INSERT INTO saml_participants (sid, sp, name_id, user_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sid, sp) DO NOTHING",
+                "INSERT INTO saml_participants (sid, sp, name_id, name_id_format, user_id, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sid, sp) \
+                 DO UPDATE SET name_id = excluded.name_id, \
+                 name_id_format = excluded.name_id_format",
             )
             .bind(&participant.sid)
             .bind(&participant.sp)
             .bind(&participant.name_id)
+            .bind(&participant.name_id_format)
             .bind(&participant.user_id)
             .bind(now.0)
             .execute(p)
@@ -259,21 +289,25 @@ impl Store {
 
     /// The SPs the login `sid` was sent to, oldest first.
     pub async fn saml_participants(&self, sid: &str) -> Result<Vec<SamlParticipant>, StoreError> {
-        let rows: Vec<(String, String, String, String)> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT sid, sp, name_id, user_id FROM saml_participants WHERE sid = $1 \
-             ORDER BY created_at, sp"
-        )
-        .bind(sid)
-        .fetch_all(p)
-        .await?);
+        let rows: Vec<(String, String, String, String, String)> =
+            on_pool!(self, |p| sqlx::query_as(
+                "SELECT sid, sp, name_id, name_id_format, user_id FROM saml_participants \
+             WHERE sid = $1 ORDER BY created_at, sp"
+            )
+            .bind(sid)
+            .fetch_all(p)
+            .await?);
         Ok(rows
             .into_iter()
-            .map(|(sid, sp, name_id, user_id)| SamlParticipant {
-                sid,
-                sp,
-                name_id,
-                user_id,
-            })
+            .map(
+                |(sid, sp, name_id, name_id_format, user_id)| SamlParticipant {
+                    sid,
+                    sp,
+                    name_id,
+                    name_id_format,
+                    user_id,
+                },
+            )
             .collect())
     }
 }

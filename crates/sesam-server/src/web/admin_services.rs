@@ -51,6 +51,42 @@ struct SpPage {
     attributes: &'static [&'static str],
     problem: Option<String>,
     saved: bool,
+    /// The algorithms its encrypted assertions get (override or from its metadata).
+    key_transport: &'static str,
+    data_encryption: &'static str,
+    weaker: bool,
+    /// The options of the selects, the stored choice selected (`auto`: the metadata decides).
+    key_transports: Vec<Choice>,
+    data_encryptions: Vec<Choice>,
+    nameid_formats: Vec<Choice>,
+}
+
+/// One option of a select on the SP's page.
+struct Choice {
+    value: &'static str,
+    label: String,
+    selected: bool,
+}
+
+/// `auto` (labelled as chosen from the metadata) and `names`, with `stored` selected.
+fn choices(lang: Lang, auto: bool, names: &[&'static str], stored: &str) -> Vec<Choice> {
+    let t = lang.catalog();
+    let auto = auto.then_some(("auto", t.get("admin.sp.auto").to_owned()));
+    auto.into_iter()
+        .chain(names.iter().map(|n| {
+            let label = if n.ends_with("-cbc") {
+                format!("{n} ({})", t.get("admin.sp.weaker_short"))
+            } else {
+                (*n).to_owned()
+            };
+            (*n, label)
+        }))
+        .map(|(value, label)| Choice {
+            value,
+            label,
+            selected: value == stored,
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -436,11 +472,30 @@ async fn read_fields(
             "encrypt" => upload.options.encrypt_assertions = true,
             "signed_requests" => upload.options.require_signed_requests = true,
             "attribute" => upload.options.released_attributes.push(text()),
+            "key_transport" | "data_encryption" | "signing" | "nameid_format" => {
+                choose(&mut upload.options, &name, &text()).map_err(|e| format!("{e:#}."))?
+            }
             _ => return Err(format!("The form has an unknown field {name:?}.")),
         }
     }
     upload.options.name = Some(upload.name.clone()).filter(|n| !n.is_empty());
     Ok(upload)
+}
+
+/// Applies one protocol choice from a form (`name` is the field) to `options`.
+fn choose(options: &mut crate::saml::SpOptions, name: &str, value: &str) -> anyhow::Result<()> {
+    use crate::saml::{
+        data_encryption_choice, key_transport_choice, name_id_format_choice,
+        response_signing_choice,
+    };
+    match name {
+        "key_transport" => options.key_transport = key_transport_choice(value)?,
+        "data_encryption" => options.data_encryption = data_encryption_choice(value)?,
+        "signing" => options.response_signing = response_signing_choice(value)?,
+        "nameid_format" => options.nameid_format = name_id_format_choice(value)?,
+        _ => {}
+    }
+    Ok(())
 }
 
 pub async fn add_sp(
@@ -501,12 +556,17 @@ pub async fn add_sp(
                 &ip,
             )
             .detail(format!(
-                "{}; min. {}; encrypted {}; signed requests {}; attributes {}",
+                "{}; min. {}; encrypted {}; signed requests {}; attributes {}; key transport {}; \
+                 data encryption {}; signing {}; NameID {}",
                 record.name,
                 record.min_level,
                 record.encrypt_assertions,
                 record.require_signed_requests,
-                record.released_attributes.join(" ")
+                record.released_attributes.join(" "),
+                record.key_transport.as_deref().unwrap_or("auto"),
+                record.data_encryption.as_deref().unwrap_or("auto"),
+                record.response_signing,
+                record.nameid_format
             )),
             now,
         )
@@ -547,13 +607,43 @@ async fn sp_page(
     } else {
         StatusCode::OK
     };
+    // The stored metadata was checked when it was registered; unreadable now, it gets the
+    // defaults shown, as the Response would fail anyway.
+    let encryption = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+        .map(|md| crate::saml::encryption_for(&sp, &md))
+        .unwrap_or_default();
     let page = SpPage {
         chrome: Chrome::new(lang, "/admin/services"),
         csrf: csrf::token(&admin.0.session).await?,
-        sp,
         attributes: &crate::saml::RELEASABLE,
         problem,
         saved,
+        key_transport: encryption.key_transport.name(),
+        data_encryption: encryption.data.name(),
+        weaker: encryption.data.is_weaker(),
+        key_transports: choices(
+            lang,
+            true,
+            &sesam_saml::KeyTransport::ALL.map(|k| k.name()),
+            sp.key_transport.as_deref().unwrap_or("auto"),
+        ),
+        data_encryptions: choices(
+            lang,
+            true,
+            &sesam_saml::DataEncryption::ALL.map(|d| d.name()),
+            sp.data_encryption.as_deref().unwrap_or("auto"),
+        ),
+        nameid_formats: choices(
+            lang,
+            false,
+            &[
+                sesam_saml::NameIdFormat::Persistent.name(),
+                sesam_saml::NameIdFormat::Transient.name(),
+                sesam_saml::NameIdFormat::EmailAddress.name(),
+            ],
+            crate::saml::default_name_id_format(&sp).name(),
+        ),
+        sp,
     };
     render(status, &page)
 }
@@ -618,16 +708,7 @@ pub async fn save_sp(
                     return sp_page(&admin, lang, sp, Some(problem), false).await;
                 }
             };
-            let options = crate::saml::SpOptions {
-                name: Some(sp.name.clone()),
-                enabled: sp.enabled,
-                min_level: level_of(&sp.min_level).unwrap_or(sesam_core::AssuranceLevel::Low),
-                encrypt_assertions: sp.encrypt_assertions,
-                require_signed_requests: sp.require_signed_requests,
-                allow_sha1: sp.allow_sha1,
-                released_attributes: sp.released_attributes.clone(),
-            };
-            ("saml.sp.refreshed", options)
+            ("saml.sp.refreshed", crate::saml::SpOptions::of(&sp))
         }
         "save" => {
             let Some(min_level) = get("min_level").and_then(level_of) else {
@@ -640,19 +721,31 @@ pub async fn save_sp(
                 )
                 .await;
             };
-            let options = crate::saml::SpOptions {
+            let mut options = crate::saml::SpOptions {
                 name: get("name").map(str::to_owned),
                 enabled: get("enabled").is_some(),
                 min_level,
                 encrypt_assertions: get("encrypt").is_some(),
                 require_signed_requests: get("signed_requests").is_some(),
-                allow_sha1: sp.allow_sha1,
                 released_attributes: fields
                     .iter()
                     .filter(|(k, _)| k == "attribute")
                     .map(|(_, v)| v.clone())
                     .collect(),
+                ..crate::saml::SpOptions::of(&sp)
             };
+            for field in [
+                "key_transport",
+                "data_encryption",
+                "signing",
+                "nameid_format",
+            ] {
+                if let Some(value) = get(field) {
+                    if let Err(e) = choose(&mut options, field, value) {
+                        return sp_page(&admin, lang, sp, Some(format!("{e:#}.")), false).await;
+                    }
+                }
+            }
             ("saml.sp.changed", options)
         }
         _ => return Err(AppError::BadRequest("unknown action")),
@@ -676,7 +769,7 @@ pub async fn save_sp(
         .store
         .append_audit(
             &audit(&admin.0.user, event, &record.entity_id, &ip).detail(format!(
-                "enabled {} -> {}; min. {} -> {}; encrypted {} -> {}; signed requests {} -> {}; attributes {} -> {}",
+                "enabled {} -> {}; min. {} -> {}; encrypted {} -> {}; signed requests {} -> {}; attributes {} -> {}; key transport {} -> {}; data encryption {} -> {}; signing {} -> {}; NameID {} -> {}",
                 sp.enabled,
                 record.enabled,
                 sp.min_level,
@@ -686,7 +779,15 @@ pub async fn save_sp(
                 sp.require_signed_requests,
                 record.require_signed_requests,
                 sp.released_attributes.join(" "),
-                record.released_attributes.join(" ")
+                record.released_attributes.join(" "),
+                sp.key_transport.as_deref().unwrap_or("auto"),
+                record.key_transport.as_deref().unwrap_or("auto"),
+                sp.data_encryption.as_deref().unwrap_or("auto"),
+                record.data_encryption.as_deref().unwrap_or("auto"),
+                sp.response_signing,
+                record.response_signing,
+                sp.nameid_format,
+                record.nameid_format
             )),
             now,
         )

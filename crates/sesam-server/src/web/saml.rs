@@ -9,15 +9,15 @@ use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use sesam_core::{AssuranceLevel, UnixTime};
 use sesam_saml::{
-    AuthnRequest, IdpMetadata, SamlError, SignaturePolicy, StatusError, UnverifiedAuthnRequest,
-    MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES, NAMEID_PERSISTENT,
+    AuthnRequest, IdpMetadata, NameIdFormat, SamlError, SignaturePolicy, StatusError,
+    UnverifiedAuthnRequest, MAX_RELAY_STATE_BYTES, MAX_REQUEST_XML_BYTES,
 };
 use sesam_store::SamlSp;
 use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
-use crate::service::saml::SsoAnswer;
+use crate::service::saml::{SsoAnswer, SsoResponse};
 use crate::service::Origin;
 use crate::state::{AppState, ClientIp};
 use crate::web::error::AppError;
@@ -37,7 +37,6 @@ const PENDING_MAX_AGE_SECONDS: i64 = 3600;
 const MAX_REQUEST_ID_CHARS: usize = 256;
 /// Form body of the POST binding: base64 of the largest request, RelayState and field names.
 const MAX_POST_BODY_BYTES: usize = MAX_REQUEST_XML_BYTES * 3 / 2 + MAX_RELAY_STATE_BYTES * 3 + 256;
-const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
 
 /// An accepted AuthnRequest: what the answer needs once the user is logged in.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,6 +49,13 @@ struct Pending {
     is_passive: bool,
     level: AssuranceLevel,
     requested_at: i64,
+    /// The NameID format's short name (requests kept before there was a choice: persistent).
+    #[serde(default = "persistent")]
+    name_id_format: String,
+}
+
+fn persistent() -> String {
+    NameIdFormat::Persistent.name().to_owned()
 }
 
 /// Why a request is not served: a page when the SP or its ACS cannot be trusted, else a
@@ -413,18 +419,12 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
             "the request ID was used before".into(),
         ));
     }
-    if let Some(format) = request
+    let requested_format = request
         .name_id_policy
         .as_ref()
-        .and_then(|p| p.format.as_deref())
-    {
-        if format != NAMEID_PERSISTENT && format != NAMEID_UNSPECIFIED {
-            return Err(to_sp(
-                StatusError::InvalidNameIdPolicy,
-                format!("only the persistent NameID format is offered, not {format}"),
-            ));
-        }
-    }
+        .and_then(|p| p.format.as_deref());
+    let name_id_format = crate::saml::name_id_format_for(&sp, requested_format)
+        .map_err(|why| to_sp(StatusError::InvalidNameIdPolicy, why))?;
     let asked =
         requested_level(&request).map_err(|m| to_sp(StatusError::NoAuthnContext, m.to_owned()))?;
     let level = asked.max(sp_min_level(&sp));
@@ -437,6 +437,7 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
         is_passive: request.is_passive,
         level,
         requested_at: now.0,
+        name_id_format: name_id_format.name().to_owned(),
     })
 }
 
@@ -544,10 +545,16 @@ async fn proceed(
         sp: &sp,
         acs_url: &pending.acs_url,
         request_id: &pending.request_id,
+        name_id_format: NameIdFormat::parse(&pending.name_id_format)
+            .unwrap_or(NameIdFormat::Persistent),
     };
-    let xml = crate::service::saml::issue_response(state, &answer, &user, &auth, origin)
+    let xml = match crate::service::saml::issue_response(state, &answer, &user, &auth, origin)
         .await
-        .map_err(AppError::from)?;
+        .map_err(AppError::from)?
+    {
+        SsoResponse::Issued(xml) => xml,
+        SsoResponse::Refused(error, message) => return Err(to_sp(error, message)),
+    };
     Ok(deliver(
         &pending.acs_url,
         &xml,
@@ -808,14 +815,17 @@ async fn log_out(
     use sesam_saml::LogoutStatus;
     let mut status = LogoutStatus::Success;
     if let Some(auth) = crate::web::auth::current(session).await? {
-        let expected_name_id = state.saml.name_id(&auth.user_id, &pending.sp);
+        let participants = state.store.saml_participants(&auth.sid).await?;
+        // The NameID this login gave the SP (transient, email or persistent).
+        let expected_name_id = participants
+            .iter()
+            .find(|p| p.sp == pending.sp)
+            .map(|p| p.name_id.clone())
+            .unwrap_or_else(|| state.saml.name_id(&auth.user_id, &pending.sp));
         let names_this_login = pending.name_id.as_deref() == Some(expected_name_id.as_str())
             && (pending.session_indexes.is_empty() || pending.session_indexes.contains(&auth.sid));
         if names_this_login {
-            let others: Vec<(String, String)> = state
-                .store
-                .saml_participants(&auth.sid)
-                .await?
+            let others: Vec<(String, String)> = participants
                 .into_iter()
                 .filter(|p| p.sp != pending.sp)
                 .map(|p| (p.sp, p.name_id))
@@ -958,11 +968,20 @@ async fn continue_chain(
             chain.partial = true;
             continue;
         };
+        let name_id_format = state
+            .store
+            .saml_participants(&chain.sid)
+            .await?
+            .into_iter()
+            .find(|p| p.sp == sp.entity_id && p.name_id == name_id)
+            .and_then(|p| NameIdFormat::parse(&p.name_id_format))
+            .unwrap_or(NameIdFormat::Persistent);
         let params = LogoutRequestParams {
             idp_entity_id: &state.saml.entity_id,
             sp_entity_id: &sp.entity_id,
             destination: &endpoint.location,
             name_id: &name_id,
+            name_id_format,
             session_index: &chain.sid,
             now: odt(state.now())?,
         };
