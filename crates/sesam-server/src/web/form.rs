@@ -18,7 +18,7 @@ pub struct StrictForm<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let is_form = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -34,22 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
         if !is_form {
             return Err(AppError::UnsupportedMediaType);
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(AppError::PayloadTooLarge);
-        }
-        // Over axum's own cap (2 MB) the rejection is 413 too, like any body over ours.
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge
-            } else {
-                AppError::BadRequest("body could not be read")
-            }
-        })?;
+        let body = read_capped(req.into_body()).await?;
         if body.len() > MAX_BODY_BYTES {
             return Err(AppError::PayloadTooLarge);
         }
@@ -58,6 +43,33 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
             .map(StrictForm)
             .map_err(|_| AppError::BadRequest("form fields missing or malformed"))
     }
+}
+
+/// Bodies larger than this are not even read to the end: 413 and the connection closes.
+const MAX_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+
+/// The body if it fits [`MAX_BODY_BYTES`]. An oversized one is read to its end (up to
+/// [`MAX_DRAIN_BYTES`]) and dropped, so the client, still sending, gets the 413 instead of a
+/// broken connection, and the connection stays usable.
+async fn read_capped(body: axum::body::Body) -> Result<Bytes, AppError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| AppError::BadRequest("body could not be read"))?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > MAX_DRAIN_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(AppError::PayloadTooLarge);
+    }
+    Ok(Bytes::from(kept))
 }
 
 fn check_fields(body: &[u8]) -> Result<(), AppError> {
