@@ -107,7 +107,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let seeded = seed::seed(&store, &tag, options.users, options.waiting).await?;
 
     step("starting Sesam");
-    let sesam = SesamProcess::start(&database_url).await?;
+    let mut sesam = SesamProcess::start(&database_url).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = sesam.memory()?;
     step(&format!(
@@ -160,6 +160,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .or(waiting);
         }
         step(&format!("scenario {}", scenario.name()));
+        let statements = sesam.statements().await?;
         let sesam_cpu = sesam.cpu_time();
         let own_cpu = server::cpu_time("self");
         let started = Instant::now();
@@ -167,12 +168,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let (outcome, peak_rss) =
             server::with_peak_rss(&sesam, scenarios::run(target.clone(), scenario, duration)).await;
         let wall = started.elapsed().as_secs_f64();
-        measured.push((
-            outcome,
-            peak_rss,
-            (sesam.cpu_time() - sesam_cpu).as_secs_f64() / wall,
-            (server::cpu_time("self") - own_cpu).as_secs_f64() / wall,
-        ));
+        let cores = (sesam.cpu_time() - sesam_cpu).as_secs_f64() / wall;
+        let generator = (server::cpu_time("self") - own_cpu).as_secs_f64() / wall;
+        let statements = sesam.statements().await? - statements;
+        measured.push((outcome, peak_rss, cores, generator, statements));
     }
     waiting = hold_waiting(&sesam, &http, waiting_users.take())
         .await
@@ -183,9 +182,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let bounds = bounds_before.best_of(bounds_after);
     let scenario_reports: Vec<ScenarioReport> = measured
         .into_iter()
-        .map(|(outcome, peak, sesam_cores, generator_cores)| {
-            ScenarioReport::new(outcome, &bounds, peak, sesam_cores, generator_cores)
-        })
+        .map(
+            |(outcome, peak, sesam_cores, generator_cores, statements)| {
+                ScenarioReport::new(outcome, &bounds, peak, sesam_cores, generator_cores)
+                    .with_statements(statements)
+            },
+        )
         .collect();
 
     let peak = sesam.memory()?.peak;

@@ -25,6 +25,9 @@ pub struct ScenarioReport {
     pub generator_cores: f64,
     /// Sesam's CPU time per completed login.
     pub sesam_cpu_ms_per_login: f64,
+    /// SQL statements Sesam ran per completed login (each a database round trip; sessions
+    /// included), counted from sqlx's statement events.
+    pub sql_statements_per_login: f64,
 }
 
 impl ScenarioReport {
@@ -51,6 +54,7 @@ impl ScenarioReport {
             0.0
         };
         ScenarioReport {
+            sql_statements_per_login: 0.0,
             outcome,
             bound,
             ratio_to_bound,
@@ -59,6 +63,14 @@ impl ScenarioReport {
             generator_cores,
             sesam_cpu_ms_per_login,
         }
+    }
+
+    /// Adds the statements Sesam ran during the scenario, as a figure per login.
+    pub fn with_statements(mut self, statements: u64) -> ScenarioReport {
+        if self.outcome.logins > 0 {
+            self.sql_statements_per_login = statements as f64 / self.outcome.logins as f64;
+        }
+        self
     }
 }
 
@@ -132,21 +144,22 @@ impl Report {
             self.load_average.0,
             self.load_average.1
         );
-        out.push_str("| scenario | logins/s | bound | ratio | errors | p50 ms | p95 ms | p99 ms | Sesam CPU ms/login | Sesam cores | generator cores | Sesam peak RSS MB |\n");
-        out.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| scenario | logins/s | bound | ratio | errors | p50 ms | p95 ms | p99 ms | Sesam CPU ms/login | SQL statements/login | Sesam cores | generator cores | Sesam peak RSS MB |\n");
+        out.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for s in &self.scenarios {
             let whole = s.outcome.steps.iter().find(|(n, _)| n == "whole login");
             let (p50, p95, p99) =
                 whole.map_or((0.0, 0.0, 0.0), |(_, w)| (w.p50_ms, w.p95_ms, w.p99_ms));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {} | {} | {} | {p50:.1} | {p95:.1} | {p99:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                "| {} | {:.1} | {} | {} | {} | {p50:.1} | {p95:.1} | {p99:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.1} |",
                 s.outcome.scenario.name(),
                 s.outcome.per_second,
                 s.bound.map_or("-".into(), |(n, b)| format!("{b:.0} {n}")),
                 s.ratio_to_bound.map_or("-".into(), |r| format!("{:.0} %", r * 100.0)),
                 s.outcome.errors,
                 s.sesam_cpu_ms_per_login,
+                s.sql_statements_per_login,
                 s.sesam_cores,
                 s.generator_cores,
                 s.sesam_peak_rss_bytes as f64 / MB,

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 
 /// What the child prints once it listens: `LISTENING 127.0.0.1:PORT`.
 const READY: &str = "LISTENING ";
+const STATEMENTS: &str = "STATEMENTS ";
 
 /// The `--serve` side: Sesam exactly as `sesam serve` runs it, configured by `SESAM_*`.
 pub fn serve() -> anyhow::Result<()> {
@@ -21,10 +22,20 @@ pub fn serve() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        sesam_server::telemetry::init(&config);
+        let statements = sesam_server::telemetry::init_counting_statements(&config);
         let signal = sesam_server::startup::StopSignal::install();
         let server = sesam_server::start(config, Arc::new(SystemClock)).await?;
         println!("{READY}{}", server.addr);
+        // Each line on stdin asks for the SQL statements run so far.
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                if line.is_err() {
+                    break;
+                }
+                let n = statements.load(std::sync::atomic::Ordering::Relaxed);
+                println!("{STATEMENTS}{n}");
+            }
+        });
         server.stop_on(signal).await
     })
 }
@@ -33,6 +44,8 @@ pub struct SesamProcess {
     child: Child,
     pub pid: u32,
     pub base_url: String,
+    stdin: tokio::process::ChildStdin,
+    replies: tokio::sync::mpsc::Receiver<u64>,
 }
 
 impl SesamProcess {
@@ -57,7 +70,7 @@ impl SesamProcess {
             // As the Dockerfile runs Sesam: argon2's 19 MiB blocks go back to the system after
             // each hash instead of staying in glibc's heap (see docs/PERFORMANCE.md).
             .env("MALLOC_MMAP_THRESHOLD_", "131072")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
         let mut child = command.spawn().context("starting Sesam")?;
@@ -74,13 +87,34 @@ impl SesamProcess {
         })
         .await
         .context("Sesam did not start within 60 s")??;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the child never blocks on a full pipe; pass on the counts.
+        let (counts, replies) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(n) = line.strip_prefix(STATEMENTS).and_then(|n| n.parse().ok()) {
+                    let _ = counts.send(n).await;
+                }
+            }
+        });
+        let stdin = child.stdin.take().context("no stdin")?;
         Ok(SesamProcess {
             child,
             pid,
             base_url: format!("http://{addr}"),
+            stdin,
+            replies,
         })
+    }
+
+    /// SQL statements Sesam has run so far (sessions included).
+    pub async fn statements(&mut self) -> anyhow::Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        self.stdin.write_all(b"statements\n").await?;
+        self.stdin.flush().await?;
+        tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
+            .await
+            .context("Sesam did not report its statement count")?
+            .context("Sesam stopped")
     }
 
     /// Resident memory now (`VmRSS`) and at its peak so far (`VmHWM`), in bytes.
