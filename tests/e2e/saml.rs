@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use samael::crypto::{CertificateDer, CryptoProvider, XmlSec};
 use sesam_app::{Answer, AppClient, EnrolOptions};
 use sesam_core::User;
-use sesam_saml::IdpKey;
+use sesam_saml::{IdpKey, ResponseSigning};
 use sesam_server::saml::{sp_registration, SpOptions};
 
 use crate::harness::{on_both_databases, urlencode, Browser, Page, TestDb, TestServer};
@@ -35,6 +35,9 @@ on_both_databases!(
     single_logout_ends_the_session_and_answers_the_sp,
     logout_at_sesam_tells_the_service_providers,
     a_one_time_password_gates_the_response_and_an_unreachable_level_is_answered,
+    encryption_follows_the_sp_metadata_and_the_operator_overrides_it,
+    name_id_formats_persistent_transient_email_and_unspecified,
+    the_response_the_assertion_or_both_are_signed_per_sp,
 );
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -45,7 +48,17 @@ const LOA_LOW: &str = "https://data.gov.dk/concept/core/nsis/loa/Low";
 const LOA_SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
 const LOA_HIGH: &str = "https://data.gov.dk/concept/core/nsis/loa/High";
 const ASSERTION_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
+const RESPONSE_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:protocol:Response";
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const NAMEID_PERSISTENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
+const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+const NAMEID_UNSPECIFIED: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified";
+const RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+const RSA_OAEP_11: &str = "http://www.w3.org/2009/xmlenc11#rsa-oaep";
+const AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
+const AES128_CBC: &str = "http://www.w3.org/2001/04/xmlenc#aes128-cbc";
+const AES256_CBC: &str = "http://www.w3.org/2001/04/xmlenc#aes256-cbc";
 const PASSWORD: &str = "correct horse battery";
 
 // ---------------------------------------------------------------- the test SP
@@ -58,6 +71,13 @@ struct TestSp {
     encryption: IdpKey,
     /// Its SingleLogoutService uses HTTP-POST (else HTTP-Redirect).
     slo_post: bool,
+    /// The `md:EncryptionMethod` algorithms its metadata lists.
+    encryption_methods: Vec<&'static str>,
+    want_assertions_signed: bool,
+    /// What `accept` expects Sesam to have signed.
+    signs: ResponseSigning,
+    /// The NameID format `accept` expects.
+    name_id_format: &'static str,
 }
 
 /// What an AuthnRequest says; `TestSp::request` fills in sensible values.
@@ -87,8 +107,17 @@ fn private_key(key: &IdpKey) -> PKey<Private> {
 }
 
 fn key_descriptor(usage: &str, key: &IdpKey) -> String {
+    key_descriptor_with(usage, key, &[])
+}
+
+/// A KeyDescriptor listing `methods` as `md:EncryptionMethod`s.
+fn key_descriptor_with(usage: &str, key: &IdpKey, methods: &[&str]) -> String {
+    let methods: String = methods
+        .iter()
+        .map(|m| format!(r#"<md:EncryptionMethod Algorithm="{m}"/>"#))
+        .collect();
     format!(
-        r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+        r#"<md:KeyDescriptor use="{usage}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>{methods}</md:KeyDescriptor>"#,
         key.certificate().to_base64()
     )
 }
@@ -102,6 +131,10 @@ impl TestSp {
             signing: IdpKey::generate(host, 30).unwrap(),
             encryption: IdpKey::generate(&format!("{host} encryption"), 30).unwrap(),
             slo_post: false,
+            encryption_methods: Vec::new(),
+            want_assertions_signed: true,
+            signs: ResponseSigning::Assertion,
+            name_id_format: NAMEID_PERSISTENT,
         }
     }
 
@@ -182,7 +215,7 @@ impl TestSp {
             concat!(
                 r#"<?xml version="1.0" encoding="UTF-8"?>"#,
                 r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{eid}">"#,
-                r#"<md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+                r#"<md:SPSSODescriptor AuthnRequestsSigned="{signed}" WantAssertionsSigned="{want}" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
                 "{sig}{enc}",
                 r#"<md:SingleLogoutService Binding="{slo_binding}" Location="{slo}"/>"#,
                 "<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>",
@@ -192,8 +225,9 @@ impl TestSp {
             ),
             eid = self.entity_id,
             signed = authn_requests_signed,
+            want = self.want_assertions_signed,
             sig = key_descriptor("signing", &self.signing),
-            enc = key_descriptor("encryption", &self.encryption),
+            enc = key_descriptor_with("encryption", &self.encryption, &self.encryption_methods),
             post = BINDING_POST,
             acs = self.acs,
             acs2 = self.second_acs(),
@@ -448,8 +482,19 @@ fn form_field(page: &Page, field: &str) -> (String, String, Option<String>) {
 /// The OASIS SAML 2.0 schemas (protocol, assertion, metadata) with XML Encryption 1.1.
 const SAML_XSD: &str = "saml-all.xsd";
 
+/// The same OASIS schemas with XML Encryption 1.0 only: what strict SPs on older stacks
+/// validate with (an `xenc11:MGF` element fails their strict wildcard).
+const SAML_XENC10_XSD: &str = "saml-xenc10.xsd";
+
 /// Validates `xml` with `xmllint` against an OASIS schema kept in tests/fixtures/saml, offline.
 fn assert_schema_valid(xml: &str, schema: &str) {
+    if let Err(e) = schema_check(xml, schema) {
+        panic!("{schema}: {e}\n{xml}");
+    }
+}
+
+/// `xmllint --schema` over `xml`: its complaint when it is not valid.
+fn schema_check(xml: &str, schema: &str) -> Result<(), String> {
     let path = format!(
         "{}/tests/fixtures/saml/{schema}",
         env!("CARGO_MANIFEST_DIR")
@@ -468,11 +513,11 @@ fn assert_schema_valid(xml: &str, schema: &str) {
         .write_all(xml.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{schema}: {}\n{xml}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Runs `xmlsec1 --verify` over `xml` with `cert_pem`.
@@ -535,21 +580,22 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
     &s[a..b]
 }
 
-/// Decrypts an EncryptedAssertion (AES-256-GCM; the key by RSA-OAEP with SHA-1 `mgf1p`, the
-/// default, or with SHA-256 per XML Encryption 1.1) with the SP's key.
+/// Decrypts an EncryptedAssertion with the SP's key, by the algorithms it names: the data by
+/// AES-GCM or AES-CBC, the key by RSA-OAEP with SHA-1 (`mgf1p`, XML Encryption 1.0) or with
+/// SHA-256 and MGF1-SHA-256 (XML Encryption 1.1).
 fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
     let encrypted = between(
         xml,
         "<saml:EncryptedAssertion>",
         "</saml:EncryptedAssertion>",
     );
-    assert!(encrypted.contains("xmlenc11#aes256-gcm"));
-    let oaep_md = if encrypted.contains("xmlenc#rsa-oaep-mgf1p") {
+    let oaep_md = if encrypted.contains(RSA_OAEP_MGF1P) {
         assert!(encrypted.contains("xmldsig#sha1"));
         assert!(!encrypted.contains("xenc11:MGF"), "mgf1p has a fixed MGF");
         MessageDigest::sha1()
     } else {
-        assert!(encrypted.contains("xmlenc11#rsa-oaep"));
+        assert!(encrypted.contains(&format!("{RSA_OAEP_11}\"")));
+        assert!(encrypted.contains("xmlenc11#mgf1sha256") && encrypted.contains("xmlenc#sha256"));
         MessageDigest::sha256()
     };
     let mut values = encrypted
@@ -565,10 +611,39 @@ fn decrypt_assertion(xml: &str, key: &IdpKey) -> String {
     let mut aes = vec![0u8; d.decrypt_len(&wrapped).unwrap()];
     let n = d.decrypt(&wrapped, &mut aes).unwrap();
     aes.truncate(n);
-    let (iv, rest) = blob.split_at(12);
-    let (ct, tag) = rest.split_at(rest.len() - 16);
-    let plain = decrypt_aead(Cipher::aes_256_gcm(), &aes, Some(iv), &[], ct, tag).unwrap();
+    let (data_method, _) = encryption_algorithms(xml);
+    let plain = if data_method.contains("-gcm") {
+        let cipher = match aes.len() {
+            32 => Cipher::aes_256_gcm(),
+            _ => Cipher::aes_128_gcm(),
+        };
+        let (iv, rest) = blob.split_at(12);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
+        decrypt_aead(cipher, &aes, Some(iv), &[], ct, tag).unwrap()
+    } else {
+        assert!(data_method.contains("xmlenc#aes") && data_method.contains("-cbc"));
+        let cipher = match aes.len() {
+            32 => Cipher::aes_256_cbc(),
+            _ => Cipher::aes_128_cbc(),
+        };
+        let (iv, ct) = blob.split_at(16);
+        openssl::symm::decrypt(cipher, &aes, Some(iv), ct).unwrap()
+    };
     String::from_utf8(plain).unwrap()
+}
+
+/// The algorithm URIs an encrypted Response names: (data encryption, key transport).
+fn encryption_algorithms(xml: &str) -> (String, String) {
+    let encrypted = between(
+        xml,
+        "<saml:EncryptedAssertion>",
+        "</saml:EncryptedAssertion>",
+    );
+    let mut methods = encrypted
+        .split("<xenc:EncryptionMethod Algorithm=\"")
+        .skip(1)
+        .map(|m| m.split('"').next().unwrap().to_owned());
+    (methods.next().unwrap(), methods.next().unwrap())
 }
 
 /// What the test SP read from a verified Response.
@@ -634,59 +709,83 @@ impl TestSp {
         );
         assert!((response.issue_instant.timestamp() - now).abs() <= 1);
 
+        // The Response's own signature, when this SP asked for one: right after the Issuer,
+        // over the Response, verified by xmlsec1; a change anywhere inside breaks it.
+        match &response.signature {
+            Some(signature) => {
+                assert!(self.signs != ResponseSigning::Assertion, "{xml}");
+                assert_eq!(
+                    signature.signed_info.reference[0].uri.as_deref(),
+                    Some(format!("#{}", response.id).as_str())
+                );
+                assert!(
+                    xml.contains("</saml:Issuer><ds:Signature "),
+                    "schema position"
+                );
+                assert!(xmlsec1_verifies(&xml, &idp_pem, RESPONSE_ID_ATTR), "{xml}");
+                let tampered = xml.replacen(&self.acs, &self.second_acs(), 1);
+                assert!(!xmlsec1_verifies(&tampered, &idp_pem, RESPONSE_ID_ATTR));
+            }
+            None => assert_eq!(self.signs, ResponseSigning::Assertion, "{xml}"),
+        }
+
         let assertion_xml = if encrypted {
             assert!(response.assertion.is_none(), "no plaintext assertion");
             assert!(!xml.contains("AttributeStatement"));
-            // Sesam's default key transport is the one older SP stacks read.
-            assert!(xml.contains("xmlenc#rsa-oaep-mgf1p"), "{xml}");
+            let (_, key_transport) = encryption_algorithms(&xml);
             let ours = decrypt_assertion(&xml, &self.encryption);
-            let theirs = xmlsec1_decrypts(&xml, &self.encryption);
-            let id = ours
-                .split("ID=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            assert!(
-                theirs.contains(&format!("ID=\"{id}\"")) && !theirs.contains("EncryptedData"),
-                "xmlsec1 opens the same assertion: {theirs}"
-            );
+            if key_transport == RSA_OAEP_MGF1P {
+                // What strict SPs on XML Encryption 1.0 stacks validate and read.
+                assert_schema_valid(&xml, SAML_XENC10_XSD);
+                let theirs = xmlsec1_decrypts(&xml, &self.encryption);
+                let id = ours
+                    .split("ID=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                assert!(
+                    theirs.contains(&format!("ID=\"{id}\"")) && !theirs.contains("EncryptedData"),
+                    "xmlsec1 opens the same assertion: {theirs}"
+                );
+            } else {
+                // xmlenc11's MGF element is outside XML Encryption 1.0: valid only with 1.1.
+                let refused = schema_check(&xml, SAML_XENC10_XSD).unwrap_err();
+                assert!(refused.contains("MGF"), "{refused}");
+            }
             ours
         } else {
             assert!(response.encrypted_assertion.is_none());
-            assert!(
-                xmlsec1_verifies(&xml, &idp_pem, ASSERTION_ID_ATTR),
-                "xmlsec1 verifies the Response's assertion"
-            );
             between(&xml, "<saml:Assertion ", "</saml:Assertion>").to_owned()
         };
         assert_schema_valid(&assertion_xml, SAML_XSD);
-        // samael (the SP's library) and xmlsec1 both verify the assertion's signature, and a
-        // changed assertion does not verify.
-        XmlSec::verify_signed_xml(
-            &assertion_xml,
-            &CertificateDer::from(idp_cert.der().to_vec()),
-            Some("ID"),
-        )
-        .expect("samael verifies the assertion signature");
-        assert!(xmlsec1_verifies(
-            &assertion_xml,
-            &idp_pem,
-            ASSERTION_ID_ATTR
-        ));
-        let tampered = assertion_xml.replacen("OIO-SAML-3.0", "OIO-SAML-3.1", 1);
-        assert!(!xmlsec1_verifies(&tampered, &idp_pem, ASSERTION_ID_ATTR));
-        assert!(assertion_xml.contains("rsa-sha256") && assertion_xml.contains("xml-exc-c14n"));
+        if self.signs.signs_assertion() {
+            // samael (the SP's library) and xmlsec1 both verify the assertion's signature,
+            // and a changed assertion does not verify.
+            XmlSec::verify_signed_xml(
+                &assertion_xml,
+                &CertificateDer::from(idp_cert.der().to_vec()),
+                Some("ID"),
+            )
+            .expect("samael verifies the assertion signature");
+            assert!(xmlsec1_verifies(
+                &assertion_xml,
+                &idp_pem,
+                ASSERTION_ID_ATTR
+            ));
+            let tampered = assertion_xml.replacen("OIO-SAML-3.0", "OIO-SAML-3.1", 1);
+            assert!(!xmlsec1_verifies(&tampered, &idp_pem, ASSERTION_ID_ATTR));
+            assert!(assertion_xml.contains("rsa-sha256") && assertion_xml.contains("xml-exc-c14n"));
+        } else {
+            assert!(!assertion_xml.contains("<ds:Signature"), "{assertion_xml}");
+        }
 
         let a: samael::schema::Assertion = assertion_xml.parse().expect("samael reads it");
         assert_eq!(a.issuer.value.as_deref(), Some(idp.entity_id.as_str()));
         let subject = a.subject.as_ref().unwrap();
         let name_id = subject.name_id.as_ref().unwrap();
-        assert_eq!(
-            name_id.format.as_deref(),
-            Some("urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
-        );
+        assert_eq!(name_id.format.as_deref(), Some(self.name_id_format));
         let confirmation = &subject.subject_confirmations.as_ref().unwrap()[0];
         assert_eq!(
             confirmation.method.as_deref(),
@@ -1248,7 +1347,7 @@ async fn bad_requests_get_the_right_answer(db: TestDb) {
     let xml = response_xml(&page);
     assert_eq!(xml.matches("<samlp:StatusCode ").count(), 1, "{xml}");
     let mut r = sp.request(&sesam);
-    r.name_id_format = Some("urn:oasis:names:tc:SAML:2.0:nameid-format:transient");
+    r.name_id_format = Some("urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos");
     assert_eq!(
         sp.refused(&get(sp.redirect(&r, None, None)).await, &r.id),
         "InvalidNameIDPolicy"
@@ -2195,5 +2294,515 @@ async fn a_one_time_password_gates_the_response_and_an_unreachable_level_is_answ
     assert_eq!(sp.refused(&page, &r.id), "NoAuthnContext");
     // The browser stays logged in at Low for what it can do.
     assert_eq!(other.get("/account").await.status, StatusCode::OK);
+    sesam.stop().await;
+}
+
+// ---------------------------------------------------------------- per-SP choices
+
+/// A browser in the admin portal: an administrator's password, then the app's approval.
+async fn portal_admin(sesam: &TestServer) -> Browser {
+    let boss = sesam
+        .store()
+        .create_user(
+            sesam_store::NewUser {
+                username: sesam_core::Username::parse("boss").unwrap(),
+                display_name: "Bo Boss".into(),
+                email: None,
+                password_hash: Some(sesam_server::password::hash_now(PASSWORD).unwrap()),
+                is_admin: true,
+                password_only: false,
+                must_change_password: false,
+            },
+            sesam.now(),
+        )
+        .await
+        .unwrap();
+    let (app, _) = sesam.enrol(&boss, EnrolOptions::default()).await;
+    let browser = sesam.browser();
+    browser.log_in("boss", PASSWORD).await;
+    assert_eq!(
+        browser.get("/admin").await.location(),
+        Some("/login/step-up")
+    );
+    assert_eq!(
+        browser.get("/login/step-up").await.location(),
+        Some("/login/wait")
+    );
+    approve(&app, code_on(&browser.get("/login/wait").await)).await;
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/admin")
+    );
+    browser
+}
+
+/// A request from `sp` answered from the browser's session: what the SP read, and the XML.
+async fn answered(
+    sesam: &TestServer,
+    browser: &Browser,
+    sp: &TestSp,
+    encrypted: bool,
+) -> (Login, String) {
+    let r = sp.request(sesam);
+    let page = browser.get(&sp.redirect(&r, None, None)).await;
+    let login = sp.accept(sesam, &page, &r.id, None, encrypted);
+    (login, response_xml(&page))
+}
+
+fn algorithms(xml: &str) -> (&str, &str) {
+    let (data, key) = encryption_algorithms(xml);
+    (
+        [AES256_GCM, AES128_CBC, AES256_CBC, "aes128-gcm"]
+            .into_iter()
+            .find(|a| *a == data)
+            .unwrap_or_else(|| panic!("unexpected data encryption {data}")),
+        [RSA_OAEP_MGF1P, RSA_OAEP_11]
+            .into_iter()
+            .find(|a| *a == key)
+            .unwrap_or_else(|| panic!("unexpected key transport {key}")),
+    )
+}
+
+async fn encryption_follows_the_sp_metadata_and_the_operator_overrides_it(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, _app) = anna_with_app(&sesam).await;
+    let encrypted = || SpOptions {
+        encrypt_assertions: true,
+        ..SpOptions::default()
+    };
+    // No EncryptionMethod list: mgf1p + AES-256-GCM, schema-valid with XML Encryption 1.0
+    // and opened by xmlsec1 1.2 (both checked in `accept`).
+    let unlisted = TestSp::new("unlisted.example.test");
+    unlisted.register(&sesam, encrypted()).await;
+    let mut oaep11 = TestSp::new("oaep11.example.test");
+    oaep11.encryption_methods = vec![RSA_OAEP_11];
+    oaep11.register(&sesam, encrypted()).await;
+    let mut cbc = TestSp::new("cbc.example.test");
+    cbc.encryption_methods = vec![AES128_CBC];
+    cbc.register(&sesam, encrypted()).await;
+    let mut both = TestSp::new("both.example.test");
+    both.encryption_methods = vec![AES256_CBC, AES256_GCM, RSA_OAEP_11, RSA_OAEP_MGF1P];
+    both.register(&sesam, encrypted()).await;
+
+    let browser = sesam.browser();
+    let r = unlisted.request(&sesam);
+    let start = browser.get(&unlisted.redirect(&r, None, None)).await;
+    assert_eq!(start.location(), Some("/login"));
+    let page = follow(&browser, browser.log_in("anna", PASSWORD).await).await;
+    unlisted.accept(&sesam, &page, &r.id, None, true);
+    assert_eq!(
+        algorithms(&response_xml(&page)),
+        (AES256_GCM, RSA_OAEP_MGF1P)
+    );
+    let xml = response_xml(&page);
+    assert!(!xml.contains("MGF"), "{xml}");
+
+    // Only xmlenc11 rsa-oaep listed: that (read by our own decryption; xmlsec1 1.2 cannot).
+    let (_, xml) = answered(&sesam, &browser, &oaep11, true).await;
+    assert_eq!(algorithms(&xml), (AES256_GCM, RSA_OAEP_11));
+    // Only AES-128-CBC listed: the SP reads nothing better; xmlsec1 opens it.
+    let (_, xml) = answered(&sesam, &browser, &cbc, true).await;
+    assert_eq!(algorithms(&xml), (AES128_CBC, RSA_OAEP_MGF1P));
+    // GCM is preferred to CBC listed before it; the first key transport listed is taken.
+    let (_, xml) = answered(&sesam, &browser, &both, true).await;
+    assert_eq!(algorithms(&xml), (AES256_GCM, RSA_OAEP_11));
+
+    // The operator overrides the metadata with the CLI; `auto` goes back to it.
+    let edit = |args: &[&str]| {
+        let mut all = vec!["sp", "edit", oaep11.entity_id.as_str()];
+        all.extend_from_slice(args);
+        tokio::task::block_in_place(|| sesam_cli(&db, &all))
+    };
+    let (ok, out, err) = edit(&[
+        "--key-transport",
+        "rsa-oaep-mgf1p",
+        "--data-encryption",
+        "aes256-cbc",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("key transport rsa-oaep-mgf1p, data encryption aes256-cbc (weaker)"),
+        "{out}"
+    );
+    let (_, xml) = answered(&sesam, &browser, &oaep11, true).await;
+    assert_eq!(algorithms(&xml), (AES256_CBC, RSA_OAEP_MGF1P));
+    // Bad values: a clear error naming the choices, nothing changed.
+    for (flag, bad, want) in [
+        (
+            "--key-transport",
+            "rsa-1_5",
+            "choose auto, rsa-oaep-mgf1p or rsa-oaep",
+        ),
+        ("--data-encryption", "tripledes-cbc", "aes256-gcm"),
+        ("--data-encryption", "", "aes256-gcm"),
+        ("--sign", "everything", "assertion, response or both"),
+        (
+            "--nameid-format",
+            "unspecified",
+            "persistent, transient or emailAddress",
+        ),
+    ] {
+        let (ok, _, err) = edit(&[flag, bad]);
+        assert!(
+            !ok && err.contains(want) && err.contains(flag),
+            "{flag} {bad}: {err}"
+        );
+    }
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        sesam_cli(&db, &["sp", "edit", "https://nobody.example.test/sp"])
+    });
+    assert!(!ok && err.contains("no service provider"), "{err}");
+    let stored = sesam
+        .store()
+        .saml_sp(&oaep11.entity_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.key_transport.as_deref(), Some("rsa-oaep-mgf1p"));
+    assert_eq!(stored.data_encryption.as_deref(), Some("aes256-cbc"));
+    let (ok, out, err) = edit(&["--key-transport", "auto", "--data-encryption", "auto"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("key transport rsa-oaep, data encryption aes256-gcm,"),
+        "{out}"
+    );
+    let (_, xml) = answered(&sesam, &browser, &oaep11, true).await;
+    assert_eq!(algorithms(&xml), (AES256_GCM, RSA_OAEP_11));
+
+    // And in the portal: the SP's page shows what its assertions get, a form changes it.
+    let admin = portal_admin(&sesam).await;
+    let path = format!(
+        "/admin/services/saml?entity_id={}",
+        urlencode(&cbc.entity_id)
+    );
+    let page = admin.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains(r#"<code id="sp-key-transport">rsa-oaep-mgf1p</code>"#));
+    assert!(page
+        .body
+        .contains(r#"<code id="sp-data-encryption">aes128-cbc</code>"#));
+    assert!(
+        page.body.contains(r#"id="sp-weaker""#),
+        "CBC is marked weaker"
+    );
+    let csrf = page.csrf();
+    let save = |key_transport: &str, data_encryption: &str, signing: &str| {
+        let fields = vec![
+            ("csrf", csrf.clone()),
+            ("entity_id", cbc.entity_id.clone()),
+            ("action", "save".into()),
+            ("name", "CBC".into()),
+            ("min_level", "low".into()),
+            ("enabled", "on".into()),
+            ("encrypt", "on".into()),
+            ("attribute", "uuid".into()),
+            ("key_transport", key_transport.into()),
+            ("data_encryption", data_encryption.into()),
+            ("signing", signing.into()),
+            ("nameid_format", "persistent".into()),
+        ];
+        let admin = &admin;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            admin.post_form("/admin/services/saml", &pairs).await
+        }
+    };
+    for (kt, de, sign) in [
+        ("rsa-1_5", "auto", "assertion"),
+        ("auto", "aes512-gcm", "assertion"),
+        ("auto", "auto", "nothing"),
+        ("auto\u{0}", "auto", "assertion"),
+    ] {
+        let refused = save(kt, de, sign).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{kt} {de} {sign}");
+        assert!(
+            refused.body.contains(r#"id="sp-problem""#),
+            "{}",
+            refused.body
+        );
+    }
+    let unchanged = sesam
+        .store()
+        .saml_sp(&cbc.entity_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.data_encryption, None);
+    assert_eq!(unchanged.name, "cbc.example.test");
+    let saved = save("rsa-oaep", "aes256-gcm", "assertion").await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let page = admin.get(&path).await;
+    assert!(page
+        .body
+        .contains(r#"<code id="sp-key-transport">rsa-oaep</code>"#));
+    assert!(page
+        .body
+        .contains(r#"<code id="sp-data-encryption">aes256-gcm</code>"#));
+    assert!(!page.body.contains(r#"id="sp-weaker""#));
+    let (_, xml) = answered(&sesam, &browser, &cbc, true).await;
+    assert_eq!(algorithms(&xml), (AES256_GCM, RSA_OAEP_11));
+    assert!(sesam
+        .store()
+        .list_audit(Some(&cbc.entity_id), 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(
+            |e| e.event == "saml.sp.changed" && e.detail.contains("key transport auto -> rsa-oaep")
+        ));
+    sesam.stop().await;
+}
+
+async fn name_id_formats_persistent_transient_email_and_unspecified(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, _app) = anna_with_app(&sesam).await;
+    let mut sp = TestSp::new("nameid.example.test");
+    sp.slo_post = true;
+    sp.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+    let persistent = password_login_at(&sesam, &browser, &sp).await;
+    fn with_format(sp: &TestSp, sesam: &TestServer, format: Option<&'static str>) -> Req {
+        let mut r = sp.request(sesam);
+        r.name_id_format = format;
+        r
+    }
+
+    // Unspecified and no policy at all: the SP's default, persistent, the same value.
+    for format in [Some(NAMEID_UNSPECIFIED), None] {
+        let r = with_format(&sp, &sesam, format);
+        let page = browser.get(&sp.redirect(&r, None, None)).await;
+        let login = sp.accept(&sesam, &page, &r.id, None, false);
+        assert_eq!(login.name_id, persistent.name_id);
+    }
+
+    // Transient: a fresh random value in every assertion, never the persistent one.
+    sp.name_id_format = NAMEID_TRANSIENT;
+    let mut seen = vec![persistent.name_id.clone()];
+    for _ in 0..2 {
+        let r = with_format(&sp, &sesam, Some(NAMEID_TRANSIENT));
+        let page = browser.get(&sp.redirect(&r, None, None)).await;
+        let login = sp.accept(&sesam, &page, &r.id, None, false);
+        assert!(!seen.contains(&login.name_id), "{} reused", login.name_id);
+        assert!(login.name_id.len() >= 32, "{}", login.name_id);
+        seen.push(login.name_id);
+    }
+    let participant = sesam
+        .store()
+        .saml_participants(&persistent.session_index)
+        .await
+        .unwrap();
+    assert_eq!(participant.len(), 1);
+    assert_eq!(
+        participant[0].name_id, seen[2],
+        "the latest, for the logout"
+    );
+    assert_eq!(participant[0].name_id_format, NAMEID_TRANSIENT);
+
+    // emailAddress: the user's address, to an SP that is given it as attribute anyway.
+    sp.name_id_format = NAMEID_EMAIL;
+    let r = with_format(&sp, &sesam, Some(NAMEID_EMAIL));
+    let page = browser.get(&sp.redirect(&r, None, None)).await;
+    let login = sp.accept(&sesam, &page, &r.id, None, false);
+    assert_eq!(login.name_id, "anna@kommune.dk");
+    assert!(!response_xml(&page).contains("SPNameQualifier"));
+
+    // Formats not offered: InvalidNameIDPolicy to the SP.
+    for bad in [
+        "urn:oasis:names:tc:SAML:2.0:nameid-format:kerberos",
+        "urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName",
+        "persistent",
+        "",
+    ] {
+        let r = with_format(&sp, &sesam, Some(bad));
+        let page = browser.get(&sp.redirect(&r, None, None)).await;
+        assert_eq!(sp.refused(&page, &r.id), "InvalidNameIDPolicy", "{bad:?}");
+    }
+
+    // Logout at Sesam names the NameID (and format) the SP got last: here its email.
+    let csrf = browser.get("/logout").await.csrf();
+    let page = browser.post_form("/logout", &[("csrf", &csrf)]).await;
+    let (_, told, _) = form_field(&page, "SAMLRequest");
+    assert_schema_valid(&told, SAML_XSD);
+    // (samael's schema types do not read the NameID's Format attribute.)
+    assert!(
+        told.contains(&format!(
+            r#"<saml:NameID Format="{NAMEID_EMAIL}">anna@kommune.dk</saml:NameID>"#
+        )),
+        "{told}"
+    );
+
+    // An SP not given the email address may not ask for it as NameID.
+    let mut private = TestSp::new("private.example.test");
+    private
+        .register(
+            &sesam,
+            SpOptions {
+                released_attributes: vec!["uuid".into()],
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let mut r = private.request(&sesam);
+    r.name_id_format = Some(NAMEID_EMAIL);
+    let page = sesam.browser().get(&private.redirect(&r, None, None)).await;
+    assert_eq!(private.refused(&page, &r.id), "InvalidNameIDPolicy");
+    assert!(
+        status_message(&response_xml(&page))
+            .unwrap()
+            .contains("not offered"),
+        "{}",
+        response_xml(&page)
+    );
+
+    // A user without an email address: the SP hears InvalidNameIDPolicy after the login.
+    sesam.add_user("bo", "Bo Bech", PASSWORD).await;
+    let bo = sesam.browser();
+    let r = with_format(&sp, &sesam, Some(NAMEID_EMAIL));
+    assert_eq!(
+        bo.get(&sp.redirect(&r, None, None)).await.location(),
+        Some("/login")
+    );
+    let page = follow(&bo, bo.log_in("bo", PASSWORD).await).await;
+    assert_eq!(sp.refused(&page, &r.id), "InvalidNameIDPolicy");
+    assert!(status_message(&response_xml(&page))
+        .unwrap()
+        .contains("no email address"));
+
+    // An SP registered with transient as its default gets it without asking.
+    private.name_id_format = NAMEID_TRANSIENT;
+    private
+        .register(
+            &sesam,
+            SpOptions {
+                released_attributes: vec!["uuid".into()],
+                nameid_format: sesam_saml::NameIdFormat::Transient,
+                ..SpOptions::default()
+            },
+        )
+        .await;
+    let mut r = private.request(&sesam);
+    r.name_id_format = None;
+    let page = bo.get(&private.redirect(&r, None, None)).await;
+    private.accept(&sesam, &page, &r.id, None, false);
+    sesam.stop().await;
+}
+
+async fn the_response_the_assertion_or_both_are_signed_per_sp(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (_anna, _app) = anna_with_app(&sesam).await;
+    let browser = sesam.browser();
+    let mut first = true;
+    for (signing, encrypt) in [
+        (ResponseSigning::Response, false),
+        (ResponseSigning::Both, false),
+        (ResponseSigning::Both, true),
+        (ResponseSigning::Response, true),
+        (ResponseSigning::Assertion, false),
+    ] {
+        let host = format!("{}-{encrypt}.example.test", signing.name());
+        let mut sp = TestSp::new(&host);
+        sp.signs = signing;
+        // An SP that wants signed assertions cannot be given only a signed Response.
+        sp.want_assertions_signed = signing != ResponseSigning::Response;
+        sp.register(
+            &sesam,
+            SpOptions {
+                response_signing: signing,
+                encrypt_assertions: encrypt,
+                ..SpOptions::default()
+            },
+        )
+        .await;
+        let r = sp.request(&sesam);
+        let mut page = browser.get(&sp.redirect(&r, None, None)).await;
+        if first {
+            page = follow(&browser, browser.log_in("anna", PASSWORD).await).await;
+            first = false;
+        }
+        // `accept` checks each signature with xmlsec1 and samael, and its absence.
+        sp.accept(&sesam, &page, &r.id, None, encrypt);
+        if !encrypt {
+            // samael's ServiceProvider, given only Sesam's metadata, accepts it too.
+            let idp_metadata: samael::metadata::EntityDescriptor =
+                browser.get("/saml/metadata").await.body.parse().unwrap();
+            let third_party = samael::service_provider::ServiceProvider {
+                entity_id: Some(sp.entity_id.clone()),
+                acs_url: Some(sp.acs.clone()),
+                idp_metadata,
+                ..Default::default()
+            };
+            third_party
+                .parse_base64_response(&B64.encode(response_xml(&page)), Some(&[r.id.as_str()]))
+                .unwrap_or_else(|e| panic!("{signing:?}: {e:?}"));
+        }
+    }
+
+    // The registration refuses a signed Response alone where the metadata asks for signed
+    // assertions, and says why.
+    let strict = TestSp::new("strict.example.test");
+    let refused = sp_registration(
+        strict.metadata(false).as_bytes(),
+        None,
+        &SpOptions {
+            response_signing: ResponseSigning::Response,
+            ..SpOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("WantAssertionsSigned"),
+        "{refused:#}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("strict.xml");
+    std::fs::write(&file, strict.metadata(false)).unwrap();
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        sesam_cli(
+            &db,
+            &[
+                "sp",
+                "add",
+                "--metadata",
+                file.to_str().unwrap(),
+                "--sign",
+                "response",
+            ],
+        )
+    });
+    assert!(!ok && err.contains("WantAssertionsSigned"), "{err}");
+    assert!(sesam
+        .store()
+        .saml_sp(&strict.entity_id)
+        .await
+        .unwrap()
+        .is_none());
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        sesam_cli(
+            &db,
+            &[
+                "sp",
+                "add",
+                "--metadata",
+                file.to_str().unwrap(),
+                "--sign",
+                "both",
+                "--nameid-format",
+                "transient",
+            ],
+        )
+    });
+    assert!(ok, "{err}");
+    assert!(out.contains("added"), "{out}");
+    let (_, out, _) = tokio::task::block_in_place(|| sesam_cli(&db, &["sp", "list"]));
+    let line = out
+        .lines()
+        .find(|l| l.contains("strict.example.test"))
+        .unwrap();
+    assert!(
+        line.contains("sign=both") && line.contains("nameid-format=transient"),
+        "{line}"
+    );
     sesam.stop().await;
 }
