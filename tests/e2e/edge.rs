@@ -206,8 +206,9 @@ async fn sigterm_exits_within_the_grace_period() {
     half.write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nab")
         .await
         .unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().unwrap().to_string()])
+    // The shell's own `kill` (procps may be missing on a fresh machine).
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id().unwrap())])
         .status()
         .unwrap();
     assert!(status.success());
