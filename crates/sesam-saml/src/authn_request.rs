@@ -481,16 +481,32 @@ pub(crate) fn checked_relay_state(relay_state: Option<String>) -> Result<Option<
 /// part after `?`, still percent-encoded). The signed octets are rebuilt from the raw values in
 /// the order the binding defines, so re-encoding can never make a good signature fail or a bad one pass.
 pub fn decode_redirect(raw_query: &str) -> Result<UnverifiedAuthnRequest> {
+    let (xml, relay_state, evidence) = decode_redirect_message(raw_query, "SAMLRequest")?;
+    let root = parse(&xml, MAX_REQUEST_XML_BYTES)?;
+    Ok(UnverifiedAuthnRequest {
+        request: read_authn_request(&root)?,
+        relay_state,
+        evidence,
+    })
+}
+
+/// The XML, RelayState and signature evidence of a Redirect-binding message carried in
+/// `param` (`SAMLRequest` or `SAMLResponse`), from the raw query string exactly as received:
+/// the one Redirect decoder, with one set of caps, for AuthnRequests and logout messages.
+pub(crate) fn decode_redirect_message(
+    raw_query: &str,
+    param: &'static str,
+) -> Result<(Vec<u8>, Option<String>, Evidence)> {
     if raw_query.len() > MAX_REQUEST_XML_BYTES * 2 {
         return Err(SamlError::TooLarge {
             limit: MAX_REQUEST_XML_BYTES * 2,
         });
     }
-    let (mut request, mut relay_state, mut sig_alg, mut signature) = (None, None, None, None);
+    let (mut message, mut relay_state, mut sig_alg, mut signature) = (None, None, None, None);
     for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let slot = match name {
-            "SAMLRequest" => &mut request,
+            n if n == param => &mut message,
             "RelayState" => &mut relay_state,
             "SigAlg" => &mut sig_alg,
             "Signature" => &mut signature,
@@ -503,15 +519,13 @@ pub fn decode_redirect(raw_query: &str) -> Result<UnverifiedAuthnRequest> {
             });
         }
     }
-    let raw_request = request.ok_or(SamlError::Missing("SAMLRequest"))?;
-    let deflated = decode_base64("SAMLRequest", &query_decode(raw_request, false)?)?;
+    let raw_message = message.ok_or(SamlError::Missing(param))?;
+    let deflated = decode_base64(param, &query_decode(raw_message, false)?)?;
     let xml = inflate(&deflated, MAX_REQUEST_XML_BYTES)?;
-    let root = parse(&xml, MAX_REQUEST_XML_BYTES)?;
-    let request = read_authn_request(&root)?;
     let evidence = match (sig_alg, signature) {
         (None, None) => Evidence::None,
         (Some(raw_alg), Some(raw_sig)) => {
-            let mut signed_octets = format!("SAMLRequest={raw_request}");
+            let mut signed_octets = format!("{param}={raw_message}");
             if let Some(raw_relay) = relay_state {
                 signed_octets.push_str("&RelayState=");
                 signed_octets.push_str(raw_relay);
@@ -528,11 +542,7 @@ pub fn decode_redirect(raw_query: &str) -> Result<UnverifiedAuthnRequest> {
         (Some(_), None) => return Err(SamlError::Missing("Signature")),
     };
     let relay_state = relay_state.map(|r| query_decode(r, true)).transpose()?;
-    Ok(UnverifiedAuthnRequest {
-        request,
-        relay_state: checked_relay_state(relay_state)?,
-        evidence,
-    })
+    Ok((xml, checked_relay_state(relay_state)?, evidence))
 }
 
 /// Decodes an HTTP-POST AuthnRequest: the `SAMLRequest` and `RelayState` form fields, already

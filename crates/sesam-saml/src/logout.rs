@@ -3,7 +3,7 @@
 
 use crate::authn_request::{
     check_post_signature_structure, check_request_header, checked_relay_state, decode_base64,
-    inflate, query_decode, read_request_header, verify_post_message, verify_redirect, Evidence,
+    decode_redirect_message, read_request_header, verify_post_message, verify_redirect, Evidence,
     RequestHeader, SignaturePolicy, MAX_REQUEST_XML_BYTES,
 };
 use crate::error::{Result, SamlError};
@@ -141,60 +141,6 @@ fn read_logout_request(root: &Element) -> Result<LogoutRequest> {
             .collect(),
         signed: false,
     })
-}
-
-/// The XML, RelayState and signature evidence of a Redirect-binding message carried in
-/// `param` (`SAMLRequest` or `SAMLResponse`), from the raw query string exactly as received.
-fn decode_redirect_message(
-    raw_query: &str,
-    param: &'static str,
-) -> Result<(Vec<u8>, Option<String>, Evidence)> {
-    if raw_query.len() > MAX_REQUEST_XML_BYTES * 2 {
-        return Err(SamlError::TooLarge {
-            limit: MAX_REQUEST_XML_BYTES * 2,
-        });
-    }
-    let (mut message, mut relay_state, mut sig_alg, mut signature) = (None, None, None, None);
-    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match name {
-            n if n == param => &mut message,
-            "RelayState" => &mut relay_state,
-            "SigAlg" => &mut sig_alg,
-            "Signature" => &mut signature,
-            _ => continue,
-        };
-        if slot.replace(value).is_some() {
-            return Err(SamlError::Invalid {
-                field: "query string",
-                value: format!("{name} appears twice"),
-            });
-        }
-    }
-    let raw_message = message.ok_or(SamlError::Missing(param))?;
-    let deflated = decode_base64(param, &query_decode(raw_message, false)?)?;
-    let xml = inflate(&deflated, MAX_REQUEST_XML_BYTES)?;
-    let evidence = match (sig_alg, signature) {
-        (None, None) => Evidence::None,
-        (Some(raw_alg), Some(raw_sig)) => {
-            let mut signed_octets = format!("{param}={raw_message}");
-            if let Some(raw_relay) = relay_state {
-                signed_octets.push_str("&RelayState=");
-                signed_octets.push_str(raw_relay);
-            }
-            signed_octets.push_str("&SigAlg=");
-            signed_octets.push_str(raw_alg);
-            Evidence::Redirect {
-                sig_alg: query_decode(raw_alg, true)?,
-                signature: decode_base64("Signature", &query_decode(raw_sig, false)?)?,
-                signed_octets,
-            }
-        }
-        (None, Some(_)) => return Err(SamlError::Missing("SigAlg")),
-        (Some(_), None) => return Err(SamlError::Missing("Signature")),
-    };
-    let relay_state = relay_state.map(|r| query_decode(r, true)).transpose()?;
-    Ok((xml, checked_relay_state(relay_state)?, evidence))
 }
 
 /// The parsed root and the signature evidence of a POST-binding message.
