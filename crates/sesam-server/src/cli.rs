@@ -728,18 +728,8 @@ async fn sp_command(store: &Store, clock: &dyn Clock, cmd: SpCommand) -> anyhow:
             store.upsert_saml_sp(&record, now).await?;
             store
                 .append_audit(
-                    &audit("saml.sp.changed", &entity_id).detail(format!(
-                        "key transport {} -> {}; data encryption {} -> {}; signing {} -> {}; \
-                         NameID {} -> {}",
-                        sp.key_transport.as_deref().unwrap_or("auto"),
-                        record.key_transport.as_deref().unwrap_or("auto"),
-                        sp.data_encryption.as_deref().unwrap_or("auto"),
-                        record.data_encryption.as_deref().unwrap_or("auto"),
-                        sp.response_signing,
-                        record.response_signing,
-                        sp.nameid_format,
-                        record.nameid_format
-                    )),
+                    &audit("saml.sp.changed", &entity_id)
+                        .detail(crate::saml::change_summary(&sp, &record)),
                     now,
                 )
                 .await?;

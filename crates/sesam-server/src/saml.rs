@@ -361,6 +361,34 @@ fn default_name(entity_id: &str) -> String {
         .to_owned()
 }
 
+/// The audit detail of a change to an SP's registration, the same from the portal and the CLI.
+pub fn change_summary(old: &sesam_store::SamlSp, new: &sesam_store::NewSamlSp) -> String {
+    let auto = |v: &Option<String>| v.clone().unwrap_or_else(|| "auto".into());
+    format!(
+        "enabled {} -> {}; min. {} -> {}; encrypted {} -> {}; signed requests {} -> {}; \
+         attributes {} -> {}; key transport {} -> {}; data encryption {} -> {}; \
+         signing {} -> {}; NameID {} -> {}",
+        old.enabled,
+        new.enabled,
+        old.min_level,
+        new.min_level,
+        old.encrypt_assertions,
+        new.encrypt_assertions,
+        old.require_signed_requests,
+        new.require_signed_requests,
+        old.released_attributes.join(" "),
+        new.released_attributes.join(" "),
+        auto(&old.key_transport),
+        auto(&new.key_transport),
+        auto(&old.data_encryption),
+        auto(&new.data_encryption),
+        old.response_signing,
+        new.response_signing,
+        old.nameid_format,
+        new.nameid_format
+    )
+}
+
 /// Fetches SP metadata from an http(s) URL, with a timeout and a size cap. Without
 /// `allow_private`, only from public addresses (see [`crate::outbound`]).
 pub async fn fetch_metadata(url: &str, allow_private: bool) -> anyhow::Result<Vec<u8>> {

@@ -768,27 +768,8 @@ pub async fn save_sp(
     state
         .store
         .append_audit(
-            &audit(&admin.0.user, event, &record.entity_id, &ip).detail(format!(
-                "enabled {} -> {}; min. {} -> {}; encrypted {} -> {}; signed requests {} -> {}; attributes {} -> {}; key transport {} -> {}; data encryption {} -> {}; signing {} -> {}; NameID {} -> {}",
-                sp.enabled,
-                record.enabled,
-                sp.min_level,
-                record.min_level,
-                sp.encrypt_assertions,
-                record.encrypt_assertions,
-                sp.require_signed_requests,
-                record.require_signed_requests,
-                sp.released_attributes.join(" "),
-                record.released_attributes.join(" "),
-                sp.key_transport.as_deref().unwrap_or("auto"),
-                record.key_transport.as_deref().unwrap_or("auto"),
-                sp.data_encryption.as_deref().unwrap_or("auto"),
-                record.data_encryption.as_deref().unwrap_or("auto"),
-                sp.response_signing,
-                record.response_signing,
-                sp.nameid_format,
-                record.nameid_format
-            )),
+            &audit(&admin.0.user, event, &record.entity_id, &ip)
+                .detail(crate::saml::change_summary(&sp, &record)),
             now,
         )
         .await?;
