@@ -503,7 +503,6 @@ async fn a_password_is_stepped_up_with_an_app_approval(db: TestDb) {
         pending[0].kind, "approve",
         "an old app gets the step-up, answered with the number like any request"
     );
-    let wrong = if code == "42" { "24" } else { "42" };
     let other_login = sesam.browser();
     assert_eq!(
         other_login
@@ -512,6 +511,9 @@ async fn a_password_is_stepped_up_with_an_app_approval(db: TestDb) {
             .location(),
         Some("/login/wait")
     );
+    // Wrong for the request being answered: the second login's number, not the first's.
+    let other_code = code_on(&other_login.get("/login/wait").await);
+    let wrong = if other_code == "42" { "24" } else { "42" };
     // The second login cancelled the first request; use the newest, and match its number.
     let newest = app.pending().await.unwrap()[0].id.clone();
     assert_eq!(
