@@ -10,6 +10,9 @@ pub enum Factor {
     Password,
     /// The MFA app, unlocked with PIN or biometrics, answered a challenge.
     App,
+    /// Something the user has: a code display (TOTP authenticator) gave the current code.
+    /// Counts only together with the password; alone it proves nothing.
+    Totp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,11 +24,14 @@ pub enum AssuranceLevel {
 }
 
 impl AssuranceLevel {
-    /// The level a set of factors gives. High is never claimed by these factors.
+    /// The level a set of factors gives. High is never claimed by these factors. Password
+    /// and code display are two factors of different categories (knows, has): Substantial
+    /// together; a code display alone is no login.
     pub fn from_factors(factors: &[Factor]) -> Option<AssuranceLevel> {
-        if factors.contains(&Factor::App) {
+        let password = factors.contains(&Factor::Password);
+        if factors.contains(&Factor::App) || (password && factors.contains(&Factor::Totp)) {
             Some(AssuranceLevel::Substantial)
-        } else if factors.contains(&Factor::Password) {
+        } else if password {
             Some(AssuranceLevel::Low)
         } else {
             None
@@ -102,6 +108,19 @@ mod tests {
             Some(AssuranceLevel::Substantial)
         );
         assert!(AssuranceLevel::Low < AssuranceLevel::Substantial);
+    }
+
+    #[test]
+    fn a_code_display_counts_only_with_the_password() {
+        assert_eq!(AssuranceLevel::from_factors(&[Factor::Totp]), None);
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Password, Factor::Totp]),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Totp, Factor::Password]),
+            Some(AssuranceLevel::Substantial)
+        );
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub enum Step {
         challenge_id: String,
         purpose: ChallengePurpose,
     },
+    /// The code-display page: the password is proven, the login waits for the current
+    /// TOTP code to reach Substantial.
+    Totp,
     /// Logged in; see [`LoginFlow::login`].
     Done,
     /// The login cannot reach the level the service asked for.
@@ -158,6 +161,13 @@ pub enum Event {
         user: UserFacts,
         sid: String,
     },
+    /// The step-up goes to the user's code display (no app can approve it, a TOTP secret
+    /// is enrolled).
+    TotpAsked,
+    /// The code display's current code was typed (checked, and its step used up).
+    TotpProven {
+        user_id: String,
+    },
     PasswordChanged {
         epoch: i64,
     },
@@ -180,6 +190,8 @@ pub enum Next {
     ChangePassword,
     /// Start a step-up challenge (number matching) for the signed-in user.
     StartStepUp,
+    /// Ask for the code display's current code.
+    AskTotp,
     /// The level cannot be reached: tell the service (if one waits) or show why.
     LevelUnreachable,
     /// Go to this local path: the service's resume path or the account page.
@@ -468,6 +480,42 @@ impl LoginFlow {
                 self.step = Step::Done;
                 effects.push(Effect::RotateSession);
                 self.continuation(settings, user.can_step_up)
+            }
+            Event::TotpAsked => {
+                // A code display adds to a password, never to nothing: no passwordless
+                // login, and no login by the code alone.
+                match &self.login {
+                    Some(login) if login.has(Factor::Password) && !login.has(Factor::Totp) => {}
+                    _ => {
+                        return Err(FlowError::OutOfOrder(
+                            "a code display needs a password first",
+                        ))
+                    }
+                }
+                self.cancel_pending(&mut effects);
+                self.step = Step::Totp;
+                Next::AskTotp
+            }
+            Event::TotpProven { user_id } => {
+                if self.step != Step::Totp {
+                    return Err(FlowError::OutOfOrder("no code was asked for"));
+                }
+                let Some(login) = self.login.as_mut() else {
+                    return Err(FlowError::OutOfOrder(
+                        "a code display needs a password first",
+                    ));
+                };
+                if login.user_id != user_id {
+                    return Err(FlowError::OtherUser);
+                }
+                login.factors.push(ProvenFactor {
+                    factor: Factor::Totp,
+                    at: now.0,
+                });
+                self.step = Step::Done;
+                effects.push(Effect::RotateSession);
+                effects.push(Effect::Audit("login.totp.succeeded"));
+                self.continuation(settings, true)
             }
             Event::PasswordChanged { epoch } => {
                 let Some(login) = self.login.as_mut() else {
@@ -768,6 +816,182 @@ mod tests {
         assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
         assert_eq!(login.sid, "sid", "a step-up keeps the login's sid");
         assert_eq!(login.auth_time, 110);
+    }
+
+    fn at_totp(flow: &mut LoginFlow, s: &Settings) -> Transition {
+        flow.apply(Event::TotpAsked, s, UnixTime(111)).unwrap()
+    }
+
+    #[test]
+    fn password_and_code_display_reach_substantial() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        assert_eq!(
+            proven(&mut flow, &s, facts(false, true)).next,
+            Next::StartStepUp
+        );
+        let t = at_totp(&mut flow, &s);
+        assert_eq!(t.next, Next::AskTotp);
+        assert_eq!(flow.step, Step::Totp);
+        assert!(!flow.satisfies(&request(AssuranceLevel::Substantial), &s));
+        let t = flow
+            .apply(
+                Event::TotpProven {
+                    user_id: "u1".into(),
+                },
+                &s,
+                UnixTime(120),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/saml/sso/continue".into()));
+        assert!(t.effects.contains(&Effect::RotateSession));
+        assert!(t.effects.contains(&Effect::Audit("login.totp.succeeded")));
+        let login = flow.login.as_ref().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!((login.auth_time, login.sid.as_str()), (110, "sid"));
+        assert_eq!(flow.step, Step::Done);
+        assert!(flow.satisfies(&request(AssuranceLevel::Substantial), &s));
+        // Once is enough: a second code is out of order.
+        assert!(flow
+            .apply(
+                Event::TotpProven {
+                    user_id: "u1".into()
+                },
+                &s,
+                UnixTime(121)
+            )
+            .is_err());
+        assert!(flow.apply(Event::TotpAsked, &s, UnixTime(121)).is_err());
+    }
+
+    #[test]
+    fn a_code_display_never_stands_alone() {
+        let s = Settings::default();
+        // No login at all: no code page, no code.
+        let mut flow = LoginFlow::default();
+        assert!(flow.apply(Event::TotpAsked, &s, UnixTime(1)).is_err());
+        at_password(&mut flow, &s);
+        assert!(
+            flow.apply(Event::TotpAsked, &s, UnixTime(1)).is_err(),
+            "a username is not a password"
+        );
+        assert!(flow
+            .apply(
+                Event::TotpProven {
+                    user_id: "u1".into()
+                },
+                &s,
+                UnixTime(1)
+            )
+            .is_err());
+        assert!(flow.login.is_none());
+        // A passwordless (app) login has no password for the code to add to.
+        let mut app = LoginFlow {
+            login: Some(Login {
+                user_id: "u1".into(),
+                factors: vec![ProvenFactor {
+                    factor: Factor::App,
+                    at: 1,
+                }],
+                auth_time: 1,
+                sid: String::new(),
+                epoch: 0,
+                must_change_password: false,
+            }),
+            step: Step::Done,
+            ..LoginFlow::default()
+        };
+        assert!(app.apply(Event::TotpAsked, &s, UnixTime(2)).is_err());
+    }
+
+    #[test]
+    fn a_code_for_another_user_or_without_the_page_is_refused() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, true));
+        assert_eq!(
+            flow.clone().apply(
+                Event::TotpProven {
+                    user_id: "u1".into()
+                },
+                &s,
+                UnixTime(112)
+            ),
+            Err(FlowError::OutOfOrder("no code was asked for"))
+        );
+        at_totp(&mut flow, &s);
+        assert_eq!(
+            flow.clone().apply(
+                Event::TotpProven {
+                    user_id: "u2".into()
+                },
+                &s,
+                UnixTime(112)
+            ),
+            Err(FlowError::OtherUser)
+        );
+        // Signing out at the code page drops the password too.
+        let t = flow.apply(Event::SignedOut, &s, UnixTime(113)).unwrap();
+        assert!(flow.login.is_none());
+        assert_eq!((t.next, flow.step), (Next::ShowUsername, Step::Username));
+    }
+
+    #[test]
+    fn a_code_display_does_not_reach_high() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::High)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, true));
+        at_totp(&mut flow, &s);
+        let t = flow
+            .apply(
+                Event::TotpProven {
+                    user_id: "u1".into(),
+                },
+                &s,
+                UnixTime(112),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::LevelUnreachable);
+        assert_eq!(flow.step, Step::LevelUnreachable);
+    }
+
+    #[test]
+    fn a_code_display_vouches_for_enrolment_with_the_password() {
+        let mut login = Login {
+            user_id: "u".into(),
+            factors: vec![ProvenFactor {
+                factor: Factor::Totp,
+                at: 1,
+            }],
+            auth_time: 1,
+            sid: String::new(),
+            epoch: 0,
+            must_change_password: false,
+        };
+        assert_eq!(
+            may_enrol(&login, true, &Settings::default()),
+            EnrolDecision::NeedsMore
+        );
+        login.factors.push(ProvenFactor {
+            factor: Factor::Password,
+            at: 1,
+        });
+        assert_eq!(
+            may_enrol(&login, true, &Settings::default()),
+            EnrolDecision::Allowed
+        );
     }
 
     #[test]

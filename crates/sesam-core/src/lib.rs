@@ -10,6 +10,7 @@ pub mod flow;
 pub mod login;
 pub mod preview;
 pub mod settings;
+pub mod totp;
 pub mod user;
 
 pub use assurance::{AssuranceLevel, Factor};

@@ -67,6 +67,7 @@ async fn page(
                 .map(|f| match f.factor {
                     Factor::Password => t.get("demo.factor.password"),
                     Factor::App => t.get("demo.factor.app"),
+                    Factor::Totp => t.get("demo.factor.totp"),
                 })
                 .collect::<Vec<_>>()
                 .join(" + ");

@@ -315,6 +315,8 @@ fn amr_of(auth: &Authenticated) -> Vec<String> {
                 amr.push("pop".to_owned());
                 amr.push("pin".to_owned());
             }
+            // RFC 8176: a one-time password (the code display).
+            Factor::Totp => amr.push("otp".to_owned()),
         }
     }
     if auth.factors.len() > 1 {
