@@ -16,3 +16,4 @@ mod pages;
 mod passwordless;
 mod saml;
 mod store;
+mod totp;

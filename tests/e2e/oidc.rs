@@ -35,14 +35,14 @@ on_both_databases!(
 
 const CALLBACK: &str = "https://rp.example.dk/callback";
 const AFTER_LOGOUT: &str = "https://rp.example.dk/bye";
-const SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
+pub(crate) const SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
 
-struct Rp {
-    client_id: String,
+pub(crate) struct Rp {
+    pub(crate) client_id: String,
     secret: Option<String>,
 }
 
-async fn register(sesam: &TestServer, public: bool) -> Rp {
+pub(crate) async fn register(sesam: &TestServer, public: bool) -> Rp {
     let (client, secret) = sesam_server::oidc::register_client(
         sesam.store(),
         &ClientRegistration {
@@ -85,7 +85,7 @@ async fn anna_with_app(sesam: &TestServer) -> AppClient {
 }
 
 /// The query parameters of a redirect to the relying party.
-fn params_of(location: &str) -> HashMap<String, String> {
+pub(crate) fn params_of(location: &str) -> HashMap<String, String> {
     let query = location.split_once('?').map_or("", |(_, q)| q);
     serde_urlencoded::from_str::<Vec<(String, String)>>(query)
         .unwrap()
@@ -100,7 +100,7 @@ fn path_of(sesam: &TestServer, url: &str) -> String {
 /// A hand-made authorization request with a fixed PKCE pair.
 const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K9hfq3ZbOGB6Z2L7PZz-KQ0Jn8_kx-vHY7GvQ";
 
-fn authorize_path(client_id: &str, extra: &[(&str, &str)]) -> String {
+pub(crate) fn authorize_path(client_id: &str, extra: &[(&str, &str)]) -> String {
     let challenge = sesam_oidc::pkce_challenge_s256(VERIFIER);
     let mut fields = vec![
         ("response_type", "code"),
@@ -164,7 +164,7 @@ async fn token_request(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn exchange(sesam: &TestServer, rp: &Rp, code: &str) -> (StatusCode, Value) {
+pub(crate) async fn exchange(sesam: &TestServer, rp: &Rp, code: &str) -> (StatusCode, Value) {
     token_request(
         sesam,
         rp,
@@ -755,7 +755,7 @@ async fn prompt_login_and_max_age_force_a_new_login_and_sso_is_reused_otherwise(
     sesam.stop().await;
 }
 
-fn id_token_claims(token: &str) -> Value {
+pub(crate) fn id_token_claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(

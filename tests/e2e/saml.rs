@@ -45,7 +45,7 @@ const BINDING_POST: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 const RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
 const LOA_LOW: &str = "https://data.gov.dk/concept/core/nsis/loa/Low";
-const LOA_SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
+pub(crate) const LOA_SUBSTANTIAL: &str = "https://data.gov.dk/concept/core/nsis/loa/Substantial";
 const LOA_HIGH: &str = "https://data.gov.dk/concept/core/nsis/loa/High";
 const ASSERTION_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
 const RESPONSE_ID_ATTR: &str = "urn:oasis:names:tc:SAML:2.0:protocol:Response";
@@ -63,7 +63,7 @@ const PASSWORD: &str = "correct horse battery";
 
 // ---------------------------------------------------------------- the test SP
 
-struct TestSp {
+pub(crate) struct TestSp {
     host: String,
     entity_id: String,
     acs: String,
@@ -82,8 +82,8 @@ struct TestSp {
 
 /// What an AuthnRequest says; `TestSp::request` fills in sensible values.
 #[derive(Clone)]
-struct Req {
-    id: String,
+pub(crate) struct Req {
+    pub(crate) id: String,
     issuer: String,
     issue_instant: i64,
     destination: Option<String>,
@@ -92,7 +92,7 @@ struct Req {
     force: bool,
     passive: bool,
     /// (Comparison, class refs)
-    context: Option<(&'static str, Vec<&'static str>)>,
+    pub(crate) context: Option<(&'static str, Vec<&'static str>)>,
     name_id_format: Option<&'static str>,
 }
 
@@ -123,7 +123,7 @@ fn key_descriptor_with(usage: &str, key: &IdpKey, methods: &[&str]) -> String {
 }
 
 impl TestSp {
-    fn new(host: &str) -> TestSp {
+    pub(crate) fn new(host: &str) -> TestSp {
         TestSp {
             host: host.to_owned(),
             entity_id: format!("https://{host}/shibboleth"),
@@ -241,7 +241,7 @@ impl TestSp {
     }
 
     /// Registers this SP with `sesam` as the CLI would.
-    async fn register(&self, sesam: &TestServer, options: SpOptions) {
+    pub(crate) async fn register(&self, sesam: &TestServer, options: SpOptions) {
         assert_schema_valid(&self.metadata(false), SAML_XSD);
         let (record, _) =
             sp_registration(self.metadata(false).as_bytes(), None, &options).expect("registers");
@@ -252,7 +252,7 @@ impl TestSp {
             .unwrap();
     }
 
-    fn request(&self, sesam: &TestServer) -> Req {
+    pub(crate) fn request(&self, sesam: &TestServer) -> Req {
         Req {
             id: format!("_{}", uuid::Uuid::new_v4().simple()),
             issuer: self.entity_id.clone(),
@@ -322,7 +322,7 @@ impl TestSp {
     }
 
     /// `/saml/sso?...` for the Redirect binding, signed over the query when `sig_alg` is given.
-    fn redirect(&self, r: &Req, relay: Option<&str>, sig_alg: Option<&str>) -> String {
+    pub(crate) fn redirect(&self, r: &Req, relay: Option<&str>, sig_alg: Option<&str>) -> String {
         redirect_path(
             &self.xml(r, false),
             relay,
@@ -436,7 +436,7 @@ async fn post_sso_to(browser: &Browser, path: &str, fields: &[(String, String)])
 }
 
 /// Follows redirects on this site until a page answers.
-async fn follow(browser: &Browser, mut page: Page) -> Page {
+pub(crate) async fn follow(browser: &Browser, mut page: Page) -> Page {
     for _ in 0..10 {
         if !page.status.is_redirection() {
             return page;
@@ -648,17 +648,17 @@ fn encryption_algorithms(xml: &str) -> (String, String) {
 
 /// What the test SP read from a verified Response.
 #[derive(Debug)]
-struct Login {
+pub(crate) struct Login {
     name_id: String,
     session_index: String,
-    loa: String,
+    pub(crate) loa: String,
     authn_instant: i64,
     attributes: HashMap<String, Vec<String>>,
 }
 
 impl TestSp {
     /// Checks a successful Response as a strict SP would and returns what it says.
-    fn accept(
+    pub(crate) fn accept(
         &self,
         sesam: &TestServer,
         page: &Page,

@@ -101,6 +101,17 @@ enum DeviceCommand {
         #[arg(long)]
         user: String,
     },
+    /// Give a robot (password-only) account a TOTP secret for scripted Substantial logins;
+    /// prints the secret once. Replaces any earlier one.
+    TotpEnrol {
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user's authenticator app (TOTP), e.g. when the phone is lost.
+    TotpReset {
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,9 +250,10 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
         Command::Device(cmd) => {
             let store = startup::open_existing_store(&config).await?;
             let name = match &cmd {
-                DeviceCommand::ActivationCode { user } | DeviceCommand::List { user } => {
-                    user.clone()
-                }
+                DeviceCommand::ActivationCode { user }
+                | DeviceCommand::List { user }
+                | DeviceCommand::TotpEnrol { user }
+                | DeviceCommand::TotpReset { user } => user.clone(),
             };
             let username = Username::parse(&name).with_context(|| format!("{name:?}"))?;
             let user = store
@@ -264,6 +276,32 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                         user.username,
                         crate::activation::VALID_SECONDS / 60
                     );
+                }
+                DeviceCommand::TotpEnrol { .. } => {
+                    let secret = crate::service::totp::enrol_robot(
+                        &store,
+                        config.totp_key.as_ref(),
+                        &user,
+                        "cli",
+                        clock.now(),
+                    )
+                    .await?;
+                    println!(
+                        "TOTP secret for {} (shown once): {}",
+                        user.username,
+                        secret.to_base32()
+                    );
+                    println!("{}", secret.otpauth_uri("Sesam", user.username.as_str()));
+                }
+                DeviceCommand::TotpReset { .. } => {
+                    let removed =
+                        crate::service::totp::reset(&store, &user, "cli", None, clock.now())
+                            .await?;
+                    if removed {
+                        println!("authenticator app (TOTP) removed for {}", user.username);
+                    } else {
+                        println!("{} has no authenticator app (TOTP)", user.username);
+                    }
                 }
                 DeviceCommand::List { .. } => {
                     let settings = store.load_settings().await?;

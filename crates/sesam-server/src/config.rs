@@ -42,6 +42,9 @@ pub struct Config {
     pub saml_key_file: Option<PathBuf>,
     /// The next SAML certificate, published in the metadata ahead of a rollover.
     pub saml_next_certificate_file: Option<PathBuf>,
+    /// Seals the TOTP secrets in the database (AES-256-GCM); without it no code display can
+    /// be enrolled. 32 bytes, base64; best given as `SESAM_TOTP_KEY_FILE`.
+    pub totp_key: Option<crate::totp::TotpKey>,
     /// What one client may hold of the server: connections, time, streams.
     pub limits: Limits,
     /// Let outbound fetches (SP metadata URLs) reach loopback, link-local and private
@@ -127,6 +130,7 @@ struct RawConfig {
     oidc_next_signing_key_file: Option<String>,
     saml_key_file: Option<String>,
     saml_next_certificate_file: Option<String>,
+    totp_key: Option<String>,
     allow_private_fetch: Option<bool>,
     header_read_timeout_seconds: Option<i64>,
     idle_timeout_seconds: Option<i64>,
@@ -210,6 +214,7 @@ pub const KEYS: &[&str] = &[
     "oidc_next_signing_key_file",
     "saml_key_file",
     "saml_next_certificate_file",
+    "totp_key",
     "allow_private_fetch",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
@@ -397,6 +402,10 @@ impl Config {
             oidc_next_signing_key_file: raw.oidc_next_signing_key_file.map(PathBuf::from),
             saml_key_file: raw.saml_key_file.map(PathBuf::from),
             saml_next_certificate_file: raw.saml_next_certificate_file.map(PathBuf::from),
+            totp_key: raw
+                .totp_key
+                .map(|k| crate::totp::TotpKey::parse(&k).map_err(|m| invalid("totp_key", m)))
+                .transpose()?,
             limits,
             allow_private_fetch: raw.allow_private_fetch.unwrap_or(false),
         })
@@ -486,6 +495,7 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "oidc_next_signing_key_file" => raw.oidc_next_signing_key_file = Some(value.clone()),
             "saml_key_file" => raw.saml_key_file = Some(value.clone()),
             "saml_next_certificate_file" => raw.saml_next_certificate_file = Some(value.clone()),
+            "totp_key" => raw.totp_key = Some(value.clone()),
             "allow_private_fetch" => {
                 raw.allow_private_fetch =
                     Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)

@@ -12,6 +12,7 @@ mod oidc;
 mod saml;
 mod settings;
 mod throttle;
+mod totp;
 mod users;
 
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use oidc::{
 };
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
 pub use throttle::{Attempt, ThrottleState};
+pub use totp::TotpRecord;
 pub use users::NewUser;
 
 /// Runs the same block against whichever pool the store holds. The block sees `$pool`

@@ -385,6 +385,12 @@ async fn start_challenge_for(
             .next)
     };
     if devices.is_empty() {
+        // No app can approve a step-up: the code display, when the user has one.
+        if purpose == ChallengePurpose::StepUp {
+            if let Some(next) = crate::service::totp::offer(state, flow, user, origin).await? {
+                return Ok(next);
+            }
+        }
         return refused(flow, false);
     }
     let window = settings.challenge_limit_window_seconds;

@@ -9,6 +9,7 @@
 pub mod account;
 pub mod login;
 pub mod saml;
+pub mod totp;
 
 use sesam_core::flow::{Effect, FlowError};
 use sesam_store::{AuditEvent, StoreError};

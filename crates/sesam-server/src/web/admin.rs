@@ -776,6 +776,9 @@ async fn user_page(
     } else {
         ("pilot-on", "admin.user.pilot_on")
     });
+    if state.store.totp_of_user(&user.id).await?.is_some() {
+        actions.push(("totp-reset", "totp.admin_reset"));
+    }
     let page = UserPage {
         chrome: Chrome::new(lang, "/admin/users"),
         csrf: csrf::token(&admin.0.session).await?,
@@ -838,6 +841,17 @@ pub async fn user_action(
         }
         "unlock" => {
             crate::service::account::unlock_user(
+                &state.store,
+                &user,
+                admin.0.user.username.as_str(),
+                ip.text(),
+                now,
+            )
+            .await?;
+            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
+        }
+        "totp-reset" => {
+            crate::service::totp::reset(
                 &state.store,
                 &user,
                 admin.0.user.username.as_str(),

@@ -39,6 +39,16 @@ pub struct DevicesPage {
     pub csrf: String,
     pub devices: Vec<DeviceRow>,
     pub error_key: Option<&'static str>,
+    /// The user's confirmed code display (TOTP), if any.
+    pub totp: Option<TotpRow>,
+    /// A code display can be added: a TOTP key is configured and the user has none.
+    pub totp_can_add: bool,
+}
+
+/// A code display as the devices page shows it; never its secret.
+pub struct TotpRow {
+    pub added: String,
+    pub last_used: String,
 }
 
 #[derive(Template)]
@@ -88,7 +98,7 @@ pub fn reason_text(t: &Catalog, reason: &Ineligibility) -> String {
     }
 }
 
-async fn page(
+pub(crate) async fn page(
     state: &AppState,
     signed_in: &SignedIn,
     lang: Lang,
@@ -103,11 +113,25 @@ async fn page(
         .into_iter()
         .map(|d| DeviceRow::of(&d, &settings, t))
         .collect();
+    let totp = state
+        .store
+        .totp_of_user(&signed_in.user.id)
+        .await?
+        .filter(|r| r.confirmed)
+        .map(|r| TotpRow {
+            added: format_time(r.confirmed_at.unwrap_or(r.created_at), &settings.time_zone),
+            last_used: r
+                .last_used_at
+                .map(|at| format_time(at, &settings.time_zone))
+                .unwrap_or_else(|| t.get("devices.never").to_owned()),
+        });
     Ok(DevicesPage {
         chrome: Chrome::new(lang, "/account/devices"),
         csrf: csrf::token(&signed_in.session).await?,
         devices,
         error_key,
+        totp_can_add: totp.is_none() && state.config.totp_key.is_some(),
+        totp,
     })
 }
 

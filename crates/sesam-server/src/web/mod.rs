@@ -20,6 +20,7 @@ pub mod pages;
 pub mod protocol;
 pub mod saml;
 pub mod streams;
+pub mod totp;
 pub mod wait;
 
 use axum::http::{header, HeaderValue};
@@ -70,6 +71,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/login/retry", post(wait::retry))
         .route("/login/step-up", get(wait::step_up))
         .route("/login/unreachable", get(wait::unreachable))
+        .route("/login/totp", get(totp::show_login).post(totp::submit_login))
         .route("/account", get(account::show_account))
         .route(
             "/account/password",
@@ -82,6 +84,9 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         )
         .route("/account/devices/{id}/rename", post(devices::rename))
         .route("/account/devices/{id}/remove", post(devices::remove))
+        .route("/account/totp", post(totp::start_enrolment))
+        .route("/account/totp/confirm", post(totp::confirm_enrolment))
+        .route("/account/totp/remove", post(totp::remove))
         .route(
             "/logout",
             get(account::show_logout).post(account::submit_logout),

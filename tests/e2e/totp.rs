@@ -1,0 +1,522 @@
+//! The code display (TOTP) as a second factor: who may add one (the attack first: a
+//! password alone), the login with password + code at Substantial as SAML and OIDC see it,
+//! replayed and malformed codes, robots enrolled and reset by an administrator.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use sesam_app::{Answer, AppClient, EnrolOptions};
+use sesam_core::totp::TotpSecret;
+use sesam_core::{ManualClock, User};
+use sesam_server::saml::SpOptions;
+
+use crate::harness::{on_both_databases, test_config_with, Browser, Page, TestDb, TestServer};
+use crate::oidc::{authorize_path, exchange, id_token_claims, params_of, register, SUBSTANTIAL};
+use crate::passwordless::{code_on, start_login};
+use crate::saml::{follow, TestSp, LOA_SUBSTANTIAL};
+
+on_both_databases!(
+    a_password_alone_cannot_add_a_code_display,
+    password_and_code_give_substantial_to_saml_and_oidc_once_per_code,
+    bad_codes_are_refused_with_a_clear_message_and_change_nothing,
+    a_robot_enrolled_by_an_administrator_logs_in_and_is_reset,
+);
+
+const PASSWORD: &str = "correct horse battery";
+/// 32 bytes, base64: the test server's TOTP sealing key.
+const KEY: &str = "c2VzYW0tdGVzdC10b3RwLWtleS0zMi1ieXRlcy1vayE=";
+
+async fn start(db: &TestDb) -> TestServer {
+    TestServer::start_with(
+        ManualClock::starting_now(),
+        test_config_with(&db.url, &[("SESAM_TOTP_KEY", KEY)]),
+    )
+    .await
+}
+
+/// Anna with the app, logged in passwordless (Substantial) in the returned browser.
+async fn anna_at_substantial(sesam: &TestServer) -> (User, Browser, AppClient) {
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+    let anna = sesam.add_user("anna", "Anna Andersen", PASSWORD).await;
+    let (app, _) = sesam
+        .enrol(
+            &anna,
+            EnrolOptions {
+                display_name: "Anna's phone".into(),
+                ..EnrolOptions::default()
+            },
+        )
+        .await;
+    let browser = sesam.browser();
+    assert_eq!(start_login(&browser, "anna").await, "/login/wait");
+    let code = code_on(&browser.get("/login/wait").await);
+    let pending = app.pending().await.unwrap();
+    app.answer(&pending[0].id, &Answer::Code(code))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.get("/login/complete").await.location(),
+        Some("/account")
+    );
+    (anna, browser, app)
+}
+
+async fn start_enrolment(browser: &Browser) -> Page {
+    let devices = browser.get("/account/devices").await;
+    assert_eq!(devices.status, StatusCode::OK, "{}", devices.body);
+    browser
+        .post_form("/account/totp", &[("csrf", &devices.csrf())])
+        .await
+}
+
+fn secret_on(page: &Page) -> TotpSecret {
+    let marker = "id=\"totp-secret\">";
+    let start = page.body.find(marker).expect("the secret is shown") + marker.len();
+    let end = page.body[start..].find('<').unwrap() + start;
+    TotpSecret::from_base32(&page.body[start..end]).expect("a base32 secret")
+}
+
+fn error_key(page: &Page) -> Option<&str> {
+    let marker = "data-error=\"";
+    let start = page.body.find(marker)? + marker.len();
+    let end = page.body[start..].find('"')? + start;
+    Some(&page.body[start..end])
+}
+
+/// Enrols a code display for the signed-in `browser`; returns its secret.
+async fn enrol(sesam: &TestServer, browser: &Browser) -> TotpSecret {
+    let page = start_enrolment(browser).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<svg"), "the QR code is an inline SVG");
+    let secret = secret_on(&page);
+    let code = secret.code_at(sesam.now());
+    let done = browser
+        .post_form(
+            "/account/totp/confirm",
+            &[("csrf", &page.csrf()), ("code", code.as_str())],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/account/devices"), "{}", done.body);
+    let devices = browser.get("/account/devices").await;
+    assert!(devices.body.contains("id=\"device-totp\""));
+    assert!(
+        !devices.body.contains(&secret.to_base32()),
+        "never shown again"
+    );
+    secret
+}
+
+/// The app is gone (lost phone): a step-up can only go to the code display.
+async fn remove_apps(sesam: &TestServer, user: &User) {
+    for d in sesam.store().devices_of_user(&user.id).await.unwrap() {
+        sesam.store().delete_device(&d.device.id).await.unwrap();
+    }
+}
+
+/// Password for `username` on a fresh browser; the login then asks for the code.
+async fn at_code_page(browser: &Browser, first: Page, username: &str) -> Page {
+    assert_eq!(first.location(), Some("/login"), "{}", first.body);
+    let answer = browser.log_in(username, PASSWORD).await;
+    assert_eq!(answer.location(), Some("/login/totp"), "{}", answer.body);
+    let page = browser.get("/login/totp").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    page
+}
+
+async fn send_code(browser: &Browser, page: &Page, code: &str) -> Page {
+    browser
+        .post_form("/login/totp", &[("csrf", &page.csrf()), ("code", code)])
+        .await
+}
+
+/// The attack first: a session that proved only a password must not add a factor.
+async fn a_password_alone_cannot_add_a_code_display(db: TestDb) {
+    let sesam = start(&db).await;
+    let anna = sesam.add_user("anna", "Anna Andersen", PASSWORD).await;
+    let attacker = sesam.browser();
+    assert_eq!(
+        attacker.log_in("anna", PASSWORD).await.location(),
+        Some("/account")
+    );
+    let refused = start_enrolment(&attacker).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(!refused.body.contains("totp-secret"));
+    assert!(refused.body.contains("role=\"alert\""));
+    // Not even the organisation's "first device after a password" opens it.
+    sesam
+        .store()
+        .set_setting("first_device_with_password", "true", sesam.now())
+        .await
+        .unwrap();
+    let refused = start_enrolment(&attacker).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let devices = attacker.get("/account/devices").await;
+    let confirm = attacker
+        .post_form(
+            "/account/totp/confirm",
+            &[("csrf", &devices.csrf()), ("code", "123456")],
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::FORBIDDEN);
+    assert!(sesam
+        .store()
+        .totp_of_user(&anna.id)
+        .await
+        .unwrap()
+        .is_none());
+    // Without the CSRF token: refused before anything.
+    let no_csrf = attacker.post_form("/account/totp", &[]).await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let events = sesam.audit_events("anna").await;
+    assert!(events.contains(&"totp.enrolment.refused".to_owned()));
+    assert!(!events.contains(&"totp.enrolment.started".to_owned()));
+    // And a code page without a password login is the login page.
+    let stranger = sesam.browser();
+    assert_eq!(stranger.get("/login/totp").await.location(), Some("/login"));
+    sesam.stop().await;
+}
+
+async fn password_and_code_give_substantial_to_saml_and_oidc_once_per_code(db: TestDb) {
+    let sesam = start(&db).await;
+    let (anna, owner, _app) = anna_at_substantial(&sesam).await;
+    let secret = enrol(&sesam, &owner).await;
+    assert!(sesam
+        .audit_events("anna")
+        .await
+        .contains(&"totp.enrolled".to_owned()));
+    remove_apps(&sesam, &anna).await;
+    // The confirming code's step is used up: the next login needs the next code.
+    sesam.clock.advance(30);
+
+    // SAML: Substantial asked for; password, then the code.
+    let sp = TestSp::new("totp.example.test");
+    sp.register(&sesam, SpOptions::default()).await;
+    let browser = sesam.browser();
+    let mut r = sp.request(&sesam);
+    r.context = Some(("minimum", vec![LOA_SUBSTANTIAL]));
+    let first = browser.get(&sp.redirect(&r, None, None)).await;
+    let page = at_code_page(&browser, first, "anna").await;
+    let code = secret.code_at(sesam.now());
+    let answer = send_code(&browser, &page, code.as_str()).await;
+    assert!(
+        answer
+            .location()
+            .is_some_and(|l| l.starts_with("/saml/sso/continue")),
+        "{:?}",
+        answer.location()
+    );
+    let posted = follow(&browser, answer).await;
+    let login = sp.accept(&sesam, &posted, &r.id, None, false);
+    assert_eq!(login.loa, LOA_SUBSTANTIAL);
+
+    // OIDC in another browser: the same code again is a replay, refused.
+    let rp = register(&sesam, false).await;
+    let other = sesam.browser();
+    let first = other
+        .get(&authorize_path(
+            &rp.client_id,
+            &[("acr_values", SUBSTANTIAL)],
+        ))
+        .await;
+    let page = at_code_page(&other, first, "anna").await;
+    let replayed = send_code(&other, &page, code.as_str()).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        replayed.body
+    );
+    assert_eq!(error_key(&replayed), Some("totp.error.replayed"));
+    // The previous step's code (still within the skew) is no better.
+    let older = secret.code_at(sesam.now().plus_seconds(-30));
+    let replayed = send_code(&other, &page, older.as_str()).await;
+    assert_eq!(error_key(&replayed), Some("totp.error.replayed"));
+    // The next step's code is fine.
+    sesam.clock.advance(30);
+    let fresh = secret.code_at(sesam.now());
+    let answer = send_code(&other, &page, fresh.as_str()).await;
+    assert_eq!(
+        answer.location(),
+        Some("/authorize/continue"),
+        "{}",
+        answer.body
+    );
+    let back = other.get("/authorize/continue").await;
+    let code = params_of(back.location().unwrap())["code"].clone();
+    let claims = id_token_claims(
+        exchange(&sesam, &rp, &code).await.1["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(claims["acr"], SUBSTANTIAL);
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    let events = sesam.audit_events("anna").await;
+    assert!(events.contains(&"login.totp.succeeded".to_owned()));
+    assert!(events.contains(&"login.totp.failed".to_owned()));
+    sesam.stop().await;
+}
+
+async fn bad_codes_are_refused_with_a_clear_message_and_change_nothing(db: TestDb) {
+    let sesam = start(&db).await;
+    let (anna, owner, _app) = anna_at_substantial(&sesam).await;
+
+    // Enrolment: a wrong or malformed confirmation changes nothing stored.
+    let page = start_enrolment(&owner).await;
+    let secret = secret_on(&page);
+    let stored = sesam.store().totp_of_user(&anna.id).await.unwrap().unwrap();
+    assert!(!stored.confirmed);
+    let right = secret.code_at(sesam.now());
+    let wrong = if right.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for (typed, key) in [
+        (wrong, "totp.error.wrong"),
+        ("12ab56", "totp.error.not_digits"),
+        ("1234567", "totp.error.wrong_length"),
+        ("12345", "totp.error.wrong_length"),
+        ("", "totp.error.empty"),
+    ] {
+        let again = owner
+            .post_form(
+                "/account/totp/confirm",
+                &[("csrf", &page.csrf()), ("code", typed)],
+            )
+            .await;
+        assert_eq!(
+            again.status,
+            StatusCode::BAD_REQUEST,
+            "{typed}: {}",
+            again.body
+        );
+        assert_eq!(error_key(&again), Some(key), "{typed}");
+        assert_eq!(secret_on(&again), secret, "the same secret is shown again");
+        assert_eq!(
+            sesam.store().totp_of_user(&anna.id).await.unwrap().unwrap(),
+            stored,
+            "{typed}: nothing stored changed"
+        );
+    }
+    let huge = "9".repeat(5000);
+    let refused = owner
+        .post_form(
+            "/account/totp/confirm",
+            &[("csrf", &page.csrf()), ("code", &huge)],
+        )
+        .await;
+    assert!(refused.status.is_client_error(), "{}", refused.status);
+    assert_eq!(
+        sesam.store().totp_of_user(&anna.id).await.unwrap().unwrap(),
+        stored
+    );
+    let done = owner
+        .post_form(
+            "/account/totp/confirm",
+            &[("csrf", &page.csrf()), ("code", right.as_str())],
+        )
+        .await;
+    assert_eq!(done.location(), Some("/account/devices"));
+    // One is enough: another enrolment is refused until this one is removed.
+    let twice = start_enrolment(&owner).await;
+    assert_eq!(twice.status, StatusCode::FORBIDDEN);
+    assert!(!twice.body.contains("totp-secret"));
+    remove_apps(&sesam, &anna).await;
+    sesam.clock.advance(30);
+
+    // Login: malformed codes are refused without counting; wrong ones count to the lock.
+    let browser = sesam.browser();
+    let answer = browser.log_in("anna", PASSWORD).await;
+    assert_eq!(
+        answer.location(),
+        Some("/account"),
+        "Low is enough for the account"
+    );
+    // The organisation wants Substantial everywhere: the code is asked for.
+    sesam
+        .store()
+        .set_setting("required_level", "substantial", sesam.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.get("/login/step-up").await.location(),
+        Some("/login/totp")
+    );
+    let page = browser.get("/login/totp").await;
+    for (typed, key) in [
+        ("12ab56", "totp.error.not_digits"),
+        ("1234567", "totp.error.wrong_length"),
+        ("   ", "totp.error.empty"),
+    ] {
+        let again = send_code(&browser, &page, typed).await;
+        assert_eq!(again.status, StatusCode::BAD_REQUEST, "{typed}");
+        assert_eq!(error_key(&again), Some(key), "{typed}");
+    }
+    let no_csrf = browser
+        .post_form("/login/totp", &[("code", "123456")])
+        .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+    let right = secret.code_at(sesam.now());
+    let wrong = if right.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..4 {
+        let again = send_code(&browser, &page, wrong).await;
+        assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_key(&again), Some("totp.error.wrong"));
+    }
+    // The fifth wrong code locks the name, as five wrong passwords do; then even the
+    // right code waits.
+    let locked = send_code(&browser, &page, wrong).await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.body
+    );
+    let still = send_code(&browser, &page, right.as_str()).await;
+    assert_eq!(still.status, StatusCode::TOO_MANY_REQUESTS);
+    let stored = sesam.store().totp_of_user(&anna.id).await.unwrap().unwrap();
+    assert!(stored.confirmed);
+    let events = sesam.audit_events("anna").await;
+    assert!(events.contains(&"login.locked".to_owned()));
+    assert!(!events.contains(&"login.totp.succeeded".to_owned()));
+    sesam.stop().await;
+}
+
+fn cli(db: &TestDb, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sesam"))
+        .args(args)
+        .env_remove("SESAM_CONFIG")
+        .env("SESAM_DATABASE_URL", &db.url)
+        .env("SESAM_TOTP_KEY", KEY)
+        .output()
+        .expect("run sesam");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn a_robot_enrolled_by_an_administrator_logs_in_and_is_reset(db: TestDb) {
+    let sesam = start(&db).await;
+    let robot = sesam.add_user("robot", "RPA robot", PASSWORD).await;
+    let anna = sesam.add_user("anna", "Anna Andersen", PASSWORD).await;
+    // People add their own; the CLI enrols robots (password-only accounts) only.
+    let out = Command::new(env!("CARGO_BIN_EXE_sesam"))
+        .args(["device", "totp-enrol", "--user", "anna"])
+        .env_remove("SESAM_CONFIG")
+        .env("SESAM_DATABASE_URL", &db.url)
+        .env("SESAM_TOTP_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(sesam
+        .store()
+        .totp_of_user(&anna.id)
+        .await
+        .unwrap()
+        .is_none());
+    sesam
+        .store()
+        .set_password_only(&robot.id, true, sesam.now())
+        .await
+        .unwrap();
+    let out = cli(&db, &["device", "totp-enrol", "--user", "robot"]);
+    let secret = out
+        .lines()
+        .find_map(|l| l.split_once("(shown once): "))
+        .and_then(|(_, s)| TotpSecret::from_base32(s))
+        .expect("the secret is printed once");
+
+    // The robot's scripted login: password, then the code, at Substantial.
+    let rp = register(&sesam, false).await;
+    let browser = sesam.browser();
+    let first = browser
+        .get(&authorize_path(
+            &rp.client_id,
+            &[("acr_values", SUBSTANTIAL)],
+        ))
+        .await;
+    let page = at_code_page(&browser, first, "robot").await;
+    let answer = send_code(&browser, &page, secret.code_at(sesam.now()).as_str()).await;
+    assert_eq!(
+        answer.location(),
+        Some("/authorize/continue"),
+        "{}",
+        answer.body
+    );
+    let back = browser.get("/authorize/continue").await;
+    let code = params_of(back.location().unwrap())["code"].clone();
+    let claims = id_token_claims(
+        exchange(&sesam, &rp, &code).await.1["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(claims["acr"], SUBSTANTIAL);
+
+    // The administrator resets it from the portal; the CLI then finds nothing to reset.
+    let (admin, _app) = crate::admin::admin_browser(&sesam).await;
+    let user_page = admin.get(&format!("/admin/users/{}", robot.id)).await;
+    assert!(user_page.body.contains("/totp-reset"), "{}", user_page.body);
+    let reset = admin
+        .post_form(
+            &format!("/admin/users/{}/totp-reset", robot.id),
+            &[("csrf", &user_page.csrf())],
+        )
+        .await;
+    assert!(reset.status.is_redirection(), "{}", reset.body);
+    assert!(sesam
+        .store()
+        .totp_of_user(&robot.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        cli(&db, &["device", "totp-reset", "--user", "robot"]).contains("has no authenticator app")
+    );
+    // Enrolled again and reset by the CLI: the same function, the same audit event.
+    cli(&db, &["device", "totp-enrol", "--user", "robot"]);
+    assert!(cli(&db, &["device", "totp-reset", "--user", "robot"]).contains("removed"));
+    assert!(sesam
+        .store()
+        .totp_of_user(&robot.id)
+        .await
+        .unwrap()
+        .is_none());
+    let events = sesam.audit_events("robot").await;
+    assert_eq!(
+        events.iter().filter(|e| *e == "totp.reset").count(),
+        2,
+        "{events:?}"
+    );
+    // Without the code display, Substantial cannot be reached any more.
+    let again = sesam.browser();
+    let first = again
+        .get(&authorize_path(
+            &rp.client_id,
+            &[("acr_values", SUBSTANTIAL)],
+        ))
+        .await;
+    assert_eq!(first.location(), Some("/login"));
+    let answer = again.log_in("robot", PASSWORD).await;
+    assert_eq!(
+        answer.location(),
+        Some("/authorize/continue"),
+        "the service hears that the level is out of reach"
+    );
+    let back = again.get("/authorize/continue").await;
+    assert_eq!(
+        params_of(back.location().unwrap())["error"],
+        "unmet_authentication_requirements"
+    );
+    sesam.stop().await;
+}
