@@ -20,6 +20,7 @@ on_both_databases!(
     password_and_code_give_substantial_to_saml_and_oidc_once_per_code,
     bad_codes_are_refused_with_a_clear_message_and_change_nothing,
     a_robot_enrolled_by_an_administrator_logs_in_and_is_reset,
+    one_step_is_taken_once_by_parallel_logins_on_two_nodes,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -436,6 +437,9 @@ async fn a_robot_enrolled_by_an_administrator_logs_in_and_is_reset(db: TestDb) {
         .find_map(|l| l.split_once("(shown once): "))
         .and_then(|(_, s)| TotpSecret::from_base32(s))
         .expect("the secret is printed once");
+    let listed = cli(&db, &["device", "list", "--user", "robot"]);
+    assert!(listed.contains("code display (TOTP)"), "{listed}");
+    assert!(!listed.contains(&secret.to_base32()), "never shown again");
 
     // The robot's scripted login: password, then the code, at Substantial.
     let rp = register(&sesam, false).await;
@@ -519,4 +523,56 @@ async fn a_robot_enrolled_by_an_administrator_logs_in_and_is_reset(db: TestDb) {
         "unmet_authentication_requirements"
     );
     sesam.stop().await;
+}
+
+/// The replay guard is one statement in the database: two nodes that checked the same code
+/// at once cannot both use its step, and an older step never comes back.
+async fn one_step_is_taken_once_by_parallel_logins_on_two_nodes(db: TestDb) {
+    let node_a = db.store().await;
+    let node_b = sesam_store::Store::connect(&db.url).await.unwrap();
+    let now = sesam_core::UnixTime(1_800_000_000);
+    let anna = crate::harness::add_user(&node_a, "anna", "Anna", PASSWORD, now).await;
+    node_a
+        .put_confirmed_totp(&anna.id, "TOTP", "v1:sealed", now)
+        .await
+        .unwrap();
+    for step in [100, 101, 102] {
+        let (a, b) = tokio::join!(
+            node_a.use_totp_step(&anna.id, step, now),
+            node_b.use_totp_step(&anna.id, step, now)
+        );
+        assert!(
+            a.unwrap() ^ b.unwrap(),
+            "step {step}: exactly one node takes it"
+        );
+    }
+    assert!(!node_a.use_totp_step(&anna.id, 101, now).await.unwrap());
+    assert!(!node_b.use_totp_step(&anna.id, 102, now).await.unwrap());
+    assert!(node_b.use_totp_step(&anna.id, 103, now).await.unwrap());
+    let stored = node_a.totp_of_user(&anna.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.last_step, stored.last_used_at),
+        (Some(103), Some(now))
+    );
+    // A pending enrolment is no factor: its steps are never taken.
+    let bo = crate::harness::add_user(&node_a, "bo", "Bo", PASSWORD, now).await;
+    assert!(node_a
+        .put_pending_totp(&bo.id, "TOTP", "v1:x", now)
+        .await
+        .unwrap());
+    assert!(!node_a.use_totp_step(&bo.id, 100, now).await.unwrap());
+    // And a confirmed one is not replaced by a new pending one.
+    assert!(!node_a
+        .put_pending_totp(&anna.id, "TOTP", "v1:y", now)
+        .await
+        .unwrap());
+    assert_eq!(
+        node_a
+            .totp_of_user(&anna.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_sealed,
+        "v1:sealed"
+    );
 }

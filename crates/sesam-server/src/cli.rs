@@ -238,6 +238,14 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             );
             println!("  demo                      = {}", config.demo);
             println!(
+                "  totp_key                  = {}",
+                if config.totp_key.is_some() {
+                    "*** (set)"
+                } else {
+                    "(not set: no authenticator apps can be added)"
+                }
+            );
+            println!(
                 "  push_provider             = {}",
                 if config.push.live { "live" } else { "outbox" }
             );
@@ -325,6 +333,14 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                             d.display_name,
                             d.device.platform.as_str(),
                             d.device.app_version
+                        );
+                    }
+                    if let Some(totp) = store.totp_of_user(&user.id).await? {
+                        println!(
+                            "{}  {:<24} code display (TOTP){}  passwordless: no (a second factor after the password)",
+                            totp.id,
+                            totp.display_name,
+                            if totp.confirmed { "" } else { ", not yet confirmed" }
                         );
                     }
                 }
