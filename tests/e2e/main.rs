@@ -8,6 +8,7 @@ mod admin;
 mod app_api;
 mod browser;
 mod cli;
+mod directory;
 mod edge;
 mod flow;
 mod login;

@@ -116,6 +116,7 @@ mod tests {
             in_pilot: false,
             passwordless_locked: false,
             session_epoch: 0,
+            directory_id: None,
             created_at: UnixTime(0),
             updated_at: UnixTime(0),
         }

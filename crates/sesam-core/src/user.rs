@@ -132,6 +132,9 @@ pub struct User {
     pub passwordless_locked: bool,
     /// Raised by a password change: logins of an older epoch no longer count.
     pub session_epoch: i64,
+    /// The stable id of the user's entry in the organisation's directory (entryUUID,
+    /// objectGUID): its password is checked there. `None`: a local user.
+    pub directory_id: Option<String>,
     pub created_at: crate::UnixTime,
     pub updated_at: crate::UnixTime,
 }

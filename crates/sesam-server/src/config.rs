@@ -50,6 +50,53 @@ pub struct Config {
     /// Let outbound fetches (SP metadata URLs) reach loopback, link-local and private
     /// addresses. Off in production; tests and a lab need it.
     pub allow_private_fetch: bool,
+    /// Passwords of directory users are checked against LDAP / Active Directory.
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// The organisation's directory (LDAP / Active Directory): where to find a user and how to
+/// check the password. Each URL is tried in order until one answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryConfig {
+    pub urls: Vec<String>,
+    /// `ldap://` URLs upgrade with StartTLS (unless plain is allowed and this is off).
+    pub starttls: bool,
+    /// Plain `ldap://` without TLS; only for a lab or a test.
+    pub allow_plain: bool,
+    /// Extra CA certificates (PEM) that sign the directory's TLS certificate; without it
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The service account that searches for the user.
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub base_dn: String,
+    /// A search filter with `{username}` where the (escaped) typed username goes.
+    pub user_filter: String,
+    pub username_attribute: String,
+    pub id_attribute: String,
+    pub display_name_attribute: String,
+    pub email_attribute: String,
+    /// For connecting and for each operation, per server.
+    pub timeout_seconds: u64,
+}
+
+/// A secret from the config: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// Server limits: a slow, idle or greedy client is dropped before it costs the others.
@@ -132,6 +179,19 @@ struct RawConfig {
     saml_next_certificate_file: Option<String>,
     totp_key: Option<String>,
     allow_private_fetch: Option<bool>,
+    ldap_urls: Option<Vec<String>>,
+    ldap_starttls: Option<bool>,
+    ldap_allow_plain: Option<bool>,
+    ldap_ca_file: Option<String>,
+    ldap_bind_dn: Option<String>,
+    ldap_bind_password: Option<String>,
+    ldap_base_dn: Option<String>,
+    ldap_user_filter: Option<String>,
+    ldap_username_attribute: Option<String>,
+    ldap_id_attribute: Option<String>,
+    ldap_display_name_attribute: Option<String>,
+    ldap_email_attribute: Option<String>,
+    ldap_timeout_seconds: Option<i64>,
     header_read_timeout_seconds: Option<i64>,
     idle_timeout_seconds: Option<i64>,
     request_body_timeout_seconds: Option<i64>,
@@ -216,6 +276,19 @@ pub const KEYS: &[&str] = &[
     "saml_next_certificate_file",
     "totp_key",
     "allow_private_fetch",
+    "ldap_urls",
+    "ldap_starttls",
+    "ldap_allow_plain",
+    "ldap_ca_file",
+    "ldap_bind_dn",
+    "ldap_bind_password",
+    "ldap_base_dn",
+    "ldap_user_filter",
+    "ldap_username_attribute",
+    "ldap_id_attribute",
+    "ldap_display_name_attribute",
+    "ldap_email_attribute",
+    "ldap_timeout_seconds",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
     "request_body_timeout_seconds",
@@ -274,6 +347,7 @@ impl Config {
 
     fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         let limits = raw.limits()?;
+        let directory = directory(&mut raw)?;
         let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
             invalid(
@@ -387,6 +461,7 @@ impl Config {
         }
 
         Ok(Config {
+            directory,
             challenge_reread_seconds: reread as u64,
             push,
             listen,
@@ -500,6 +575,34 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                 raw.allow_private_fetch =
                     Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
             }
+            "ldap_urls" => {
+                raw.ldap_urls = Some(
+                    value
+                        .split([',', ' '])
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "ldap_starttls" => {
+                raw.ldap_starttls = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
+            "ldap_allow_plain" => {
+                raw.ldap_allow_plain = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
+            "ldap_ca_file" => raw.ldap_ca_file = Some(value.clone()),
+            "ldap_bind_dn" => raw.ldap_bind_dn = Some(value.clone()),
+            "ldap_bind_password" => raw.ldap_bind_password = Some(value.clone()),
+            "ldap_base_dn" => raw.ldap_base_dn = Some(value.clone()),
+            "ldap_user_filter" => raw.ldap_user_filter = Some(value.clone()),
+            "ldap_username_attribute" => raw.ldap_username_attribute = Some(value.clone()),
+            "ldap_id_attribute" => raw.ldap_id_attribute = Some(value.clone()),
+            "ldap_display_name_attribute" => raw.ldap_display_name_attribute = Some(value.clone()),
+            "ldap_email_attribute" => raw.ldap_email_attribute = Some(value.clone()),
+            "ldap_timeout_seconds" => {
+                raw.ldap_timeout_seconds =
+                    Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
+            }
             limit => {
                 let slot = raw.limit_mut(limit).expect("every key in KEYS is handled");
                 *slot = Some(value.trim().parse().map_err(|_| bad("a whole number"))?);
@@ -507,6 +610,86 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
         }
     }
     Ok(())
+}
+
+/// The directory keys: all of URLs, service account, password and base, or none of them.
+fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError> {
+    let urls = raw.ldap_urls.take().unwrap_or_default();
+    let (bind_dn, bind_password, base_dn) = (
+        raw.ldap_bind_dn.take(),
+        raw.ldap_bind_password.take(),
+        raw.ldap_base_dn.take(),
+    );
+    if urls.is_empty() {
+        if bind_dn.is_some() || bind_password.is_some() || base_dn.is_some() {
+            return Err(invalid(
+                "ldap_urls",
+                "the directory needs ldap_urls with ldap_bind_dn, ldap_bind_password and ldap_base_dn",
+            ));
+        }
+        return Ok(None);
+    }
+    let starttls = raw.ldap_starttls.unwrap_or(true);
+    let allow_plain = raw.ldap_allow_plain.unwrap_or(false);
+    for url in &urls {
+        let plain = url.starts_with("ldap://");
+        if !(plain || url.starts_with("ldaps://")) {
+            return Err(invalid(
+                "ldap_urls",
+                format!("{url:?} must start with ldaps:// or ldap://"),
+            ));
+        }
+        if plain && !starttls && !allow_plain {
+            return Err(invalid(
+                "ldap_urls",
+                format!(
+                    "{url:?} without StartTLS sends passwords in the clear; \
+                     set ldap_allow_plain = true only for a lab or a test"
+                ),
+            ));
+        }
+    }
+    // An empty password makes a simple bind unauthenticated, which many servers accept.
+    let required = |key: &'static str, value: Option<String>| match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(invalid(
+            key,
+            "required (and not empty) when ldap_urls is set",
+        )),
+    };
+    let bind_dn = required("ldap_bind_dn", bind_dn)?;
+    let bind_password = Secret(required("ldap_bind_password", bind_password)?);
+    let base_dn = required("ldap_base_dn", base_dn)?;
+    let user_filter = raw
+        .ldap_user_filter
+        .take()
+        .unwrap_or_else(|| "(&(objectClass=inetOrgPerson)(uid={username}))".into());
+    if !user_filter.contains("{username}") {
+        return Err(invalid("ldap_user_filter", "must contain {username}"));
+    }
+    let timeout = raw.ldap_timeout_seconds.unwrap_or(5);
+    if !(1..=60).contains(&timeout) {
+        return Err(invalid(
+            "ldap_timeout_seconds",
+            format!("{timeout} is outside 1..=60"),
+        ));
+    }
+    let attribute = |value: Option<String>, default: &str| value.unwrap_or_else(|| default.into());
+    Ok(Some(DirectoryConfig {
+        urls,
+        starttls,
+        allow_plain,
+        ca_file: raw.ldap_ca_file.take().map(PathBuf::from),
+        bind_dn,
+        bind_password,
+        base_dn,
+        user_filter,
+        username_attribute: attribute(raw.ldap_username_attribute.take(), "uid"),
+        id_attribute: attribute(raw.ldap_id_attribute.take(), "entryUUID"),
+        display_name_attribute: attribute(raw.ldap_display_name_attribute.take(), "displayName"),
+        email_attribute: attribute(raw.ldap_email_attribute.take(), "mail"),
+        timeout_seconds: timeout as u64,
+    }))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -591,6 +774,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("SESAM_SHUTDOWN_GRACE_SECONDS"), "{e}");
+    }
+
+    #[test]
+    fn the_directory_needs_tls_unless_plain_is_allowed_and_its_password_can_be_a_file() {
+        assert!(Config::load(None, env(&[])).unwrap().directory.is_none());
+        let secret = file("s3rvice-pass\n");
+        let base = [
+            (
+                "SESAM_LDAP_URLS",
+                "ldaps://dc1.example.dk, ldap://dc2.example.dk",
+            ),
+            ("SESAM_LDAP_BIND_DN", "cn=sesam,dc=example,dc=dk"),
+            ("SESAM_LDAP_BASE_DN", "dc=example,dc=dk"),
+        ];
+        let mut vars = base.to_vec();
+        let path = secret.path().to_str().unwrap().to_owned();
+        vars.push(("SESAM_LDAP_BIND_PASSWORD_FILE", &path));
+        let d = Config::load(None, env(&vars)).unwrap().directory.unwrap();
+        assert_eq!(d.urls, ["ldaps://dc1.example.dk", "ldap://dc2.example.dk"]);
+        assert_eq!(d.bind_password.expose(), "s3rvice-pass");
+        assert!(d.starttls && !d.allow_plain);
+        assert_eq!(d.timeout_seconds, 5);
+        assert!(
+            !format!("{d:?}").contains("s3rvice"),
+            "Debug hides the secret"
+        );
+
+        // ldap:// without StartTLS is refused unless plain is allowed explicitly.
+        let mut plain = vars.clone();
+        plain.push(("SESAM_LDAP_STARTTLS", "false"));
+        let e = Config::load(None, env(&plain)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ldap_urls:") && e.contains("ldap_allow_plain"),
+            "{e}"
+        );
+        plain.push(("SESAM_LDAP_ALLOW_PLAIN", "true"));
+        assert!(Config::load(None, env(&plain)).unwrap().directory.is_some());
+
+        // An empty service password would be an anonymous bind.
+        let mut empty = base.to_vec();
+        empty.push(("SESAM_LDAP_BIND_PASSWORD", ""));
+        let e = Config::load(None, env(&empty)).unwrap_err().to_string();
+        assert!(e.starts_with("ldap_bind_password:"), "{e}");
+
+        let mut bad = vars.clone();
+        bad.push(("SESAM_LDAP_USER_FILTER", "(uid=anna)"));
+        let e = Config::load(None, env(&bad)).unwrap_err().to_string();
+        assert!(e.starts_with("ldap_user_filter:"), "{e}");
+
+        let e = Config::load(None, env(&[("SESAM_LDAP_URLS", "http://dc1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ldap_urls:"), "{e}");
+        let e = Config::load(None, env(&[("SESAM_LDAP_BASE_DN", "dc=x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ldap_urls:"), "{e}");
+
+        let f = file(
+            "ldap_urls = [\"ldaps://dc1\"]\nldap_bind_dn = \"cn=s\"\nldap_bind_password = \"p\"\n\
+             ldap_base_dn = \"dc=x\"\nldap_id_attribute = \"objectGUID\"\n",
+        );
+        let d = Config::load(Some(f.path()), env(&[]))
+            .unwrap()
+            .directory
+            .unwrap();
+        assert_eq!(d.id_attribute, "objectGUID");
     }
 
     #[test]

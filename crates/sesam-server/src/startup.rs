@@ -118,7 +118,19 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     let oidc = crate::oidc::OidcProvider::load(&store, &config, clock.now()).await?;
     let saml = crate::saml::SamlIdp::load(&store, &config, clock.now()).await?;
     let pusher = crate::push::build(&config.push, &store, clock.clone())?;
-    let state = AppState::new(config, store.clone(), clock.clone(), pusher, oidc, saml);
+    let directory = match config.directory.clone() {
+        Some(d) => Some(crate::directory::Directory::new(d)?),
+        None => None,
+    };
+    let state = AppState::new(
+        config,
+        store.clone(),
+        clock.clone(),
+        pusher,
+        oidc,
+        saml,
+        directory,
+    );
     let shared = state.clone();
     let relay = tokio::spawn(crate::challenges::relay_notifications(state.clone()));
     let (app, cleanup) = match store.session_store() {

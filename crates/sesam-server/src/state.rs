@@ -9,6 +9,7 @@ use sesam_core::{Clock, UnixTime};
 use sesam_store::Store;
 
 use crate::config::Config;
+use crate::credentials::PasswordCheck;
 use crate::password::Passwords;
 
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct Inner {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub passwords: Passwords,
+    /// The organisation's directory, when configured: it checks its users' passwords.
+    pub directory: Option<crate::directory::Directory>,
     pub pusher: sesam_push::Pusher,
     /// Ids of challenges that changed on this node.
     pub challenge_events: tokio::sync::broadcast::Sender<String>,
@@ -43,6 +46,7 @@ impl AppState {
         pusher: sesam_push::Pusher,
         oidc: crate::oidc::OidcProvider,
         saml: crate::saml::SamlIdp,
+        directory: Option<crate::directory::Directory>,
     ) -> AppState {
         let passwords = Passwords::new(config.password_hash_concurrency);
         let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
@@ -57,6 +61,7 @@ impl AppState {
             store,
             clock,
             passwords,
+            directory,
             pusher,
             challenge_events,
             oidc,
@@ -70,6 +75,17 @@ impl AppState {
 
     pub fn now(&self) -> UnixTime {
         self.0.clock.now()
+    }
+
+    /// The adapter that checks the password of `user` (`None`: no local user of that name).
+    /// A local user keeps Sesam's own password even when a directory is configured; a user
+    /// linked to the directory, and a name Sesam does not know, go to the directory.
+    pub fn password_check_for(&self, user: Option<&sesam_core::User>) -> &dyn PasswordCheck {
+        match (&self.0.directory, user) {
+            (Some(directory), None) => directory,
+            (Some(directory), Some(u)) if u.directory_id.is_some() => directory,
+            _ => &self.0.passwords,
+        }
     }
 }
 

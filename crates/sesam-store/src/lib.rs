@@ -6,6 +6,7 @@ mod admin;
 mod audit;
 mod challenges;
 mod devices;
+mod directory;
 mod error;
 mod keys;
 mod oidc;
@@ -27,6 +28,7 @@ pub use admin::AuditFilter;
 pub use audit::{AuditEntry, AuditEvent};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
+pub use directory::DirectoryUser;
 pub use error::StoreError;
 pub use oidc::{
     CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,

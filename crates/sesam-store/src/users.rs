@@ -29,6 +29,7 @@ pub(crate) struct UserRow {
     in_pilot: bool,
     passwordless_locked: bool,
     session_epoch: i64,
+    directory_id: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -50,6 +51,7 @@ impl TryFrom<UserRow> for User {
             in_pilot: r.in_pilot,
             passwordless_locked: r.passwordless_locked,
             session_epoch: r.session_epoch,
+            directory_id: r.directory_id,
             created_at: UnixTime(r.created_at),
             updated_at: UnixTime(r.updated_at),
         })
@@ -57,7 +59,7 @@ impl TryFrom<UserRow> for User {
 }
 
 pub(crate) const COLUMNS: &str = "id, username, display_name, email, status, password_hash, password_only, \
-                       is_admin, must_change_password, in_pilot, passwordless_locked, session_epoch, created_at, updated_at";
+                       is_admin, must_change_password, in_pilot, passwordless_locked, session_epoch, directory_id, created_at, updated_at";
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: UnixTime) -> Result<User, StoreError> {

@@ -9,9 +9,10 @@ use sesam_core::{
     choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device, Login,
     LoginFlow, ServiceRequest, UnixTime, User, UserId, Username,
 };
-use sesam_store::{Attempt, AuditEvent};
+use sesam_store::{Attempt, AuditEvent, DirectoryUser, StoreError};
 
 use crate::challenges;
+use crate::credentials::{Claim, Password, Verdict};
 use crate::service::{perform, Origin, ServiceError};
 use crate::state::AppState;
 
@@ -155,6 +156,8 @@ pub enum PasswordOutcome {
     Inactive,
     /// No username is pending: back to the username page.
     NoUsername,
+    /// The directory that checks this user's password could not be asked: try again later.
+    DirectoryUnavailable,
 }
 
 /// The password form. The attempt is reserved before the hash (per name and per address,
@@ -171,6 +174,12 @@ pub async fn submit_password(
     let Ok(username) = Username::parse(&typed) else {
         return Ok(PasswordOutcome::NoUsername);
     };
+    let Some(password) = Password::new(password) else {
+        // Refused before any check: to a directory an empty password is an anonymous bind.
+        return Ok(PasswordOutcome::Failed {
+            username: username.as_str().to_owned(),
+        });
+    };
     let key = username.key();
     let now = state.now();
     let settings = state.store.load_settings().await?;
@@ -180,6 +189,7 @@ pub async fn submit_password(
         .as_ref()
         .map_or(username.as_str(), |u| u.username.as_str())
         .to_owned();
+    let subject_known = user.is_some();
     let audit = |event: &str| {
         AuditEvent::new(event)
             .actor(subject.as_str())
@@ -232,16 +242,37 @@ pub async fn submit_password(
         }
     };
 
-    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let matches = state
-        .passwords
-        .verify(password, stored)
+    let verdict = state
+        .password_check_for(user.as_ref())
+        .check(Claim {
+            username: &username,
+            password: &password,
+            user: user.as_ref(),
+        })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let user = match (matches, user) {
-        (true, Some(user)) => user,
-        (_, user) => {
-            let why = if user.is_some() {
+    let proven = match (verdict, user) {
+        (Verdict::Proven(None), Some(user)) => Some(user),
+        (Verdict::Proven(Some(entry)), user) => directory_user(state, user, &entry, origin).await?,
+        (Verdict::Unavailable, _) => {
+            // Nothing was learnt about the password; the reserved attempt stays counted
+            // (an outage gives no extra guesses) but does not lock the name.
+            state
+                .store
+                .append_audit(
+                    &audit("login.directory.unavailable")
+                        .detail("the directory could not check the password"),
+                    now,
+                )
+                .await?;
+            return Ok(PasswordOutcome::DirectoryUnavailable);
+        }
+        (_, _) => None,
+    };
+    let user = match proven {
+        Some(user) => user,
+        None => {
+            let why = if subject_known {
                 "wrong password"
             } else {
                 "unknown user"
@@ -312,6 +343,151 @@ pub async fn submit_password(
     tracing::info!(user = %user.username, "password login");
     let next = follow(state, flow, t.next, &user, origin).await?;
     Ok(PasswordOutcome::Moved(Moved { next, rotate }))
+}
+
+/// The local user for a directory entry whose password was just proven: found by the
+/// entry's stable id (a rename in the directory follows), created at the first login, or
+/// `None` when the name belongs to a different local user or directory entry.
+async fn directory_user(
+    state: &AppState,
+    local: Option<User>,
+    entry: &DirectoryUser,
+    origin: &Origin,
+) -> Result<Option<User>, ServiceError> {
+    let now = state.now();
+    let event = |name: &str, subject: &str| {
+        AuditEvent::new(name)
+            .actor("directory")
+            .subject(subject)
+            .client_ip(origin.ip.clone())
+    };
+    let linked = match local {
+        Some(user) if user.directory_id.as_deref() == Some(entry.directory_id.as_str()) => {
+            Some(user)
+        }
+        Some(user) => {
+            state
+                .store
+                .append_audit(
+                    &event("login.directory.mismatch", user.username.as_str()).detail(format!(
+                        "the name belongs to another user than directory entry {}",
+                        entry.directory_id
+                    )),
+                    now,
+                )
+                .await?;
+            return Ok(None);
+        }
+        None => {
+            state
+                .store
+                .find_user_by_directory_id(&entry.directory_id)
+                .await?
+        }
+    };
+    let user = match linked {
+        Some(user)
+            if user.username == entry.username
+                && user.display_name == entry.display_name
+                && user.email == entry.email =>
+        {
+            user
+        }
+        Some(user) => {
+            let updated = state
+                .store
+                .update_from_directory(&user.id, entry, now)
+                .await;
+            let updated = match updated {
+                Ok(u) => u,
+                Err(StoreError::Conflict(_)) => {
+                    state
+                        .store
+                        .append_audit(
+                            &event("login.directory.mismatch", entry.username.as_str()).detail(
+                                format!(
+                                    "renamed in the directory from {} to a name another user has",
+                                    user.username
+                                ),
+                            ),
+                            now,
+                        )
+                        .await?;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            state
+                .store
+                .append_audit(
+                    &event("user.updated.directory", updated.username.as_str()).detail(format!(
+                        "from the directory: was {} ({})",
+                        user.username, user.display_name
+                    )),
+                    now,
+                )
+                .await?;
+            updated
+        }
+        None => match state.store.create_directory_user(entry, now).await {
+            Ok(user) => {
+                state
+                    .store
+                    .append_audit(
+                        &event("user.created.directory", user.username.as_str()).detail(format!(
+                            "first login; directory entry {}",
+                            entry.directory_id
+                        )),
+                        now,
+                    )
+                    .await?;
+                user
+            }
+            // A parallel first login created it a moment ago.
+            Err(StoreError::Conflict(_)) => {
+                match state
+                    .store
+                    .find_user_by_directory_id(&entry.directory_id)
+                    .await?
+                {
+                    Some(user) => user,
+                    None => return Ok(None),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(Some(user))
+}
+
+/// Whether a user linked to the directory is still listed there: a user disabled in the
+/// directory cannot log in with the app either, before any sync has told Sesam. When the
+/// directory cannot be asked, the app's proof stands (it needs no directory).
+async fn directory_lists(
+    state: &AppState,
+    user: &User,
+    origin: &Origin,
+) -> Result<bool, ServiceError> {
+    let (Some(directory), Some(id)) = (&state.directory, &user.directory_id) else {
+        return Ok(true);
+    };
+    match directory.still_lists(id).await {
+        Some(false) => {
+            state
+                .store
+                .append_audit(
+                    &AuditEvent::new("login.refused.directory")
+                        .actor("directory")
+                        .subject(user.username.as_str())
+                        .client_ip(origin.ip.clone())
+                        .detail("the directory no longer lists the user (disabled or removed)"),
+                    state.now(),
+                )
+                .await?;
+            Ok(false)
+        }
+        Some(true) | None => Ok(true),
+    }
 }
 
 /// Resolves the one "next" a use case can act on itself: a step-up to start.
@@ -511,7 +687,7 @@ pub async fn complete_challenge(
     flow: &mut LoginFlow,
     origin: &Origin,
 ) -> Result<Completion, ServiceError> {
-    let Some((_, challenge)) = current_challenge(state, flow).await? else {
+    let Some((purpose, challenge)) = current_challenge(state, flow).await? else {
         return Ok(if flow.login.is_some() {
             // Completed already (another tab of this browser): carry on.
             let settings = state.store.load_settings().await?;
@@ -534,7 +710,9 @@ pub async fn complete_challenge(
         .get_user(&UserId(challenge.user_id.clone()))
         .await?;
     let settings = state.store.load_settings().await?;
-    if !user.is_active() {
+    let listed =
+        purpose != ChallengePurpose::Login || directory_lists(state, &user, origin).await?;
+    if !user.is_active() || !listed {
         flow.apply(Event::SignedOut, &settings, now)?;
         return Ok(Completion::Gone);
     }

@@ -215,5 +215,21 @@ pub async fn submit_password(
             StatusCode::FORBIDDEN,
             &message("inactive", t.get("login.inactive_body").to_owned()),
         ),
+        PasswordOutcome::DirectoryUnavailable => {
+            auth::save_if_changed(&session, before, &flow, false).await?;
+            let page = MessagePage {
+                chrome: Chrome::new(lang, "/login"),
+                title: t.get("login.directory_unavailable_title").to_owned(),
+                body: t.get("login.directory_unavailable_body").to_owned(),
+                alert: true,
+                link_href: "/login/password",
+                link_label: t.get("login.try_again").to_owned(),
+            };
+            let mut response = render(StatusCode::SERVICE_UNAVAILABLE, &page)?;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+            Ok(response)
+        }
     }
 }

@@ -1,0 +1,92 @@
+//! Users that come from the organisation's directory (LDAP / Active Directory): found by the
+//! entry's stable id, created at their first login, their name and contact details kept.
+
+use sesam_core::{UnixTime, User, UserId, Username};
+
+use crate::users::{UserRow, COLUMNS};
+use crate::{new_id, on_pool, Store, StoreError};
+
+/// What the directory says of a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// The entry's stable id (entryUUID, objectGUID): unchanged by a rename.
+    pub directory_id: String,
+    pub username: Username,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+impl Store {
+    pub async fn find_user_by_directory_id(
+        &self,
+        directory_id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM users WHERE directory_id = $1");
+        let row: Option<UserRow> = on_pool!(self, |p| sqlx::query_as(&sql)
+            .bind(directory_id)
+            .fetch_optional(p)
+            .await?);
+        row.map(User::try_from).transpose()
+    }
+
+    /// A local user for a directory entry, without a local password (the directory checks
+    /// it). `Conflict` when the username or the directory id is taken.
+    pub async fn create_directory_user(
+        &self,
+        new: &DirectoryUser,
+        now: UnixTime,
+    ) -> Result<User, StoreError> {
+        let id = new_id();
+        let sql = "INSERT INTO users (id, username, username_key, display_name, email, status, \
+                   password_only, is_admin, must_change_password, in_pilot, directory_id, \
+                   created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, 'active', $6, $6, $6, $6, $7, $8, $8)";
+        let what = format!("user {}", new.username);
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(&id)
+            .bind(new.username.as_str())
+            .bind(new.username.key())
+            .bind(&new.display_name)
+            .bind(&new.email)
+            .bind(false)
+            .bind(&new.directory_id)
+            .bind(now.0)
+            .execute(p)
+            .await
+            .map_err(|e| StoreError::from_insert(e, &what))?
+            .rows_affected());
+        self.get_user(&UserId(id)).await
+    }
+
+    /// Takes the directory's username, display name and email for a user linked to it.
+    /// `Conflict` when the new username belongs to another user.
+    pub async fn update_from_directory(
+        &self,
+        id: &UserId,
+        from: &DirectoryUser,
+        now: UnixTime,
+    ) -> Result<User, StoreError> {
+        let sql = "UPDATE users SET username = $1, username_key = $2, display_name = $3, \
+                   email = $4, updated_at = $5 WHERE id = $6 AND directory_id = $7";
+        let what = format!("user {}", from.username);
+        let changed = on_pool!(self, |p| sqlx::query(sql)
+            .bind(from.username.as_str())
+            .bind(from.username.key())
+            .bind(&from.display_name)
+            .bind(&from.email)
+            .bind(now.0)
+            .bind(&id.0)
+            .bind(&from.directory_id)
+            .execute(p)
+            .await
+            .map_err(|e| StoreError::from_insert(e, &what))?
+            .rows_affected());
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {id} linked to directory entry {}",
+                from.directory_id
+            )));
+        }
+        self.get_user(id).await
+    }
+}
