@@ -21,6 +21,7 @@ on_both_databases!(
     bad_codes_are_refused_with_a_clear_message_and_change_nothing,
     a_robot_enrolled_by_an_administrator_logs_in_and_is_reset,
     one_step_is_taken_once_by_parallel_logins_on_two_nodes,
+    psd2_mode_hides_which_detail_was_wrong,
 );
 
 const PASSWORD: &str = "correct horse battery";
@@ -575,4 +576,126 @@ async fn one_step_is_taken_once_by_parallel_logins_on_two_nodes(db: TestDb) {
             .secret_sealed,
         "v1:sealed"
     );
+}
+
+/// The code page as a user sees it, without the per-session CSRF token.
+fn without_csrf(page: &Page) -> String {
+    page.body.replace(&page.csrf(), "")
+}
+
+fn notice_of(page: &Page) -> Option<&str> {
+    let marker = "data-notice=\"";
+    let start = page.body.find(marker)? + marker.len();
+    let end = page.body[start..].find('"')? + start;
+    Some(&page.body[start..end])
+}
+
+async fn psd2_mode_hides_which_detail_was_wrong(db: TestDb) {
+    let sesam = start(&db).await;
+    let (anna, owner, _app) = anna_at_substantial(&sesam).await;
+    let secret = enrol(&sesam, &owner).await;
+    remove_apps(&sesam, &anna).await;
+    sesam.clock.advance(30);
+    sesam
+        .store()
+        .set_setting("psd2_mode", "true", sesam.now())
+        .await
+        .unwrap();
+    let rp = register(&sesam, false).await;
+    let substantial = authorize_path(&rp.client_id, &[("acr_values", SUBSTANTIAL)]);
+
+    // A right password and a wrong one lead to the same code page.
+    let right = sesam.browser();
+    let right_page = at_code_page(&right, right.get(&substantial).await, "anna").await;
+    let wrong = sesam.browser();
+    assert_eq!(wrong.get(&substantial).await.location(), Some("/login"));
+    let answer = wrong.log_in("anna", "not the password").await;
+    assert_eq!(answer.location(), Some("/login/totp"), "{}", answer.body);
+    let wrong_page = wrong.get("/login/totp").await;
+    assert_eq!(wrong_page.status, StatusCode::OK);
+    assert_eq!(without_csrf(&wrong_page), without_csrf(&right_page));
+
+    // Even the right code ends the login after a wrong password, saying only "details".
+    let code = secret.code_at(sesam.now());
+    let ended = send_code(&wrong, &wrong_page, code.as_str()).await;
+    assert_eq!(ended.location(), Some("/login/password"), "{}", ended.body);
+    let told = wrong.get("/login/password").await;
+    assert_eq!(notice_of(&told), Some("login.notice.details_wrong"));
+    assert!(
+        sesam
+            .store()
+            .totp_of_user(&anna.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_step
+            < Some(sesam_core::totp::step_of(sesam.now())),
+        "the code was not checked, so its step is still free"
+    );
+
+    // A right password with a wrong code ends the same way, and the password counts no more.
+    let bad = if code.as_str() == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    let ended = send_code(&right, &right_page, bad).await;
+    assert_eq!(ended.location(), Some("/login/password"));
+    let told_too = right.get("/login/password").await;
+    assert_eq!(notice_of(&told_too), Some("login.notice.details_wrong"));
+    assert_eq!(right.get("/account").await.location(), Some("/login"));
+
+    // The audit log knows which was wrong.
+    let events = sesam.audit_events("anna").await;
+    for event in [
+        "login.password.failed",
+        "login.psd2.password_hidden",
+        "login.psd2.details_wrong",
+        "login.totp.failed",
+    ] {
+        assert!(events.contains(&event.to_owned()), "{event}: {events:?}");
+    }
+
+    // Hidden or not, the attempts count: five failures (two so far) lock the name.
+    for _ in 0..2 {
+        let again = wrong.submit_password("still not it").await;
+        assert_eq!(again.location(), Some("/login/totp"));
+    }
+    let locked = wrong.submit_password("still not it").await;
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.body
+    );
+
+    // Off again: a wrong password is said at once.
+    sesam
+        .store()
+        .set_setting("psd2_mode", "false", sesam.now())
+        .await
+        .unwrap();
+    sesam.clock.advance(
+        sesam
+            .store()
+            .load_settings()
+            .await
+            .unwrap()
+            .lockout_duration_seconds
+            + 1,
+    );
+    let plain = sesam.browser();
+    plain.get(&substantial).await;
+    let answer = plain.log_in("anna", "not the password").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    // And in PSD2 mode a login that needs one factor says it at once too.
+    sesam
+        .store()
+        .set_setting("psd2_mode", "true", sesam.now())
+        .await
+        .unwrap();
+    let low = sesam.browser();
+    let answer = low.log_in("anna", "not the password").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    sesam.stop().await;
 }

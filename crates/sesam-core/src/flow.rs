@@ -91,6 +91,9 @@ pub enum Step {
     /// The code-display page: the password is proven, the login waits for the current
     /// TOTP code to reach Substantial.
     Totp,
+    /// PSD2 mode: the password for this username was wrong, which is not said yet; the code
+    /// page is shown as after a right one, and any code ends in "details were wrong".
+    TotpHidden { username: String },
     /// Logged in; see [`LoginFlow::login`].
     Done,
     /// The login cannot reach the level the service asked for.
@@ -105,6 +108,8 @@ pub enum Notice {
     /// The user reported a push as fraud: passwordless waits until a password login (or an
     /// administrator) resumes it.
     PasswordlessPaused,
+    /// PSD2 mode: a two-factor login failed; which detail was wrong is not said.
+    DetailsWrong,
 }
 
 /// The whole login state of one browser session, kept under one session key.
@@ -167,6 +172,13 @@ pub enum Event {
     /// The code display's current code was typed (checked, and its step used up).
     TotpProven {
         user_id: String,
+    },
+    /// PSD2 mode: the password was wrong; the login goes on to the code page as if not.
+    PasswordFailedHidden,
+    /// PSD2 mode: the two-factor login ends, for the password or the code; the password
+    /// page says only that one or more details were wrong.
+    DetailsWrong {
+        username: String,
     },
     PasswordChanged {
         epoch: i64,
@@ -240,7 +252,9 @@ impl LoginFlow {
     /// The pending username (password page, wait page).
     pub fn username(&self) -> Option<&str> {
         match &self.step {
-            Step::Password { username } | Step::Challenge { username, .. } => Some(username),
+            Step::Password { username }
+            | Step::Challenge { username, .. }
+            | Step::TotpHidden { username } => Some(username),
             _ => None,
         }
     }
@@ -254,6 +268,12 @@ impl LoginFlow {
             } => Some((challenge_id, *purpose)),
             _ => None,
         }
+    }
+
+    /// PSD2 mode hides a wrong password in this login: the mode is on and the login needs
+    /// two factors (Substantial).
+    pub fn hides_password_failure(&self, settings: &Settings) -> bool {
+        settings.psd2_mode && self.required_level(settings) >= AssuranceLevel::Substantial
     }
 
     /// The one decision after any factor and at every service entry: what a signed-in
@@ -415,7 +435,10 @@ impl LoginFlow {
                 _ => return Err(FlowError::OutOfOrder("no username to ask a password for")),
             },
             Event::PasswordProven { user, sid } => {
-                if !matches!(self.step, Step::Password { .. }) || self.login.is_some() {
+                // From the hidden code page too (PSD2 mode): the user typed the password again.
+                if !matches!(self.step, Step::Password { .. } | Step::TotpHidden { .. })
+                    || self.login.is_some()
+                {
                     return Err(FlowError::OutOfOrder("password without a username"));
                 }
                 self.login = Some(Login {
@@ -516,6 +539,27 @@ impl LoginFlow {
                 effects.push(Effect::RotateSession);
                 effects.push(Effect::Audit("login.totp.succeeded"));
                 self.continuation(settings, true)
+            }
+            Event::PasswordFailedHidden => match self.step.clone() {
+                Step::Password { username } | Step::TotpHidden { username }
+                    if self.login.is_none() && self.hides_password_failure(settings) =>
+                {
+                    self.step = Step::TotpHidden { username };
+                    Next::AskTotp
+                }
+                _ => return Err(FlowError::OutOfOrder("nothing to hide")),
+            },
+            Event::DetailsWrong { username } => {
+                if !matches!(self.step, Step::Totp | Step::TotpHidden { .. }) || !settings.psd2_mode
+                {
+                    return Err(FlowError::OutOfOrder("no two-factor login to end"));
+                }
+                if self.login.take().is_some() {
+                    effects.push(Effect::RotateSession);
+                }
+                self.step = Step::Password { username };
+                self.notice = Some(Notice::DetailsWrong);
+                Next::ShowPassword
             }
             Event::PasswordChanged { epoch } => {
                 let Some(login) = self.login.as_mut() else {
@@ -992,6 +1036,118 @@ mod tests {
             may_enrol(&login, true, &Settings::default()),
             EnrolDecision::Allowed
         );
+    }
+
+    #[test]
+    fn psd2_mode_hides_a_wrong_password_until_the_end() {
+        let on = Settings {
+            psd2_mode: true,
+            ..Settings::default()
+        };
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &on);
+        // Off, or a login that needs one factor only: nothing to hide.
+        assert!(flow
+            .clone()
+            .apply(
+                Event::PasswordFailedHidden,
+                &Settings::default(),
+                UnixTime(101)
+            )
+            .is_err());
+        let mut low = LoginFlow::default();
+        at_password(&mut low, &on);
+        assert!(!low.hides_password_failure(&on));
+        assert!(low
+            .apply(Event::PasswordFailedHidden, &on, UnixTime(101))
+            .is_err());
+
+        let t = flow
+            .apply(Event::PasswordFailedHidden, &on, UnixTime(101))
+            .unwrap();
+        assert_eq!(
+            t.next,
+            Next::AskTotp,
+            "the same page as after a right password"
+        );
+        assert!(flow.login.is_none(), "nothing is proven");
+        assert_eq!(flow.username(), Some("anna"));
+        // A code cannot make it a login.
+        assert!(flow
+            .clone()
+            .apply(
+                Event::TotpProven {
+                    user_id: "u1".into()
+                },
+                &on,
+                UnixTime(102)
+            )
+            .is_err());
+        let t = flow
+            .apply(
+                Event::DetailsWrong {
+                    username: "anna".into(),
+                },
+                &on,
+                UnixTime(102),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::ShowPassword);
+        assert_eq!(flow.notice, Some(Notice::DetailsWrong));
+        assert_eq!(
+            flow.step,
+            Step::Password {
+                username: "anna".into()
+            }
+        );
+    }
+
+    #[test]
+    fn psd2_mode_ends_a_right_password_with_a_wrong_code_the_same_way() {
+        let on = Settings {
+            psd2_mode: true,
+            ..Settings::default()
+        };
+        let mut flow = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        at_password(&mut flow, &on);
+        proven(&mut flow, &on, facts(false, true));
+        at_totp(&mut flow, &on);
+        let t = flow
+            .apply(
+                Event::DetailsWrong {
+                    username: "anna".into(),
+                },
+                &on,
+                UnixTime(112),
+            )
+            .unwrap();
+        assert!(flow.login.is_none(), "the password counts no more");
+        assert_eq!(t.effects, vec![Effect::RotateSession]);
+        assert_eq!(flow.notice, Some(Notice::DetailsWrong));
+        // Without PSD2 mode a wrong code just asks again; this event is out of order.
+        let mut off = LoginFlow {
+            request: Some(request(AssuranceLevel::Substantial)),
+            ..LoginFlow::default()
+        };
+        let s = Settings::default();
+        at_password(&mut off, &s);
+        proven(&mut off, &s, facts(false, true));
+        at_totp(&mut off, &s);
+        assert!(off
+            .apply(
+                Event::DetailsWrong {
+                    username: "anna".into()
+                },
+                &s,
+                UnixTime(112)
+            )
+            .is_err());
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub struct Settings {
     /// A user who has no device yet may enrol the first one after a password login alone.
     /// Off: a first device needs an activation code from an administrator.
     pub first_device_with_password: bool,
+    /// PSD2 mode: in a two-factor login a wrong password is not said at once; the code page
+    /// follows as if it were right, and only the end says that one or more details were wrong.
+    pub psd2_mode: bool,
     /// The organisation's time zone (an IANA name) for the times people read.
     pub time_zone: String,
 }
@@ -109,6 +112,7 @@ impl Default for Settings {
             challenge_limit_window_seconds: 15 * 60,
             required_level: AssuranceLevel::Low,
             first_device_with_password: false,
+            psd2_mode: false,
             time_zone: "Europe/Copenhagen".into(),
         }
     }
@@ -179,7 +183,9 @@ impl SettingInput {
         Some(match key {
             "passwordless" => SettingInput::Choice(&["off", "pilot", "on"]),
             "required_level" => SettingInput::Choice(&["low", "substantial"]),
-            "saml_want_signed_requests" | "first_device_with_password" => SettingInput::Switch,
+            "saml_want_signed_requests" | "first_device_with_password" | "psd2_mode" => {
+                SettingInput::Switch
+            }
             "min_app_version" => SettingInput::Text { max_chars: 32 },
             "organisation_name" => SettingInput::Text { max_chars: 200 },
             "organisation_cvr" => SettingInput::Text { max_chars: 8 },
@@ -219,6 +225,7 @@ impl Settings {
         "challenge_limit_window_seconds",
         "required_level",
         "first_device_with_password",
+        "psd2_mode",
         "time_zone",
     ];
 
@@ -268,6 +275,7 @@ impl Settings {
             }
             "saml_want_signed_requests" => self.saml_want_signed_requests = boolean(key, value)?,
             "first_device_with_password" => self.first_device_with_password = boolean(key, value)?,
+            "psd2_mode" => self.psd2_mode = boolean(key, value)?,
             "time_zone" => {
                 // The shape of an IANA name; the server checks that its zone database has it.
                 let zone = value.trim();
@@ -332,6 +340,7 @@ impl Settings {
             "challenge_limit_window_seconds" => self.challenge_limit_window_seconds.to_string(),
             "required_level" => self.required_level.as_str().to_owned(),
             "first_device_with_password" => self.first_device_with_password.to_string(),
+            "psd2_mode" => self.psd2_mode.to_string(),
             "time_zone" => self.time_zone.clone(),
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         })

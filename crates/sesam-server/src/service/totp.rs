@@ -272,6 +272,88 @@ pub enum CodeOutcome {
     Locked(UnixTime),
     /// No code is asked for (no login, or another step): the login page.
     NotAsked,
+    /// PSD2 mode: the two-factor login ended (a wrong password or a wrong code); the
+    /// password page says only that one or more details were wrong.
+    DetailsWrong(Moved),
+}
+
+/// The name the code page shows: the user at the code step, or (PSD2 mode) the name whose
+/// wrong password is not said yet. `None`: no code is asked for.
+pub async fn code_page_username(
+    state: &AppState,
+    flow: &mut LoginFlow,
+) -> Result<Option<String>, ServiceError> {
+    match flow.step.clone() {
+        Step::TotpHidden { username } => Ok(Some(username)),
+        Step::Totp => Ok(signed_in(state, flow)
+            .await?
+            .map(|(user, _)| user.username.to_string())),
+        _ => Ok(None),
+    }
+}
+
+/// PSD2 mode, after a wrong password in a two-factor login: the code page follows as it
+/// would after a right one. `None` when the mode is off or the login needs one factor.
+pub async fn hide_password_failure(
+    state: &AppState,
+    flow: &mut LoginFlow,
+    origin: &Origin,
+) -> Result<Option<Next>, ServiceError> {
+    let settings = state.store.load_settings().await?;
+    if !flow.hides_password_failure(&settings) {
+        return Ok(None);
+    }
+    let subject = flow.username().unwrap_or("-").to_owned();
+    let Ok(t) = flow.apply(Event::PasswordFailedHidden, &settings, state.now()) else {
+        return Ok(None);
+    };
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("login.psd2.password_hidden")
+                .actor(subject.as_str())
+                .subject(subject.as_str())
+                .client_ip(origin.ip.clone())
+                .detail("wrong password, not shown yet (PSD2 mode); the code page follows"),
+            state.now(),
+        )
+        .await?;
+    Ok(Some(t.next))
+}
+
+/// Ends a two-factor login in PSD2 mode without saying which detail was wrong.
+async fn details_wrong(
+    state: &AppState,
+    flow: &mut LoginFlow,
+    username: String,
+    why: &str,
+    origin: &Origin,
+) -> Result<CodeOutcome, ServiceError> {
+    let settings = state.store.load_settings().await?;
+    let now = state.now();
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("login.psd2.details_wrong")
+                .actor(username.as_str())
+                .subject(username.as_str())
+                .client_ip(origin.ip.clone())
+                .detail(why),
+            now,
+        )
+        .await?;
+    let t = flow.apply(
+        Event::DetailsWrong {
+            username: username.clone(),
+        },
+        &settings,
+        now,
+    )?;
+    let rotate = perform(state, &t.effects, &username, origin).await?;
+    Ok(CodeOutcome::DetailsWrong(Moved {
+        next: t.next,
+        rotate,
+    }))
 }
 
 /// The code step of a login. Attempts count against the same lock as passwords.
@@ -281,6 +363,21 @@ pub async fn submit_code(
     typed: &str,
     origin: &Origin,
 ) -> Result<CodeOutcome, ServiceError> {
+    if let Step::TotpHidden { username } = flow.step.clone() {
+        // The password was wrong; the code is not checked (a malformed one is still told,
+        // which says nothing about the password).
+        if let Err(e) = TotpCode::parse(typed) {
+            return Ok(CodeOutcome::Malformed(e));
+        }
+        return details_wrong(
+            state,
+            flow,
+            username,
+            "the password was wrong (PSD2 mode: the code was not checked)",
+            origin,
+        )
+        .await;
+    }
     if flow.step != Step::Totp {
         return Ok(CodeOutcome::NotAsked);
     }
@@ -366,6 +463,16 @@ pub async fn submit_code(
             )
             .await?;
         return Ok(CodeOutcome::Locked(until));
+    }
+    if settings.psd2_mode {
+        return details_wrong(
+            state,
+            flow,
+            user.username.to_string(),
+            &format!("the password was right, the code not: {why} (PSD2 mode)"),
+            origin,
+        )
+        .await;
     }
     Ok(if verdict == Verdict::Replayed {
         CodeOutcome::Replayed

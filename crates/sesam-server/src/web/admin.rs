@@ -228,6 +228,7 @@ const GROUPS: &[(&str, &[&str])] = &[
             "lockout_window_seconds",
             "lockout_duration_seconds",
             "password_failures_per_ip",
+            "psd2_mode",
         ],
     ),
     (

@@ -148,6 +148,7 @@ fn notice_key(notice: Option<Notice>) -> Option<&'static str> {
     match notice? {
         Notice::ChallengeRateLimited => Some("login.notice.rate_limited"),
         Notice::PasswordlessPaused => Some("login.notice.passwordless_paused"),
+        Notice::DetailsWrong => Some("login.notice.details_wrong"),
     }
 }
 
@@ -191,6 +192,18 @@ pub async fn submit_password(
         }
         PasswordOutcome::NoUsername => Ok(Redirect::to("/login").into_response()),
         PasswordOutcome::Failed { username } => {
+            // PSD2 mode: a two-factor login goes on to the code page as if the password
+            // were right (the attempt is counted and audited all the same).
+            if let Some(next) = crate::service::totp::hide_password_failure(
+                &state,
+                &mut flow,
+                &auth::origin(&headers, &ip),
+            )
+            .await?
+            {
+                auth::save(&session, &flow, false).await?;
+                return Ok(auth::redirect(&next, &flow));
+            }
             auth::save_if_changed(&session, before, &flow, false).await?;
             let page = PasswordPage {
                 chrome: Chrome::new(lang, "/login/password"),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use qrcode::render::svg;
 use qrcode::QrCode;
 use serde::Deserialize;
-use sesam_core::flow::Step;
+use tower_sessions::Session;
 
 use crate::i18n::Lang;
 use crate::service::totp::{self as service, CodeOutcome, Confirmation, PendingTotp};
@@ -49,60 +49,75 @@ pub struct CodeForm {
 fn login_page(
     lang: Lang,
     csrf: String,
-    signed_in: &SignedIn,
+    username: String,
     error_key: Option<&'static str>,
 ) -> TotpLoginPage {
     TotpLoginPage {
         chrome: Chrome::new(lang, "/login/totp"),
         csrf,
-        username: signed_in.user.username.to_string(),
+        username,
         error_key,
     }
 }
 
-pub async fn show_login(signed_in: SignedIn, lang: Lang) -> Result<Response, AppError> {
-    if signed_in.flow.step != Step::Totp {
-        return Ok(Redirect::to("/login/step-up").into_response());
-    }
-    let csrf = csrf::token(&signed_in.session).await?;
-    render(StatusCode::OK, &login_page(lang, csrf, &signed_in, None))
+/// The code page. Not behind `SignedIn`: in PSD2 mode it also follows a wrong password,
+/// and must look the same then.
+pub async fn show_login(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+) -> Result<Response, AppError> {
+    let mut flow = auth::load(&session).await?;
+    let before = flow.version;
+    let username = service::code_page_username(&state, &mut flow).await?;
+    auth::save_if_changed(&session, before, &flow, before != flow.version).await?;
+    let Some(username) = username else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let csrf = csrf::token(&session).await?;
+    render(StatusCode::OK, &login_page(lang, csrf, username, None))
 }
 
 /// The code page again, with why the code was not taken.
 async fn again(
-    signed_in: &SignedIn,
+    session: &Session,
     lang: Lang,
+    username: String,
     status: StatusCode,
     key: &'static str,
 ) -> Result<Response, AppError> {
-    let csrf = csrf::token(&signed_in.session).await?;
-    render(status, &login_page(lang, csrf, signed_in, Some(key)))
+    let csrf = csrf::token(session).await?;
+    render(status, &login_page(lang, csrf, username, Some(key)))
 }
 
 pub async fn submit_login(
     State(state): State<AppState>,
-    signed_in: SignedIn,
+    session: Session,
     lang: Lang,
     origin: Origin,
     StrictForm(form): StrictForm<CodeForm>,
 ) -> Result<Response, AppError> {
-    csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
-    let mut flow = signed_in.flow.clone();
+    csrf::verify(&session, form.csrf.as_deref()).await?;
+    let mut flow = auth::load(&session).await?;
     let before = flow.version;
+    let username = service::code_page_username(&state, &mut flow)
+        .await?
+        .unwrap_or_default();
     let outcome = service::submit_code(&state, &mut flow, &form.code, &origin).await?;
     match outcome {
-        CodeOutcome::Moved(moved) => {
-            auth::save(&signed_in.session, &flow, moved.rotate).await?;
+        CodeOutcome::Moved(moved) | CodeOutcome::DetailsWrong(moved) => {
+            auth::save(&session, &flow, moved.rotate).await?;
             Ok(auth::redirect(&moved.next, &flow))
         }
         CodeOutcome::NotAsked => {
-            auth::save_if_changed(&signed_in.session, before, &flow, false).await?;
+            auth::save_if_changed(&session, before, &flow, false).await?;
             Ok(Redirect::to("/login").into_response())
         }
         CodeOutcome::Malformed(e) => {
             again(
-                &signed_in,
+                &session,
                 lang,
+                username,
                 StatusCode::BAD_REQUEST,
                 service::malformed_key(e),
             )
@@ -110,8 +125,9 @@ pub async fn submit_login(
         }
         CodeOutcome::Wrong => {
             again(
-                &signed_in,
+                &session,
                 lang,
+                username,
                 StatusCode::UNAUTHORIZED,
                 "totp.error.wrong",
             )
@@ -119,8 +135,9 @@ pub async fn submit_login(
         }
         CodeOutcome::Replayed => {
             again(
-                &signed_in,
+                &session,
                 lang,
+                username,
                 StatusCode::UNAUTHORIZED,
                 "totp.error.replayed",
             )
