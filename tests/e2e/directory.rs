@@ -22,6 +22,7 @@ on_both_databases!(
     a_wrong_service_password_gives_a_clear_page_and_a_logged_error,
     a_dead_first_server_fails_over_to_the_live_second,
     a_user_disabled_in_the_directory_cannot_log_in_with_the_app_either,
+    a_sync_creates_renames_and_disables_and_changes_nothing_when_the_directory_is_down,
 );
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -670,5 +671,97 @@ async fn a_user_disabled_in_the_directory_cannot_log_in_with_the_app_either(db: 
     assert_eq!(start_login(&browser, "dirk").await, "/login/wait");
     let page = browser.submit_password(DIRK_PASSWORD).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED, "{}", page.body);
+    sesam.stop().await;
+}
+
+/// `sesam directory sync` with the directory settings, against the test's database.
+fn sync(db: &TestDb, slapd_url: &str) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sesam"));
+    command
+        .args(["directory", "sync"])
+        .env_remove("SESAM_CONFIG")
+        .env("SESAM_DATABASE_URL", &db.url);
+    for (key, value) in directory_env(slapd_url, SERVICE_PASSWORD) {
+        command.env(key, value);
+    }
+    let out = command.output().expect("run sesam directory sync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn a_sync_creates_renames_and_disables_and_changes_nothing_when_the_directory_is_down(
+    db: TestDb,
+) {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let sesam = sesam_with_directory(&db, &slapd.url()).await;
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok, "{out}");
+    assert!(out.contains("created: dirk"), "{out}");
+    assert!(
+        !out.contains("dora"),
+        "the disabled entry is not taken: {out}"
+    );
+    let dirk = local_user(&sesam, "dirk")
+        .await
+        .expect("created by the sync");
+    let (_app, _) = sesam.enrol(&dirk, sesam_app::EnrolOptions::default()).await;
+
+    // A rename (the entry keeps its entryUUID), a new name, a new user.
+    slapd.modify(&format!(
+        "dn: {DIRK_DN}\nchangetype: modrdn\nnewrdn: uid=derek\ndeleteoldrdn: 1\n\n\
+         dn: uid=derek,ou=people,dc=sesam,dc=test\nchangetype: modify\n\
+         replace: displayName\ndisplayName: Derek Directory\n\n\
+         dn: uid=eve,ou=people,dc=sesam,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         uid: eve\ncn: Eve New\nsn: New\nuserPassword: eve-directory-pw\n"
+    ));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("updated: dirk -> derek (Derek Directory)"),
+        "{out}"
+    );
+    assert!(out.contains("created: eve"), "{out}");
+    let derek = local_user(&sesam, "derek").await.expect("renamed");
+    assert_eq!(derek.id, dirk.id, "the same user, with the same devices");
+    assert!(local_user(&sesam, "dirk").await.is_none());
+    let done = sesam.browser().log_in("eve", "eve-directory-pw").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+
+    // Disabled in the directory: disabled locally, devices kept.
+    slapd.modify(
+        "dn: uid=derek,ou=people,dc=sesam,dc=test\nchangetype: modify\n\
+         add: employeeType\nemployeeType: disabled\n",
+    );
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok, "{out}");
+    assert!(out.contains("disabled: derek"), "{out}");
+    let derek = local_user(&sesam, "derek").await.unwrap();
+    assert!(!derek.is_active());
+    assert_eq!(
+        sesam
+            .store()
+            .devices_of_user(&derek.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(sesam
+        .audit_events("derek")
+        .await
+        .contains(&"user.disabled.directory".to_owned()));
+
+    // The directory down: the sync fails and changes nothing.
+    slapd.stop();
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(!ok, "{out}");
+    assert!(out.contains("nothing changed"), "{out}");
+    assert!(local_user(&sesam, "eve").await.unwrap().is_active());
     sesam.stop().await;
 }

@@ -56,6 +56,16 @@ enum Command {
     /// SAML service providers.
     #[command(subcommand)]
     Sp(SpCommand),
+    /// The organisation's directory (LDAP / Active Directory).
+    #[command(subcommand)]
+    Directory(DirectoryCommand),
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Create, update and disable local users from the directory now; prints what changed.
+    /// When the directory cannot be read whole, nothing changes.
+    Sync,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +220,34 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             let signal = startup::StopSignal::install();
             let server = startup::start(config, clock).await?;
             server.stop_on(signal).await
+        }
+        Command::Directory(DirectoryCommand::Sync) => {
+            let Some(directory) = config.directory.clone() else {
+                anyhow::bail!("no directory is configured (ldap_urls)");
+            };
+            let directory = crate::directory::Directory::new(directory)?;
+            let store = startup::open_existing_store(&config).await?;
+            let report = crate::service::directory::sync(&store, &directory, clock.now()).await?;
+            for (what, lines) in [
+                ("created", &report.created),
+                ("updated", &report.updated),
+                ("disabled", &report.disabled),
+                ("conflict", &report.conflicts),
+                ("unusable", &report.unusable),
+            ] {
+                for line in lines {
+                    println!("{what}: {line}");
+                }
+            }
+            println!(
+                "{} created, {} updated, {} disabled, {} conflicts, {} unusable",
+                report.created.len(),
+                report.updated.len(),
+                report.disabled.len(),
+                report.conflicts.len(),
+                report.unusable.len()
+            );
+            Ok(())
         }
         Command::Migrate => {
             let store = Store::connect(&config.database_url).await?;

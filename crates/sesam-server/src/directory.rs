@@ -24,6 +24,14 @@ const SIZE_LIMIT_EXCEEDED: u32 = 4;
 const INVALID_CREDENTIALS: u32 = 49;
 const UNWILLING_TO_PERFORM: u32 = 53;
 
+/// What a full read of the directory found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub users: Vec<DirectoryUser>,
+    /// Entries without a stable id or a usable username: left alone, reported.
+    pub unusable: Vec<String>,
+}
+
 pub struct Directory {
     config: DirectoryConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -150,36 +158,103 @@ impl Directory {
         None
     }
 
-    /// Binds as the service account and finds the one entry `filter` matches.
-    async fn find(&self, ldap: &mut Ldap, filter: &str) -> Result<Option<SearchEntry>, Trouble> {
+    /// Every user the directory lists (the user filter with any username), read in pages.
+    /// An error when no server gave the whole list: a sync then changes nothing.
+    pub async fn list_users(&self) -> Result<Listing, String> {
+        let mut last = String::from("no ldap_urls");
+        for url in &self.config.urls {
+            match self.list_on(url).await {
+                Ok(listing) => return Ok(listing),
+                Err(Trouble::Unreachable(why)) => {
+                    tracing::warn!(%url, %why, "directory server unreachable; trying the next");
+                    last = format!("{url}: {why}");
+                }
+                Err(Trouble::Refusing(why)) => return Err(format!("{url}: {why}")),
+            }
+        }
+        Err(last)
+    }
+
+    async fn list_on(&self, url: &str) -> Result<Listing, Trouble> {
+        use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+        let mut ldap = self.connect(url).await?;
+        self.bind_service(&mut ldap).await?;
+        let adapters: Vec<Box<dyn Adapter<String, Vec<String>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(500)),
+        ];
+        let attributes: Vec<String> = self.attributes().iter().map(|a| a.to_string()).collect();
+        let filter = self.config.user_filter.replace("{username}", "*");
+        let mut stream = ldap
+            .with_timeout(self.timeout())
+            .streaming_search_with(
+                adapters,
+                &self.config.base_dn,
+                Scope::Subtree,
+                &filter,
+                attributes,
+            )
+            .await
+            .map_err(|e| Trouble::Unreachable(format!("search: {e}")))?;
+        let mut listing = Listing::default();
+        loop {
+            match stream.next().await {
+                Ok(Some(entry)) => {
+                    let entry = SearchEntry::construct(entry);
+                    match self.describe(&entry) {
+                        Some(user) => listing.users.push(user),
+                        None => listing.unusable.push(entry.dn),
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(Trouble::Unreachable(format!("search: {e}"))),
+            }
+        }
+        let result = stream.finish().await;
+        let _ = ldap.unbind().await;
+        if result.rc != SUCCESS {
+            return Err(Trouble::Refusing(format!(
+                "listing users under {:?}: result code {} {}",
+                self.config.base_dn, result.rc, result.text
+            )));
+        }
+        Ok(listing)
+    }
+
+    fn attributes(&self) -> [&str; 5] {
+        [
+            self.config.username_attribute.as_str(),
+            self.config.id_attribute.as_str(),
+            self.config.display_name_attribute.as_str(),
+            self.config.email_attribute.as_str(),
+            "cn",
+        ]
+    }
+
+    async fn bind_service(&self, ldap: &mut Ldap) -> Result<(), Trouble> {
         let bound = ldap
             .with_timeout(self.timeout())
             .simple_bind(&self.config.bind_dn, self.config.bind_password.expose())
             .await
             .map_err(|e| Trouble::Unreachable(format!("service account bind: {e}")))?;
         match bound.rc {
-            SUCCESS => {}
-            INVALID_CREDENTIALS => {
-                return Err(Trouble::Refusing(format!(
-                    "the directory refused the service account {:?} (invalid credentials): \
-                     check ldap_bind_dn and ldap_bind_password",
-                    self.config.bind_dn
-                )))
-            }
-            rc => {
-                return Err(Trouble::Refusing(format!(
-                    "service account bind: result code {rc} {}",
-                    bound.text
-                )))
-            }
+            SUCCESS => Ok(()),
+            INVALID_CREDENTIALS => Err(Trouble::Refusing(format!(
+                "the directory refused the service account {:?} (invalid credentials): \
+                 check ldap_bind_dn and ldap_bind_password",
+                self.config.bind_dn
+            ))),
+            rc => Err(Trouble::Refusing(format!(
+                "service account bind: result code {rc} {}",
+                bound.text
+            ))),
         }
-        let attributes = [
-            self.config.username_attribute.as_str(),
-            self.config.id_attribute.as_str(),
-            self.config.display_name_attribute.as_str(),
-            self.config.email_attribute.as_str(),
-            "cn",
-        ];
+    }
+
+    /// Binds as the service account and finds the one entry `filter` matches.
+    async fn find(&self, ldap: &mut Ldap, filter: &str) -> Result<Option<SearchEntry>, Trouble> {
+        self.bind_service(ldap).await?;
+        let attributes = self.attributes();
         let found = ldap
             .with_timeout(self.timeout())
             .with_search_options(SearchOptions::new().sizelimit(2))

@@ -29,6 +29,15 @@ impl Store {
         row.map(User::try_from).transpose()
     }
 
+    /// Every user linked to a directory entry.
+    pub async fn directory_linked_users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM users WHERE directory_id IS NOT NULL ORDER BY username_key"
+        );
+        let rows: Vec<UserRow> = on_pool!(self, |p| sqlx::query_as(&sql).fetch_all(p).await?);
+        rows.into_iter().map(User::try_from).collect()
+    }
+
     /// A local user for a directory entry, without a local password (the directory checks
     /// it). `Conflict` when the username or the directory id is taken.
     pub async fn create_directory_user(

@@ -9,10 +9,11 @@ use sesam_core::{
     choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device, Login,
     LoginFlow, ServiceRequest, UnixTime, User, UserId, Username,
 };
-use sesam_store::{Attempt, AuditEvent, DirectoryUser, StoreError};
+use sesam_store::{Attempt, AuditEvent, DirectoryUser};
 
 use crate::challenges;
 use crate::credentials::{Claim, Password, Verdict};
+use crate::service::directory::{self, Taken};
 use crate::service::{perform, Origin, ServiceError};
 use crate::state::AppState;
 
@@ -355,109 +356,32 @@ async fn directory_user(
     origin: &Origin,
 ) -> Result<Option<User>, ServiceError> {
     let now = state.now();
-    let event = |name: &str, subject: &str| {
-        AuditEvent::new(name)
+    let mismatch = |why: String| {
+        AuditEvent::new("login.directory.mismatch")
             .actor("directory")
-            .subject(subject)
+            .subject(entry.username.as_str())
             .client_ip(origin.ip.clone())
+            .detail(why)
     };
-    let linked = match local {
-        Some(user) if user.directory_id.as_deref() == Some(entry.directory_id.as_str()) => {
-            Some(user)
-        }
-        Some(user) => {
-            state
-                .store
-                .append_audit(
-                    &event("login.directory.mismatch", user.username.as_str()).detail(format!(
-                        "the name belongs to another user than directory entry {}",
-                        entry.directory_id
-                    )),
-                    now,
-                )
-                .await?;
+    if let Some(user) = &local {
+        if user.directory_id.as_deref() != Some(entry.directory_id.as_str()) {
+            let why = format!(
+                "the name belongs to another user than directory entry {}",
+                entry.directory_id
+            );
+            state.store.append_audit(&mismatch(why), now).await?;
             return Ok(None);
         }
-        None => {
-            state
-                .store
-                .find_user_by_directory_id(&entry.directory_id)
-                .await?
+    }
+    match directory::take_entry(&state.store, entry, now, origin.ip.clone()).await? {
+        Taken::Created(user) | Taken::Unchanged(user) | Taken::Updated { user, .. } => {
+            Ok(Some(user))
         }
-    };
-    let user = match linked {
-        Some(user)
-            if user.username == entry.username
-                && user.display_name == entry.display_name
-                && user.email == entry.email =>
-        {
-            user
+        Taken::Conflict(why) => {
+            state.store.append_audit(&mismatch(why), now).await?;
+            Ok(None)
         }
-        Some(user) => {
-            let updated = state
-                .store
-                .update_from_directory(&user.id, entry, now)
-                .await;
-            let updated = match updated {
-                Ok(u) => u,
-                Err(StoreError::Conflict(_)) => {
-                    state
-                        .store
-                        .append_audit(
-                            &event("login.directory.mismatch", entry.username.as_str()).detail(
-                                format!(
-                                    "renamed in the directory from {} to a name another user has",
-                                    user.username
-                                ),
-                            ),
-                            now,
-                        )
-                        .await?;
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            };
-            state
-                .store
-                .append_audit(
-                    &event("user.updated.directory", updated.username.as_str()).detail(format!(
-                        "from the directory: was {} ({})",
-                        user.username, user.display_name
-                    )),
-                    now,
-                )
-                .await?;
-            updated
-        }
-        None => match state.store.create_directory_user(entry, now).await {
-            Ok(user) => {
-                state
-                    .store
-                    .append_audit(
-                        &event("user.created.directory", user.username.as_str()).detail(format!(
-                            "first login; directory entry {}",
-                            entry.directory_id
-                        )),
-                        now,
-                    )
-                    .await?;
-                user
-            }
-            // A parallel first login created it a moment ago.
-            Err(StoreError::Conflict(_)) => {
-                match state
-                    .store
-                    .find_user_by_directory_id(&entry.directory_id)
-                    .await?
-                {
-                    Some(user) => user,
-                    None => return Ok(None),
-                }
-            }
-            Err(e) => return Err(e.into()),
-        },
-    };
-    Ok(Some(user))
+    }
 }
 
 /// Whether a user linked to the directory is still listed there: a user disabled in the
