@@ -23,6 +23,7 @@ on_both_databases!(
     a_dead_first_server_fails_over_to_the_live_second,
     a_user_disabled_in_the_directory_cannot_log_in_with_the_app_either,
     a_sync_creates_renames_and_disables_and_changes_nothing_when_the_directory_is_down,
+    starttls_and_ldaps_verify_the_directory_certificate,
 );
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -96,6 +97,8 @@ member: uid=dora,ou=people,dc=sesam,dc=test
 struct Slapd {
     dir: tempfile::TempDir,
     port: u16,
+    /// With TLS: the ldaps:// port beside the StartTLS-capable ldap:// one.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -104,8 +107,14 @@ fn on_ci() -> bool {
 }
 
 impl Slapd {
-    /// `None`, after a loud message, when slapd is not installed here; on CI that fails.
     fn start() -> Option<Slapd> {
+        Self::start_with(false)
+    }
+
+    /// `None`, after a loud message, when slapd is not installed here; on CI that fails.
+    /// With `tls`, a test CA signs a certificate for 127.0.0.1 and slapd offers StartTLS
+    /// and ldaps://.
+    fn start_with(tls: bool) -> Option<Slapd> {
         if !Path::new(SLAPD).exists() || !Path::new(SLAPADD).exists() {
             assert!(
                 !on_ci(),
@@ -122,8 +131,19 @@ impl Slapd {
         std::fs::create_dir(dir.path().join("db")).unwrap();
         // `allow bind_anon_dn`: like Active Directory and many other servers, a bind with a
         // DN and an empty password "succeeds" (anonymously). Sesam must never rely on that.
+        let tls_conf = if tls {
+            make_certificates(dir.path());
+            format!(
+                "TLSCACertificateFile {d}/ca.pem\n\
+                 TLSCertificateFile {d}/server.pem\n\
+                 TLSCertificateKeyFile {d}/server.key\n"
+            )
+        } else {
+            String::new()
+        };
         let conf = format!(
-            "include /etc/ldap/schema/core.schema\n\
+            "{tls_conf}\
+             include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              modulepath /usr/lib/ldap\n\
@@ -158,6 +178,7 @@ impl Slapd {
         let mut slapd = Slapd {
             dir,
             port: 0,
+            tls_port: tls.then_some(0),
             child: None,
         };
         slapd.run();
@@ -173,17 +194,15 @@ impl Slapd {
     fn run(&mut self) {
         for _ in 0..5 {
             let port = free_port();
+            let tls_port = self.tls_port.map(|_| free_port());
+            let mut listen = format!("ldap://127.0.0.1:{port}/");
+            if let Some(tls_port) = tls_port {
+                listen.push_str(&format!(" ldaps://127.0.0.1:{tls_port}/"));
+            }
             let log = File::create(self.log_path()).unwrap();
             let d = self.dir.path().display().to_string();
             let mut child = Command::new(SLAPD)
-                .args([
-                    "-f",
-                    &format!("{d}/slapd.conf"),
-                    "-h",
-                    &format!("ldap://127.0.0.1:{port}/"),
-                    "-d",
-                    "256",
-                ])
+                .args(["-f", &format!("{d}/slapd.conf"), "-h", &listen, "-d", "256"])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -192,6 +211,7 @@ impl Slapd {
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     self.port = port;
+                    self.tls_port = tls_port;
                     self.child = Some(child);
                     return;
                 }
@@ -208,6 +228,14 @@ impl Slapd {
 
     fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port.expect("a TLS slapd"))
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     fn stop(&mut self) {
@@ -262,6 +290,78 @@ impl Slapd {
 impl Drop for Slapd {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A test CA and a server certificate it signs for 127.0.0.1, with the openssl tool.
+fn make_certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Sesam test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl tool runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -763,5 +863,55 @@ async fn a_sync_creates_renames_and_disables_and_changes_nothing_when_the_direct
     assert!(!ok, "{out}");
     assert!(out.contains("nothing changed"), "{out}");
     assert!(local_user(&sesam, "eve").await.unwrap().is_active());
+    sesam.stop().await;
+}
+
+async fn starttls_and_ldaps_verify_the_directory_certificate(db: TestDb) {
+    let Some(slapd) = Slapd::start_with(true) else {
+        return;
+    };
+    let ca = slapd.ca_file().display().to_string();
+    let start = |urls: String, ca: Option<String>| {
+        let mut env: Vec<(&str, String)> = directory_env(&urls, SERVICE_PASSWORD)
+            .into_iter()
+            .filter(|(k, _)| !matches!(*k, "SESAM_LDAP_STARTTLS" | "SESAM_LDAP_ALLOW_PLAIN"))
+            .collect();
+        if let Some(ca) = ca {
+            env.push(("SESAM_LDAP_CA_FILE", ca));
+        }
+        let pairs: Vec<(String, String)> =
+            env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let db_url = db.url.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            TestServer::start_with(
+                ManualClock::starting_now(),
+                test_config_with(&db_url, &pairs),
+            )
+            .await
+        }
+    };
+    // ldap:// upgrades with StartTLS (the default), ldaps:// is TLS from the start; both
+    // trust the directory's certificate through ldap_ca_file.
+    for urls in [slapd.url(), slapd.ldaps_url()] {
+        let sesam = start(urls.clone(), Some(ca.clone())).await;
+        let done = sesam.browser().log_in("dirk", DIRK_PASSWORD).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{urls}: {}", done.body);
+        sesam.stop().await;
+    }
+    // Without the CA the certificate is not trusted: no password goes out, 503.
+    let binds = slapd.binds_as(DIRK_DN);
+    let sesam = start(slapd.ldaps_url(), None).await;
+    let page = sesam.browser().log_in("dirk", DIRK_PASSWORD).await;
+    assert_eq!(
+        page.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        page.body
+    );
+    assert_eq!(slapd.binds_as(DIRK_DN), binds);
     sesam.stop().await;
 }
