@@ -56,6 +56,9 @@ pub struct Options {
     /// Pending challenges held open (each with an event stream) for the memory test; 0 skips it.
     #[arg(long, default_value_t = 10_000)]
     waiting: usize,
+    /// After each scenario, list the SQL statements it ran, by text, per login.
+    #[arg(long)]
+    statement_breakdown: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -161,6 +164,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         }
         step(&format!("scenario {}", scenario.name()));
         let statements = sesam.statements().await?;
+        let by_text = if options.statement_breakdown {
+            Some(sesam.statements_by_text().await?)
+        } else {
+            None
+        };
         let sesam_cpu = sesam.cpu_time();
         let own_cpu = server::cpu_time("self");
         let started = Instant::now();
@@ -171,6 +179,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let cores = (sesam.cpu_time() - sesam_cpu).as_secs_f64() / wall;
         let generator = (server::cpu_time("self") - own_cpu).as_secs_f64() / wall;
         let statements = sesam.statements().await? - statements;
+        if let Some(before) = by_text {
+            let after = sesam.statements_by_text().await?;
+            print_breakdown(scenario.name(), &before, &after, outcome.logins);
+        }
         measured.push((outcome, peak_rss, cores, generator, statements));
     }
     waiting = hold_waiting(&sesam, &http, waiting_users.take())
@@ -260,4 +272,30 @@ fn elapsed_label() -> String {
         "{:6.1}s",
         START.get_or_init(Instant::now).elapsed().as_secs_f64()
     )
+}
+
+/// The statements a scenario ran, most frequent first, as counts per login.
+fn print_breakdown(
+    scenario: &str,
+    before: &std::collections::HashMap<String, u64>,
+    after: &std::collections::HashMap<String, u64>,
+    logins: u64,
+) {
+    let mut ran: Vec<(u64, &str)> = after
+        .iter()
+        .map(|(text, n)| (n - before.get(text).copied().unwrap_or(0), text.as_str()))
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    ran.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let logins = logins.max(1) as f64;
+    println!("\nSQL statements per login, scenario {scenario}:\n");
+    println!("| per login | statement |\n|---:|---|");
+    for (n, text) in ran {
+        let text: String = text.chars().take(140).collect();
+        println!(
+            "| {:.2} | `{}` |",
+            n as f64 / logins,
+            text.replace('|', "\\|")
+        );
+    }
 }

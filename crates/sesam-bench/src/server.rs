@@ -14,6 +14,9 @@ use tokio::process::{Child, Command};
 /// What the child prints once it listens: `LISTENING 127.0.0.1:PORT`.
 const READY: &str = "LISTENING ";
 const STATEMENTS: &str = "STATEMENTS ";
+/// One line per statement text: `STATEMENT <count>\t<sql>`, then `STATEMENTS-END`.
+const STATEMENT: &str = "STATEMENT ";
+const STATEMENTS_END: &str = "STATEMENTS-END";
 
 /// The `--serve` side: Sesam exactly as `sesam serve` runs it, configured by `SESAM_*`.
 pub fn serve() -> anyhow::Result<()> {
@@ -26,14 +29,19 @@ pub fn serve() -> anyhow::Result<()> {
         let signal = sesam_server::startup::StopSignal::install();
         let server = sesam_server::start(config, Arc::new(SystemClock)).await?;
         println!("{READY}{}", server.addr);
-        // Each line on stdin asks for the SQL statements run so far.
+        // Each line on stdin asks for the SQL statements run so far: `statements` for the
+        // total, `by-text` for each statement's count.
         std::thread::spawn(move || {
             for line in std::io::stdin().lines() {
-                if line.is_err() {
-                    break;
+                let Ok(line) = line else { break };
+                if line.trim() == "by-text" {
+                    for (text, n) in statements.by_text() {
+                        println!("{STATEMENT}{n}\t{text}");
+                    }
+                    println!("{STATEMENTS_END}");
+                } else {
+                    println!("{STATEMENTS}{}", statements.total());
                 }
-                let n = statements.load(std::sync::atomic::Ordering::Relaxed);
-                println!("{STATEMENTS}{n}");
             }
         });
         server.stop_on(signal).await
@@ -45,7 +53,13 @@ pub struct SesamProcess {
     pub pid: u32,
     pub base_url: String,
     stdin: tokio::process::ChildStdin,
-    replies: tokio::sync::mpsc::Receiver<u64>,
+    replies: tokio::sync::mpsc::Receiver<Reply>,
+}
+
+/// What the child answers on stdout to a question on stdin.
+enum Reply {
+    Total(u64),
+    ByText(std::collections::HashMap<String, u64>),
 }
 
 impl SesamProcess {
@@ -90,9 +104,21 @@ impl SesamProcess {
         // Keep draining stdout so the child never blocks on a full pipe; pass on the counts.
         let (counts, replies) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
+            let mut by_text = std::collections::HashMap::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(n) = line.strip_prefix(STATEMENTS).and_then(|n| n.parse().ok()) {
-                    let _ = counts.send(n).await;
+                    let _ = counts.send(Reply::Total(n)).await;
+                } else if let Some((n, text)) = line
+                    .strip_prefix(STATEMENT)
+                    .and_then(|l| l.split_once('\t'))
+                {
+                    if let Ok(n) = n.parse::<u64>() {
+                        by_text.insert(text.to_owned(), n);
+                    }
+                } else if line == STATEMENTS_END {
+                    let _ = counts
+                        .send(Reply::ByText(std::mem::take(&mut by_text)))
+                        .await;
                 }
             }
         });
@@ -108,8 +134,25 @@ impl SesamProcess {
 
     /// SQL statements Sesam has run so far (sessions included).
     pub async fn statements(&mut self) -> anyhow::Result<u64> {
+        match self.ask(b"statements\n").await? {
+            Reply::Total(n) => Ok(n),
+            Reply::ByText(_) => bail!("Sesam answered the wrong question"),
+        }
+    }
+
+    /// How often each SQL statement (by its text) has run so far.
+    pub async fn statements_by_text(
+        &mut self,
+    ) -> anyhow::Result<std::collections::HashMap<String, u64>> {
+        match self.ask(b"by-text\n").await? {
+            Reply::ByText(map) => Ok(map),
+            Reply::Total(_) => bail!("Sesam answered the wrong question"),
+        }
+    }
+
+    async fn ask(&mut self, question: &[u8]) -> anyhow::Result<Reply> {
         use tokio::io::AsyncWriteExt;
-        self.stdin.write_all(b"statements\n").await?;
+        self.stdin.write_all(question).await?;
         self.stdin.flush().await?;
         tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
             .await
