@@ -11,6 +11,8 @@ on_both_databases!(
     the_audit_log_is_append_only,
     settings_are_checked_before_they_are_stored,
     concurrent_failures_are_all_counted,
+    cached_settings_and_clients_follow_every_change,
+    replay_caches_forget_expired_rows_once_a_minute,
 );
 
 fn now() -> sesam_core::UnixTime {
@@ -224,4 +226,165 @@ async fn concurrent_failures_are_all_counted(db: TestDb) {
             .unwrap(),
         sesam_store::Attempt::Allowed { count: 1 }
     );
+}
+
+/// The login paths read settings and registrations from memory. A change through the same
+/// store is seen at once; one made by another process or node is seen when PostgreSQL
+/// announces it, and in any case once the cached value is older than its maximum age.
+async fn cached_settings_and_clients_follow_every_change(db: TestDb) {
+    let node = db.store().await;
+    let other = db.store().await;
+    let listener = node.config_listener().await.unwrap();
+    assert_eq!(
+        listener.is_some(),
+        db.is_postgres(),
+        "LISTEN only on PostgreSQL"
+    );
+
+    assert_eq!(
+        node.settings().await.unwrap().passwordless,
+        PasswordlessMode::Off
+    );
+    node.set_setting("passwordless", "on", now()).await.unwrap();
+    assert_eq!(
+        node.settings().await.unwrap().passwordless,
+        PasswordlessMode::On,
+        "a change through this store is seen at once"
+    );
+
+    let client = node
+        .create_oidc_client(
+            &sesam_store::NewOidcClient {
+                name: "RP".into(),
+                secret_hash: None,
+                redirect_uris: vec!["https://rp.example.dk/cb".into()],
+                post_logout_redirect_uris: vec![],
+                id_token_alg: "RS256".into(),
+                subject_type: "public".into(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        node.oidc_client_cached(&client.client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+    assert_eq!(
+        node.oidc_client_cached("no-such-client").await.unwrap(),
+        None
+    );
+
+    // Both are in this node's cache now (creating the client forgot the settings).
+    assert_eq!(
+        node.settings().await.unwrap().passwordless,
+        PasswordlessMode::On
+    );
+    // Another process (the CLI, another node) changes both.
+    other
+        .set_setting("passwordless", "pilot", now())
+        .await
+        .unwrap();
+    other
+        .set_oidc_client_enabled(&client.client_id, false, now())
+        .await
+        .unwrap();
+    if let Some(mut listener) = listener {
+        tokio::time::timeout(std::time::Duration::from_secs(10), listener.recv())
+            .await
+            .expect("PostgreSQL announces the change")
+            .unwrap();
+        node.forget_cached_config();
+    } else {
+        assert_eq!(
+            node.settings().await.unwrap().passwordless,
+            PasswordlessMode::On,
+            "SQLite: within the maximum age the cached value is used (no notification)"
+        );
+        tokio::time::sleep(
+            sesam_store::CONFIG_CACHE_MAX_AGE + std::time::Duration::from_millis(100),
+        )
+        .await;
+    }
+    assert_eq!(
+        node.settings().await.unwrap().passwordless,
+        PasswordlessMode::Pilot
+    );
+    assert!(
+        !node
+            .oidc_client_cached(&client.client_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
+
+    assert!(node.remove_oidc_client(&client.client_id).await.unwrap());
+    assert_eq!(
+        node.oidc_client_cached(&client.client_id).await.unwrap(),
+        None,
+        "a removed client is gone at once"
+    );
+}
+
+/// Expired replay-cache rows are deleted once a minute on the side of an insert, not on every
+/// insert; a live one still refuses its replay.
+async fn replay_caches_forget_expired_rows_once_a_minute(db: TestDb) {
+    let store = db.store().await;
+    let t = now().0;
+    let at = sesam_core::UnixTime;
+    assert!(store
+        .remember_proof("k", "a", at(t + 30), at(t))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .remember_proof("k", "a", at(t + 30), at(t + 1))
+            .await
+            .unwrap(),
+        "a replay is refused"
+    );
+    assert!(store
+        .remember_proof("k", "b", at(t + 120), at(t + 31))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.count_rows("proof_replay").await.unwrap(),
+        2,
+        "a has expired, but the purge is not due within a minute of the last"
+    );
+    assert!(store
+        .remember_proof("k", "c", at(t + 200), at(t + 61))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.count_rows("proof_replay").await.unwrap(),
+        2,
+        "a minute on, the expired row is gone and the live ones stay"
+    );
+    assert!(
+        !store
+            .remember_proof("k", "b", at(t + 120), at(t + 62))
+            .await
+            .unwrap(),
+        "a live id still refuses its replay"
+    );
+
+    assert!(store
+        .remember_saml_request_id("sp", "r1", at(t + 10), at(t))
+        .await
+        .unwrap());
+    assert!(!store
+        .remember_saml_request_id("sp", "r1", at(t + 10), at(t + 5))
+        .await
+        .unwrap());
+    assert!(store
+        .remember_saml_request_id("sp", "r2", at(t + 200), at(t + 70))
+        .await
+        .unwrap());
+    assert_eq!(store.count_rows("saml_request_ids").await.unwrap(), 1);
+    assert!(store.count_rows("users; DROP TABLE users").await.is_err());
 }

@@ -132,7 +132,13 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         directory,
     );
     let shared = state.clone();
-    let relay = tokio::spawn(crate::challenges::relay_notifications(state.clone()));
+    let relay = tokio::spawn({
+        let store = store.clone();
+        let challenges = crate::challenges::relay_notifications(state.clone());
+        async move {
+            tokio::join!(challenges, relay_config_changes(store));
+        }
+    });
     let (app, cleanup) = match store.session_store() {
         SessionStore::Sqlite(s) => (
             web::router(state, s.clone(), settings.session_idle_seconds),
@@ -157,6 +163,26 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         cleanup,
         relay,
     })
+}
+
+/// Forgets the cached settings and registrations when another node changed one (PostgreSQL
+/// LISTEN), and reconnects after a lost connection; forgets them once more after reconnecting,
+/// since what was announced meanwhile is lost. Returns at once with SQLite.
+async fn relay_config_changes(store: Store) {
+    loop {
+        match store.config_listener().await {
+            Ok(None) => return,
+            Ok(Some(mut listener)) => {
+                store.forget_cached_config();
+                while listener.recv().await.is_ok() {
+                    store.forget_cached_config();
+                }
+                tracing::warn!("configuration-change notifications interrupted");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for configuration changes"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Every ten minutes: forget expired sessions, and OIDC codes and tokens that can no longer

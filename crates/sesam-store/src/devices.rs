@@ -297,13 +297,15 @@ impl Store {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        on_pool!(self, |p| sqlx::query(
-            "DELETE FROM proof_replay WHERE expires_at < $1"
-        )
-        .bind(now.0)
-        .execute(p)
-        .await?
-        .rows_affected());
+        if self.purge_due(crate::cache::Purge::ProofReplay, now) {
+            on_pool!(self, |p| sqlx::query(
+                "DELETE FROM proof_replay WHERE expires_at < $1"
+            )
+            .bind(now.0)
+            .execute(p)
+            .await?
+            .rows_affected());
+        }
         let inserted = on_pool!(self, |p| {
             sqlx::query(
             "INSERT INTO proof_replay (key_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"

@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod cache;
 mod challenges;
 mod devices;
 mod directory;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
 
 pub use admin::AuditFilter;
 pub use audit::{AuditEntry, AuditEvent};
+pub use cache::{ConfigListener, MAX_AGE as CONFIG_CACHE_MAX_AGE};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
 pub use directory::DirectoryUser;
@@ -83,9 +85,19 @@ pub enum SessionStore {
     Postgres(tower_sessions_sqlx_store::PostgresStore),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// What all clones of this store share: the configuration cache and purge times.
+    shared: std::sync::Arc<cache::Shared>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The file a SQLite database URL names (`None` for PostgreSQL and in-memory databases).
@@ -132,7 +144,10 @@ impl Store {
                     .await?,
             ),
         };
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            shared: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -224,6 +224,7 @@ impl Store {
         .await
         .map_err(|e| StoreError::from_insert(e, "OIDC client"))?
         .rows_affected());
+        self.config_changed().await;
         self.get_oidc_client(&client_id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("OIDC client {client_id}")))
@@ -253,6 +254,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.config_changed().await;
         Ok(n > 0)
     }
 
@@ -273,6 +275,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.config_changed().await;
         Ok(n > 0)
     }
 
@@ -295,6 +298,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.config_changed().await;
         Ok(n > 0)
     }
 
@@ -313,6 +317,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.config_changed().await;
         Ok(n > 0)
     }
 

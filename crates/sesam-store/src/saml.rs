@@ -159,6 +159,7 @@ impl Store {
             .execute(p)
             .await?;
         });
+        self.config_changed().await;
         Ok(!existed)
     }
 
@@ -186,6 +187,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.config_changed().await;
         Ok(n > 0)
     }
 
@@ -198,11 +200,14 @@ impl Store {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
+        let purge = self.purge_due(crate::cache::Purge::SamlRequestIds, now);
         let inserted = on_pool!(self, |p| {
-            sqlx::query("DELETE FROM saml_request_ids WHERE expires_at < $1")
-                .bind(now.0)
-                .execute(p)
-                .await?;
+            if purge {
+                sqlx::query("DELETE FROM saml_request_ids WHERE expires_at < $1")
+                    .bind(now.0)
+                    .execute(p)
+                    .await?;
+            }
             sqlx::query(
                 "INSERT INTO saml_request_ids (sp, id, expires_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (sp, id) DO NOTHING",
@@ -264,11 +269,14 @@ impl Store {
         now: UnixTime,
         forget_before: UnixTime,
     ) -> Result<(), StoreError> {
+        let purge = self.purge_due(crate::cache::Purge::SamlParticipants, now);
         on_pool!(self, |p| {
-            sqlx::query("DELETE FROM saml_participants WHERE created_at < $1")
-                .bind(forget_before.0)
-                .execute(p)
-                .await?;
+            if purge {
+                sqlx::query("DELETE FROM saml_participants WHERE created_at < $1")
+                    .bind(forget_before.0)
+                    .execute(p)
+                    .await?;
+            }
             sqlx::query(
                 "INSERT INTO saml_participants (sid, sp, name_id, name_id_format, user_id, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sid, sp) \

@@ -56,6 +56,7 @@ impl Store {
         .await?
         .rows_affected()
         });
+        self.config_changed().await;
         Ok(before)
     }
 }

@@ -197,7 +197,7 @@ pub fn eligibility(device: &DeviceRecord, settings: &Settings) -> Eligibility {
 }
 
 async fn view(state: &AppState, device: &DeviceRecord) -> Result<DeviceView, ApiError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let user = state.store.get_user(&device.user_id).await?;
     Ok(DeviceView {
         device_id: device.device.id.clone(),

@@ -63,7 +63,7 @@ pub async fn change_password(
         .set_password(&user.id, &hash, false, now)
         .await?;
     let ended = end_other_logins(&state.store, user, now).await?;
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let t = flow.apply(
         Event::PasswordChanged { epoch: ended.epoch },
         &settings,
@@ -216,7 +216,7 @@ pub async fn enrol_device(
         return Ok(Enrolment::NeedsMore);
     };
     let now = state.now();
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let has_device = !state.store.devices_of_user(&user.id).await?.is_empty();
     let username = user.username.as_str();
     let decision = may_enrol(login, has_device, &settings);
@@ -287,7 +287,7 @@ pub async fn why_app_missing(
             AppMissing::DeviceCannotApprove
         });
     }
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     Ok(match &flow.login {
         Some(login) if may_enrol(login, false, &settings) != EnrolDecision::NeedsMore => {
             AppMissing::CanAddNow

@@ -57,7 +57,7 @@ pub async fn signed_in(
     let Some(login) = flow.login.clone() else {
         return Ok(None);
     };
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let user = match state.store.get_user(&UserId(login.user_id.clone())).await {
         Ok(user) => Some(user),
         Err(sesam_store::StoreError::NotFound(_)) => None,
@@ -87,13 +87,13 @@ pub async fn submit_username(
 ) -> Result<Moved, ServiceError> {
     if flow.login.is_some() {
         // Already logged in (another tab finished first): carry on from there.
-        let settings = state.store.load_settings().await?;
+        let settings = state.store.settings().await?;
         return Ok(Moved {
             next: flow.continuation(&settings, true),
             rotate: false,
         });
     }
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let user = state.store.find_user_by_username(username).await?;
     // The device lookup runs for unknown names too, so both take the same path and time.
     let user_id = user
@@ -139,7 +139,7 @@ pub async fn show_password(
         return Ok(None);
     };
     if let Some((_, ChallengePurpose::Login)) = flow.challenge() {
-        let settings = state.store.load_settings().await?;
+        let settings = state.store.settings().await?;
         let t = flow.apply(Event::PasswordInstead, &settings, state.now())?;
         perform(state, &t.effects, &username, origin).await?;
     }
@@ -183,7 +183,7 @@ pub async fn submit_password(
     };
     let key = username.key();
     let now = state.now();
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let user = state.store.find_user_by_username(&username).await?;
     // Audit under the stored spelling when the user exists, so one user's events group.
     let subject = user
@@ -440,7 +440,7 @@ pub async fn step_up(
     let Some((user, _)) = signed_in(state, flow).await? else {
         return Ok(Next::ShowUsername);
     };
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let next = flow.continuation(&settings, true);
     follow(state, flow, next, &user, origin).await
 }
@@ -476,7 +476,7 @@ async fn start_challenge_for(
     purpose: ChallengePurpose,
     origin: &Origin,
 ) -> Result<Next, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let now = state.now();
     let devices = devices_for(state, user, purpose, &settings).await?;
     let refused = |flow: &mut LoginFlow, limited: bool| -> Result<Next, ServiceError> {
@@ -614,7 +614,7 @@ pub async fn complete_challenge(
     let Some((purpose, challenge)) = current_challenge(state, flow).await? else {
         return Ok(if flow.login.is_some() {
             // Completed already (another tab of this browser): carry on.
-            let settings = state.store.load_settings().await?;
+            let settings = state.store.settings().await?;
             Completion::Moved(Moved {
                 next: flow.continuation(&settings, true),
                 rotate: false,
@@ -633,7 +633,7 @@ pub async fn complete_challenge(
         .store
         .get_user(&UserId(challenge.user_id.clone()))
         .await?;
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let listed =
         purpose != ChallengePurpose::Login || directory_lists(state, &user, origin).await?;
     if !user.is_active() || !listed {
@@ -663,7 +663,7 @@ pub async fn cancel(
     flow: &mut LoginFlow,
     origin: &Origin,
 ) -> Result<Next, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let subject = flow.username().unwrap_or("-").to_owned();
     let t = flow.apply(Event::ChallengeCancelled, &settings, state.now())?;
     perform(state, &t.effects, &subject, origin).await?;
@@ -729,7 +729,7 @@ pub async fn answer_service(
     hint: Option<String>,
     origin: &Origin,
 ) -> Result<ServiceAnswer, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let current = signed_in(state, flow).await?;
     if flow.owes_unreachable(&request) {
         // The login ended without the level: the service hears it now.
@@ -777,7 +777,7 @@ pub async fn sign_out_keeping_request(
     flow: &mut LoginFlow,
     origin: &Origin,
 ) -> Result<bool, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let t = flow.apply(Event::SignedOut, &settings, state.now())?;
     perform(state, &t.effects, "-", origin).await
 }

@@ -42,7 +42,7 @@ pub async fn issue_response(
     let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
         .map_err(|e| ServiceError::Internal(format!("stored metadata of {}: {e}", sp.entity_id)))?;
     let loa = login.level().unwrap_or(AssuranceLevel::Low);
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let attributes = crate::saml::released_attributes(sp, user, &settings);
     let name_id = match answer.name_id_format {
         NameIdFormat::Persistent | NameIdFormat::Unspecified => {

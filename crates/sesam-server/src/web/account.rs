@@ -36,7 +36,7 @@ pub async fn show_account(
         ..
     } = signed_in;
     let level = auth.level().unwrap_or(AssuranceLevel::Low);
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let page = AccountPage {
         chrome: Chrome::new(lang, "/account"),
         csrf: csrf::token(&session).await?,

@@ -73,7 +73,7 @@ async fn page(
                 .join(" + ");
         }
     }
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let limits = t
         .fill(
             "demo.limits",

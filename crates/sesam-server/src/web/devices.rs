@@ -104,7 +104,7 @@ pub(crate) async fn page(
     lang: Lang,
     error_key: Option<&'static str>,
 ) -> Result<DevicesPage, AppError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let t = lang.catalog();
     let devices = state
         .store

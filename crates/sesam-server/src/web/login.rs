@@ -215,7 +215,7 @@ pub async fn submit_password(
             render(StatusCode::UNAUTHORIZED, &page)
         }
         PasswordOutcome::Locked(until) => {
-            let zone = state.store.load_settings().await?.time_zone;
+            let zone = state.store.settings().await?.time_zone;
             render(
                 StatusCode::TOO_MANY_REQUESTS,
                 &message(

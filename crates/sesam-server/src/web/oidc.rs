@@ -72,7 +72,7 @@ async fn enabled_client(state: &AppState, client_id: &str) -> Result<Option<Oidc
     }
     Ok(state
         .store
-        .get_oidc_client(client_id)
+        .oidc_client_cached(client_id)
         .await?
         .filter(|c| c.enabled))
 }

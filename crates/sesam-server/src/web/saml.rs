@@ -135,7 +135,7 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
         Ok(now) => now,
         Err(e) => return e.into_response(),
     };
-    let settings = match state.store.load_settings().await {
+    let settings = match state.store.settings().await {
         Ok(s) => s,
         Err(e) => return AppError::from(e).into_response(),
     };
@@ -360,7 +360,7 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
         .filter(|i| !i.is_empty())
         .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_sp"))?
         .to_owned();
-    let sp = match state.store.saml_sp(&issuer).await? {
+    let sp = match state.store.saml_sp_cached(&issuer).await? {
         Some(sp) if sp.enabled => sp,
         _ => {
             tracing::info!(%issuer, "AuthnRequest from an unknown or disabled SP");
@@ -373,7 +373,7 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
     let policy = SignaturePolicy {
         require_signed: sp.require_signed_requests
             || metadata.authn_requests_signed
-            || state.store.load_settings().await?.saml_want_signed_requests,
+            || state.store.settings().await?.saml_want_signed_requests,
         allow_sha1: sp.allow_sha1,
     };
     let request: AuthnRequest = unverified
@@ -488,7 +488,7 @@ async fn proceed(
         error,
         message: message.to_owned(),
     };
-    let sp = match state.store.saml_sp(&pending.sp).await? {
+    let sp = match state.store.saml_sp_cached(&pending.sp).await? {
         Some(sp) if sp.enabled => sp,
         _ => {
             session
@@ -734,7 +734,7 @@ async fn accept_logout(
         .filter(|i| !i.is_empty())
         .ok_or(Refusal::Page(StatusCode::BAD_REQUEST, "saml.unknown_sp"))?
         .to_owned();
-    let Some(sp) = state.store.saml_sp(&issuer).await? else {
+    let Some(sp) = state.store.saml_sp_cached(&issuer).await? else {
         tracing::info!(%issuer, "LogoutRequest from an unknown SP");
         return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
     };
@@ -946,7 +946,7 @@ async fn continue_chain(
 ) -> Result<Response, Refusal> {
     use sesam_saml::{LogoutRequestParams, LogoutStatus};
     while let Some((sp_id, name_id)) = chain.remaining.pop() {
-        let Some(sp) = state.store.saml_sp(&sp_id).await? else {
+        let Some(sp) = state.store.saml_sp_cached(&sp_id).await? else {
             chain.partial = true;
             continue;
         };
@@ -1040,7 +1040,7 @@ async fn logout_response_arrived(
     };
     let mut confirmed = false;
     if unverified.issuer().map(str::trim) == Some(sp_id.as_str()) {
-        if let Some(sp) = state.store.saml_sp(&sp_id).await? {
+        if let Some(sp) = state.store.saml_sp_cached(&sp_id).await? {
             let certs = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
                 .map(|md| md.signing_certificates)
                 .unwrap_or_default();
