@@ -381,21 +381,22 @@ impl Store {
         code_hash: &str,
         now: UnixTime,
     ) -> Result<CodeUse, StoreError> {
-        let spent = on_pool!(self, |p| sqlx::query(
-            "UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL"
+        // One statement on the usual path: the update returns the code it spent.
+        let spent: Option<CodeRow> = on_pool!(self, |p| sqlx::query_as(
+            "UPDATE oidc_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
+             RETURNING client_id, user_id, redirect_uri, code_challenge, scope, nonce, \
+             auth_time, acr, amr, sid, issued_at, used_at"
         )
         .bind(code_hash)
         .bind(now.0)
-        .execute(p)
-        .await?
-        .rows_affected());
-        let Some((code, _)) = self.peek_oidc_code(code_hash).await? else {
-            return Ok(CodeUse::Unknown);
-        };
-        Ok(if spent == 1 {
-            CodeUse::First(code)
-        } else {
-            CodeUse::Replayed(code)
+        .fetch_optional(p)
+        .await?);
+        if let Some(row) = spent {
+            return Ok(CodeUse::First(stored_code(row)));
+        }
+        Ok(match self.peek_oidc_code(code_hash).await? {
+            Some((code, _)) => CodeUse::Replayed(code),
+            None => CodeUse::Unknown,
         })
     }
 
