@@ -217,11 +217,13 @@ async fn a_stale_tab_does_not_end_the_login_of_the_other(db: TestDb) {
     let (app, _) = sesam.enrol(&anna, phone()).await;
     let browser = sesam.browser();
     let form = browser.get("/login").await;
-    let old = form.set_cookie("sesam_session").expect("a session");
     let next = browser
         .post_form("/login", &[("csrf", &form.csrf()), ("username", "anna")])
         .await;
     assert_eq!(next.location(), Some("/login/wait"));
+    let old = next
+        .set_cookie("sesam_session")
+        .expect("the session begins with the username");
     let code = code_on(&browser.get("/login/wait").await);
     let pending = app.pending().await.unwrap();
     app.answer(&pending[0].id, &sesam_app::Answer::Code(code))

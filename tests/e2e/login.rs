@@ -15,6 +15,7 @@ on_both_databases!(
     first_start_admin_must_choose_a_new_password,
     an_inactive_account_is_refused_after_the_right_password,
     many_wrong_passwords_from_one_address_make_it_wait,
+    the_username_page_stores_nothing_and_its_token_is_bound_to_the_browser,
 );
 
 async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
@@ -26,14 +27,26 @@ async fn password_login_reaches_the_account_and_logout_ends_it(db: TestDb) {
 
     let before = browser.get("/login").await;
     assert_eq!(before.status, StatusCode::OK);
-    let session_before = before
+    assert_eq!(
+        before.set_cookie("sesam_session"),
+        None,
+        "no session before a username is typed"
+    );
+    let form_cookie = before.set_cookie_header("sesam_login_csrf").unwrap();
+    assert!(form_cookie.contains("HttpOnly"), "{form_cookie}");
+    assert!(form_cookie.contains("SameSite=Lax"), "{form_cookie}");
+    let username = browser
+        .post_form("/login", &[("csrf", &before.csrf()), ("username", "Anna")])
+        .await;
+    assert_eq!(username.status, StatusCode::SEE_OTHER, "{}", username.body);
+    let session_before = username
         .set_cookie("sesam_session")
-        .expect("the form's session");
-    let session_header = before.set_cookie_header("sesam_session").unwrap();
+        .expect("the session begins with the username");
+    let session_header = username.set_cookie_header("sesam_session").unwrap();
     assert!(session_header.contains("HttpOnly"), "{session_header}");
     assert!(session_header.contains("SameSite=Lax"), "{session_header}");
 
-    let done = browser.log_in("Anna", "correct horse battery").await;
+    let done = browser.submit_password("correct horse battery").await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(done.location(), Some("/account"));
     let session_after = done
@@ -548,4 +561,103 @@ async fn many_wrong_passwords_from_one_address_make_it_wait(db: TestDb) {
     let open = browser.log_in("u4", "correct horse battery").await;
     assert_eq!(open.location(), Some("/account"), "{}", open.body);
     sesam.stop().await;
+}
+
+/// A visitor who has not typed a username costs no session row; the username form's token
+/// lives in a cookie of its own and works only from the browser that holds that cookie.
+async fn the_username_page_stores_nothing_and_its_token_is_bound_to_the_browser(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let rows = sesam.store().count_rows("sessions").await.unwrap();
+    let mut visitors = Vec::new();
+    for _ in 0..20 {
+        let browser = sesam.browser();
+        let page = browser.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK);
+        visitors.push((browser, page.csrf()));
+    }
+    assert_eq!(
+        sesam.store().count_rows("sessions").await.unwrap(),
+        rows,
+        "twenty visitors of the username page store nothing"
+    );
+    let (first, first_token) = &visitors[0];
+    let (second, second_token) = &visitors[1];
+    assert_ne!(first_token, second_token, "each browser its own token");
+    assert_eq!(
+        first.get("/login").await.csrf(),
+        *first_token,
+        "the same browser keeps its token (two tabs agree)"
+    );
+
+    // Attacks: no token, a made-up one, another browser's, a cookie forged to match.
+    for (browser, token) in [
+        (first, None),
+        (first, Some("not-the-token".to_owned())),
+        (first, Some(second_token.clone())),
+        (second, Some(first_token.clone())),
+    ] {
+        let mut fields = vec![("username", "anna")];
+        if let Some(token) = &token {
+            fields.push(("csrf", token.as_str()));
+        }
+        let refused = browser.post_form("/login", &fields).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{token:?}");
+        assert_eq!(refused.set_cookie("sesam_session"), None);
+    }
+    let forged = "A".repeat(43);
+    for (cookie, token) in [
+        (format!("sesam_login_csrf={forged}"), forged.clone()),
+        ("sesam_login_csrf=short".to_owned(), "short".to_owned()),
+        ("sesam_login_csrf=".to_owned(), String::new()),
+    ] {
+        let answer = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(sesam.url("/login"))
+            .header(reqwest::header::COOKIE, cookie.as_str())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(format!("csrf={token}&username=anna"))
+            .send()
+            .await
+            .unwrap();
+        // A cookie the attacker chose himself matches his own token: that is the login CSRF
+        // double submit cannot tell apart, and why the session gets a fresh token (below).
+        if token.len() == 43 {
+            assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{cookie}");
+        } else {
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{cookie}");
+        }
+    }
+    // The real form: accepted, and only now is there a session, with a token of its own.
+    let answer = first
+        .post_form("/login", &[("csrf", first_token), ("username", "anna")])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), Some("/login/password"));
+    assert!(answer.set_cookie("sesam_session").is_some());
+    let password = first.get("/login/password").await;
+    assert_ne!(
+        password.csrf(),
+        *first_token,
+        "the session's forms do not carry the cookie's token"
+    );
+    assert_eq!(
+        first
+            .submit_password("correct horse battery")
+            .await
+            .location(),
+        Some("/account")
+    );
+    // A second tab opened before the username was typed still submits its form.
+    let tab = first
+        .post_form("/login", &[("csrf", first_token), ("username", "anna")])
+        .await;
+    assert_ne!(tab.status, StatusCode::FORBIDDEN, "{}", tab.body);
 }

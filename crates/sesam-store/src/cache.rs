@@ -189,11 +189,11 @@ impl Store {
             .is_ok()
     }
 
-    /// Counts rows of a table, for tests of the purge.
+    /// Counts rows of a table, for tests of what a request stores.
     #[doc(hidden)]
     pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
         let sql = match table {
-            "proof_replay" | "saml_request_ids" | "saml_participants" => {
+            "proof_replay" | "saml_request_ids" | "saml_participants" | "sessions" => {
                 format!("SELECT COUNT(*) FROM {table}")
             }
             _ => return Err(StoreError::Corrupt(format!("no such table: {table}"))),

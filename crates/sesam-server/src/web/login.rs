@@ -29,6 +29,7 @@ fn remembered(headers: &HeaderMap) -> Option<String> {
 }
 
 pub async fn show_username(
+    State(state): State<AppState>,
     session: Session,
     lang: Lang,
     headers: HeaderMap,
@@ -37,9 +38,12 @@ pub async fn show_username(
     if flow.login.is_some() {
         return Ok(Redirect::to("/account").into_response());
     }
+    // No session row for a visitor who has typed nothing: the token lives in a cookie.
+    let (token, new_cookie) =
+        csrf::login_form_token(&session, &headers, state.config.cookie_secure).await?;
     let page = UsernamePage {
         chrome: Chrome::new(lang, "/login"),
-        csrf: csrf::token(&session).await?,
+        csrf: token,
         // A service's login_hint names the user to log in; it wins over a remembered name.
         remembered: if flow.hint.is_some() {
             None
@@ -49,7 +53,11 @@ pub async fn show_username(
         typed: flow.hint.unwrap_or_default(),
         error: None,
     };
-    render(StatusCode::OK, &page)
+    let page = render(StatusCode::OK, &page)?;
+    Ok(match new_cookie {
+        Some(cookie) => ([(header::SET_COOKIE, cookie)], page).into_response(),
+        None => page,
+    })
 }
 
 #[derive(Deserialize)]
@@ -67,11 +75,13 @@ pub async fn submit_username(
     ip: ClientIp,
     StrictForm(form): StrictForm<UsernameForm>,
 ) -> Result<Response, AppError> {
-    csrf::verify(&session, form.csrf.as_deref()).await?;
+    csrf::verify_login_form(&session, &headers, form.csrf.as_deref()).await?;
     let Ok(username) = Username::parse(&form.username) else {
+        let (token, _) =
+            csrf::login_form_token(&session, &headers, state.config.cookie_secure).await?;
         let page = UsernamePage {
             chrome: Chrome::new(lang, "/login"),
-            csrf: csrf::token(&session).await?,
+            csrf: token,
             remembered: None,
             typed: form.username.chars().take(128).collect(),
             error: Some(lang.catalog().get("login.username_invalid")),
@@ -92,6 +102,9 @@ pub async fn submit_username(
     let moved =
         service::submit_username(&state, &mut flow, &username, &auth::origin(&headers, &ip))
             .await?;
+    // The session is written now anyway: it gets a token of its own for the forms that
+    // follow (not the cookie's, which a cookie planted by a neighbouring site could fix).
+    csrf::token(&session).await?;
     auth::save(&session, &flow, moved.rotate).await?;
     Ok((
         [(header::SET_COOKIE, cookie)],
