@@ -17,6 +17,11 @@ pub struct Bounds {
     pub rs256_per_second: f64,
     /// argon2id hashes per second with Sesam's parameters (m=19 MiB, t=2, p=1).
     pub argon2_per_second: f64,
+    /// CPU time per operation (the measuring threads' own CPU clocks): unlike the rates,
+    /// other work on the machine does not change them much.
+    pub xml_signature_cpu_ms: f64,
+    pub rs256_cpu_ms: f64,
+    pub argon2_cpu_ms: f64,
 }
 
 impl Bounds {
@@ -29,6 +34,9 @@ impl Bounds {
                 .max(other.xml_signatures_per_second),
             rs256_per_second: self.rs256_per_second.max(other.rs256_per_second),
             argon2_per_second: self.argon2_per_second.max(other.argon2_per_second),
+            xml_signature_cpu_ms: self.xml_signature_cpu_ms.min(other.xml_signature_cpu_ms),
+            rs256_cpu_ms: self.rs256_cpu_ms.min(other.rs256_cpu_ms),
+            argon2_cpu_ms: self.argon2_cpu_ms.min(other.argon2_cpu_ms),
         }
     }
 }
@@ -86,14 +94,34 @@ pub fn measure(each: Duration) -> anyhow::Result<Bounds> {
 
     Ok(Bounds {
         threads,
-        xml_signatures_per_second: xml,
-        rs256_per_second: rs256,
-        argon2_per_second: argon2id,
+        xml_signatures_per_second: xml.per_second,
+        rs256_per_second: rs256.per_second,
+        argon2_per_second: argon2id.per_second,
+        xml_signature_cpu_ms: xml.cpu_ms_per_op,
+        rs256_cpu_ms: rs256.cpu_ms_per_op,
+        argon2_cpu_ms: argon2id.cpu_ms_per_op,
     })
 }
 
+/// What one bound measurement gave.
+struct Rate {
+    /// Successful operations per wall-clock second, all threads together.
+    per_second: f64,
+    /// The threads' CPU time per successful operation.
+    cpu_ms_per_op: f64,
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 /// Runs `op` on `threads` threads for `each`; successful operations per second in total.
-fn per_second(threads: usize, each: Duration, op: impl Fn() -> bool + Sync) -> f64 {
+fn per_second(threads: usize, each: Duration, op: impl Fn() -> bool + Sync) -> Rate {
     per_second_with(threads, each, || (), |_| op())
 }
 
@@ -103,26 +131,37 @@ fn per_second_with<S>(
     each: Duration,
     init: impl Fn() -> S + Sync,
     op: impl Fn(&mut S) -> bool + Sync,
-) -> f64 {
+) -> Rate {
     let start = Instant::now();
-    let done: u64 = std::thread::scope(|s| {
+    let (done, cpu) = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     let mut state = init();
+                    let cpu_start = thread_cpu();
                     let mut n = 0u64;
                     while start.elapsed() < each {
                         if op(&mut state) {
                             n += 1;
                         }
                     }
-                    n
+                    (n, thread_cpu().saturating_sub(cpu_start))
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or(0)).sum()
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or((0, Duration::ZERO)))
+            .fold((0u64, Duration::ZERO), |(n, c), (wn, wc)| (n + wn, c + wc))
     });
-    done as f64 / start.elapsed().as_secs_f64()
+    Rate {
+        per_second: done as f64 / start.elapsed().as_secs_f64(),
+        cpu_ms_per_op: if done > 0 {
+            cpu.as_secs_f64() * 1000.0 / done as f64
+        } else {
+            f64::INFINITY
+        },
+    }
 }
 
 /// The attributes the benchmark SP receives (Sesam's default release: uuid, name, email).
