@@ -71,7 +71,10 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/login/retry", post(wait::retry))
         .route("/login/step-up", get(wait::step_up))
         .route("/login/unreachable", get(wait::unreachable))
-        .route("/login/totp", get(totp::show_login).post(totp::submit_login))
+        .route(
+            "/login/totp",
+            get(totp::show_login).post(totp::submit_login),
+        )
         .route("/account", get(account::show_account))
         .route(
             "/account/password",
