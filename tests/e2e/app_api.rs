@@ -10,7 +10,7 @@ use sesam_core::{Challenge, ChallengeContext, ChallengeKind, ChallengeState, Uni
 use sesam_server::challenges;
 
 use crate::harness::{on_both_databases, TestDb, TestServer};
-use crate::passwordless::code_on;
+use crate::passwordless::{code_on, start_login};
 
 on_both_databases!(
     an_app_enrolled_from_the_account_page_signs_its_calls,
@@ -1029,7 +1029,36 @@ async fn removing_a_device_ends_its_key(db: TestDb) {
         .await;
     assert_eq!(renamed.status, StatusCode::SEE_OTHER);
     assert_eq!(kept.device().await.unwrap().display_name, "Work phone");
-    let removed = browser
+    // A password login may rename, but not remove (that needs the app).
+    let refused = browser
+        .post_form(
+            &format!("/account/devices/{}/remove", kept_view.device_id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        sesam.store().devices_of_user(&anna.id).await.unwrap().len(),
+        1
+    );
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+    let owner = sesam.browser();
+    assert_eq!(start_login(&owner, "anna").await, "/login/wait");
+    let code = code_on(&owner.get("/login/wait").await);
+    let pending = kept.pending().await.unwrap();
+    kept.answer(&pending[0].id, &sesam_app::Answer::Code(code))
+        .await
+        .unwrap();
+    assert_eq!(
+        owner.get("/login/complete").await.location(),
+        Some("/account")
+    );
+    let csrf = owner.get("/account/devices").await.csrf();
+    let removed = owner
         .post_form(
             &format!("/account/devices/{}/remove", kept_view.device_id),
             &[("csrf", &csrf)],

@@ -17,6 +17,7 @@ use crate::saml::{follow, TestSp, LOA_SUBSTANTIAL};
 
 on_both_databases!(
     a_password_alone_cannot_add_a_code_display,
+    a_password_alone_cannot_remove_a_way_to_log_in,
     password_and_code_give_substantial_to_saml_and_oidc_once_per_code,
     bad_codes_are_refused_with_a_clear_message_and_change_nothing,
     a_robot_enrolled_by_an_administrator_logs_in_and_is_reset,
@@ -179,6 +180,87 @@ async fn a_password_alone_cannot_add_a_code_display(db: TestDb) {
     // And a code page without a password login is the login page.
     let stranger = sesam.browser();
     assert_eq!(stranger.get("/login/totp").await.location(), Some("/login"));
+    sesam.stop().await;
+}
+
+/// The attack first: a stolen password must not take away the owner's app or code display
+/// (and with them what would stop the thief at the next Substantial service).
+async fn a_password_alone_cannot_remove_a_way_to_log_in(db: TestDb) {
+    let sesam = start(&db).await;
+    let (anna, owner, _app) = anna_at_substantial(&sesam).await;
+    enrol(&sesam, &owner).await;
+    let totp = sesam.store().totp_of_user(&anna.id).await.unwrap().unwrap();
+    let devices = sesam.store().devices_of_user(&anna.id).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    let device_path = format!("/account/devices/{}/remove", devices[0].device.id);
+
+    // The thief has the password only (passwordless off, so the name leads to the form).
+    sesam
+        .store()
+        .set_setting("passwordless", "off", sesam.now())
+        .await
+        .unwrap();
+    let attacker = sesam.browser();
+    assert_eq!(
+        attacker.log_in("anna", PASSWORD).await.location(),
+        Some("/account")
+    );
+    let csrf = attacker.get("/account/devices").await.csrf();
+    for path in ["/account/totp/remove", device_path.as_str()] {
+        let refused = attacker.post_form(path, &[("csrf", &csrf)]).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            refused.body
+        );
+        assert_eq!(
+            error_key(&refused),
+            Some("devices.remove_needs_more"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        sesam.store().totp_of_user(&anna.id).await.unwrap(),
+        Some(totp),
+        "the code display is untouched"
+    );
+    assert_eq!(
+        sesam.store().devices_of_user(&anna.id).await.unwrap().len(),
+        1
+    );
+    let events = sesam.audit_events("anna").await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "factor.removal.refused")
+            .count(),
+        2
+    );
+
+    // The owner, logged in with the app, removes both.
+    let csrf = owner.get("/account/devices").await.csrf();
+    for path in ["/account/totp/remove", device_path.as_str()] {
+        let done = owner.post_form(path, &[("csrf", &csrf)]).await;
+        assert_eq!(
+            done.location(),
+            Some("/account/devices"),
+            "{path}: {}",
+            done.body
+        );
+    }
+    assert!(sesam
+        .store()
+        .totp_of_user(&anna.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(sesam
+        .store()
+        .devices_of_user(&anna.id)
+        .await
+        .unwrap()
+        .is_empty());
     sesam.stop().await;
 }
 

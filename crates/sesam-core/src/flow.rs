@@ -648,6 +648,13 @@ pub fn may_enrol(login: &Login, has_device: bool, settings: &Settings) -> EnrolD
     }
 }
 
+/// Who may take away a way to log in: what adding one needs, a Substantial login. A password
+/// alone (perhaps a stolen one) must not remove the factor that would stop its thief, nor lock
+/// the owner out of their app. Without one, the administrator removes it (portal or CLI).
+pub fn may_remove_factor(login: &Login) -> bool {
+    !login.must_change_password && login.level() >= Some(AssuranceLevel::Substantial)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,6 +1042,32 @@ mod tests {
         assert_eq!(
             may_enrol(&login, true, &Settings::default()),
             EnrolDecision::Allowed
+        );
+    }
+
+    #[test]
+    fn removing_a_factor_needs_a_substantial_login() {
+        let mut login = Login {
+            user_id: "u".into(),
+            factors: vec![ProvenFactor {
+                factor: Factor::Password,
+                at: 1,
+            }],
+            auth_time: 1,
+            sid: String::new(),
+            epoch: 0,
+            must_change_password: false,
+        };
+        assert!(!may_remove_factor(&login), "a password alone");
+        login.factors.push(ProvenFactor {
+            factor: Factor::App,
+            at: 2,
+        });
+        assert!(may_remove_factor(&login), "password and app");
+        login.must_change_password = true;
+        assert!(
+            !may_remove_factor(&login),
+            "a one-time password gates it too"
         );
     }
 

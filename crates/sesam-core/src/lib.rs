@@ -21,7 +21,8 @@ pub use challenge::{
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use flow::{
-    may_enrol, ChallengePurpose, EnrolDecision, Login, LoginFlow, ProvenFactor, ServiceRequest,
+    may_enrol, may_remove_factor, ChallengePurpose, EnrolDecision, Login, LoginFlow, ProvenFactor,
+    ServiceRequest,
 };
 pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};

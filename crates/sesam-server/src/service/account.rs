@@ -3,8 +3,10 @@
 //! end a login. One function each, for the web pages, the portal and the CLI alike.
 
 use sesam_core::flow::{Event, Next};
-use sesam_core::{may_enrol, EnrolDecision, LoginFlow, UnixTime, User, UserStatus};
-use sesam_store::{AuditEvent, Store};
+use sesam_core::{
+    may_enrol, may_remove_factor, EnrolDecision, LoginFlow, UnixTime, User, UserStatus,
+};
+use sesam_store::{AuditEvent, DeviceRecord, Store};
 
 use crate::password::MIN_PASSWORD_CHARS;
 use crate::service::{perform, Origin, ServiceError};
@@ -253,6 +255,68 @@ pub async fn enrol_device(
         )
         .await?;
     Ok(Enrolment::Code(code))
+}
+
+/// A password alone may not take away a way to log in (DESIGN: who may add a factor, and so
+/// remove one). Audits the refusal; `Ok(false)` means refused.
+pub async fn may_remove(
+    state: &AppState,
+    flow: &LoginFlow,
+    user: &User,
+    origin: &Origin,
+    what: &str,
+) -> Result<bool, ServiceError> {
+    if flow.login.as_ref().is_some_and(may_remove_factor) {
+        return Ok(true);
+    }
+    let level = flow
+        .login
+        .as_ref()
+        .and_then(|l| l.level())
+        .map_or("none", |l| l.as_str());
+    let username = user.username.as_str();
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("factor.removal.refused")
+                .actor(username)
+                .subject(username)
+                .client_ip(origin.ip.clone())
+                .detail(format!(
+                    "{what}: the login is {level}; removing a way to log in needs a Substantial login"
+                )),
+            state.now(),
+        )
+        .await?;
+    Ok(false)
+}
+
+/// The user removes one of their own app devices on the account page. False when refused.
+pub async fn remove_device(
+    state: &AppState,
+    flow: &LoginFlow,
+    user: &User,
+    device: &DeviceRecord,
+    origin: &Origin,
+) -> Result<bool, ServiceError> {
+    let what = format!("device {}", device.device.id);
+    if !may_remove(state, flow, user, origin, &what).await? {
+        return Ok(false);
+    }
+    state.store.delete_device(&device.device.id).await?;
+    let username = user.username.as_str();
+    state
+        .store
+        .append_audit(
+            &AuditEvent::new("device.removed")
+                .actor(username)
+                .subject(username)
+                .client_ip(origin.ip.clone())
+                .detail(format!("{what} removed on the account page")),
+            state.now(),
+        )
+        .await?;
+    Ok(true)
 }
 
 /// Why a login that needs the app cannot get it now, and so what the user can do.

@@ -69,7 +69,7 @@ async fn may_add(
     user: &User,
     origin: &Origin,
 ) -> Result<Result<(), Refusal>, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let allowed = flow
         .login
         .as_ref()
@@ -102,7 +102,7 @@ async fn shown(
     user: &User,
     secret: &TotpSecret,
 ) -> Result<PendingTotp, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let issuer = if settings.organisation_name.is_empty() {
         "Sesam".to_owned()
     } else {
@@ -253,7 +253,7 @@ pub async fn offer(
     if !has {
         return Ok(None);
     }
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let Ok(t) = flow.apply(Event::TotpAsked, &settings, state.now()) else {
         return Ok(None);
     };
@@ -299,7 +299,7 @@ pub async fn hide_password_failure(
     flow: &mut LoginFlow,
     origin: &Origin,
 ) -> Result<Option<Next>, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     if !flow.hides_password_failure(&settings) {
         return Ok(None);
     }
@@ -329,7 +329,7 @@ async fn details_wrong(
     why: &str,
     origin: &Origin,
 ) -> Result<CodeOutcome, ServiceError> {
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let now = state.now();
     state
         .store
@@ -395,7 +395,7 @@ pub async fn submit_code(
         return Ok(CodeOutcome::NotAsked);
     }
     let now = state.now();
-    let settings = state.store.load_settings().await?;
+    let settings = state.store.settings().await?;
     let lock_key = user.username.key();
     let count = match state
         .store
@@ -479,6 +479,28 @@ pub async fn submit_code(
     } else {
         CodeOutcome::Wrong
     })
+}
+
+/// The user removes their own code display from the devices page: with a Substantial
+/// login only (`service::account::may_remove`). False when refused.
+pub async fn remove_own(
+    state: &AppState,
+    flow: &LoginFlow,
+    user: &User,
+    origin: &Origin,
+) -> Result<bool, ServiceError> {
+    if !crate::service::account::may_remove(state, flow, user, origin, "code display").await? {
+        return Ok(false);
+    }
+    reset(
+        &state.store,
+        user,
+        user.username.as_str(),
+        origin.ip.clone(),
+        state.now(),
+    )
+    .await?;
+    Ok(true)
 }
 
 /// Removes a user's code display: the administrator's reset (portal and CLI) and the

@@ -9,13 +9,13 @@ use qrcode::render::svg;
 use qrcode::QrCode;
 use serde::Deserialize;
 use sesam_core::Ineligibility;
-use sesam_store::{AuditEvent, DeviceChange, DeviceRecord};
+use sesam_store::{DeviceChange, DeviceRecord};
 
 use crate::activation;
 use crate::i18n::{Catalog, Lang};
-use crate::service::account::{enrol_device, Enrolment};
+use crate::service::account::{enrol_device, remove_device, Enrolment};
 use crate::service::Origin;
-use crate::state::{AppState, ClientIp};
+use crate::state::AppState;
 use crate::web::auth::SignedIn;
 use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
@@ -97,6 +97,9 @@ pub fn reason_text(t: &Catalog, reason: &Ineligibility) -> String {
         Ineligibility::Disabled => t.get("reason.disabled").to_owned(),
     }
 }
+
+/// Shown when a password-only login tries to remove a way to log in.
+pub(crate) const REMOVE_NEEDS_MORE: &str = "devices.remove_needs_more";
 
 pub(crate) async fn page(
     state: &AppState,
@@ -228,27 +231,16 @@ pub async fn rename(
 pub async fn remove(
     State(state): State<AppState>,
     signed_in: SignedIn,
-    ip: ClientIp,
+    lang: Lang,
+    origin: Origin,
     Path(id): Path<String>,
     StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
     let device = own_device(&state, &signed_in, &id).await?;
-    state.store.delete_device(&device.device.id).await?;
-    let username = signed_in.user.username.as_str();
-    state
-        .store
-        .append_audit(
-            &AuditEvent::new("device.removed")
-                .actor(username)
-                .subject(username)
-                .client_ip(ip.text())
-                .detail(format!(
-                    "device {} removed on the account page",
-                    device.device.id
-                )),
-            state.now(),
-        )
-        .await?;
+    if !remove_device(&state, &signed_in.flow, &signed_in.user, &device, &origin).await? {
+        let page = page(&state, &signed_in, lang, Some(REMOVE_NEEDS_MORE)).await?;
+        return render(StatusCode::FORBIDDEN, &page);
+    }
     Ok(Redirect::to("/account/devices").into_response())
 }

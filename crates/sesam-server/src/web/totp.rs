@@ -145,7 +145,7 @@ pub async fn submit_login(
         }
         CodeOutcome::Locked(until) => {
             let t = lang.catalog();
-            let zone = state.store.load_settings().await?.time_zone;
+            let zone = state.store.settings().await?.time_zone;
             let page = MessagePage {
                 chrome: Chrome::new(lang, "/login"),
                 title: t.get("login.locked_title").to_owned(),
@@ -238,18 +238,19 @@ pub async fn confirm_enrolment(
 pub async fn remove(
     State(state): State<AppState>,
     signed_in: SignedIn,
+    lang: Lang,
     origin: Origin,
     StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
-    let user = &signed_in.user;
-    service::reset(
-        &state.store,
-        user,
-        user.username.as_str(),
-        origin.ip.clone(),
-        state.now(),
-    )
-    .await?;
+    if !service::remove_own(&state, &signed_in.flow, &signed_in.user, &origin).await? {
+        return refused(
+            &state,
+            &signed_in,
+            lang,
+            crate::web::devices::REMOVE_NEEDS_MORE,
+        )
+        .await;
+    }
     Ok(Redirect::to("/account/devices").into_response())
 }
