@@ -110,6 +110,8 @@ fn decode_refusal(e: &SamlError) -> Refusal {
         SamlError::TooLarge { .. } => {
             Refusal::Page(StatusCode::PAYLOAD_TOO_LARGE, "saml.bad_request")
         }
+        // Read fine, but signed in a shape that is refused before any key is known.
+        SamlError::SignatureStructure(_) => signature_refusal(e),
         _ => Refusal::Page(StatusCode::BAD_REQUEST, "saml.bad_request"),
     }
 }
@@ -121,6 +123,7 @@ fn signature_refusal(e: &SamlError) -> Refusal {
         SamlError::Unsigned => "saml.unsigned",
         SamlError::Sha1Refused(_) => "saml.sha1_refused",
         SamlError::AlgorithmNotAccepted(_) => "saml.unsupported_algorithm",
+        SamlError::SignatureStructure(_) => "saml.signature_structure",
         _ => "saml.bad_signature",
     };
     Refusal::Page(StatusCode::FORBIDDEN, key)
