@@ -832,6 +832,8 @@ pub async fn user_action(
     let user = find_user(&state, &id).await?;
     let now = state.now();
     let name = user.username.as_str().to_owned();
+    let actor = admin.0.user.username.as_str();
+    let back = Redirect::to(&format!("/admin/users/{}", user.id)).into_response();
     let (event, detail): (&str, String) = match action.as_str() {
         "lock" => {
             state
@@ -841,37 +843,24 @@ pub async fn user_action(
             ("user.locked", format!("{} -> locked", user.status.as_str()))
         }
         "unlock" => {
-            crate::service::account::unlock_user(
-                &state.store,
-                &user,
-                admin.0.user.username.as_str(),
-                ip.text(),
-                now,
-            )
-            .await?;
-            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
+            crate::service::account::unlock_user(&state.store, &user, actor, ip.text(), now)
+                .await?;
+            return Ok(back);
         }
         "totp-reset" => {
-            crate::service::totp::reset(
-                &state.store,
-                &user,
-                admin.0.user.username.as_str(),
-                ip.text(),
-                now,
-            )
-            .await?;
-            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
+            crate::service::totp::reset(&state.store, &user, actor, ip.text(), now).await?;
+            return Ok(back);
         }
         "passwordless-resume" => {
             crate::service::account::resume_passwordless(
                 &state.store,
                 &user,
-                admin.0.user.username.as_str(),
+                actor,
                 ip.text(),
                 now,
             )
             .await?;
-            return Ok(Redirect::to(&format!("/admin/users/{}", user.id)).into_response());
+            return Ok(back);
         }
         "password-only-on" | "password-only-off" => {
             let on = action.ends_with("-on");
