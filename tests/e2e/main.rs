@@ -12,6 +12,7 @@ mod directory;
 mod edge;
 mod flow;
 mod login;
+mod metrics;
 mod oidc;
 mod pages;
 mod passwordless;

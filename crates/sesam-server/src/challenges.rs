@@ -91,7 +91,16 @@ pub async fn start(
             token: token.clone(),
         };
         let id = &device.device.id;
-        match state.pusher.send(&to, &notification).await {
+        let delivery = state.pusher.send(&to, &notification).await;
+        state.metrics.push(
+            provider.as_str(),
+            match &delivery {
+                Delivery::Delivered => "delivered",
+                Delivery::TokenInvalid => "token_invalid",
+                Delivery::Failed(_) => "failed",
+            },
+        );
+        match delivery {
             Delivery::Delivered => {
                 state
                     .store

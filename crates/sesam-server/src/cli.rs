@@ -284,6 +284,14 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                 }
             );
             println!(
+                "  metrics_token             = {}",
+                if config.metrics_token.is_some() {
+                    "*** (set: /metrics answers a scraper that sends it)"
+                } else {
+                    "(not set: no /metrics)"
+                }
+            );
+            println!(
                 "  push_provider             = {}",
                 if config.push.live { "live" } else { "outbox" }
             );

@@ -45,6 +45,8 @@ pub struct Config {
     /// Seals the TOTP secrets in the database (AES-256-GCM); without it no code display can
     /// be enrolled. 32 bytes, base64; best given as `SESAM_TOTP_KEY_FILE`.
     pub totp_key: Option<crate::totp::TotpKey>,
+    /// Bearer token that `/metrics` asks for; without one, `/metrics` does not exist.
+    pub metrics_token: Option<Secret>,
     /// What one client may hold of the server: connections, time, streams.
     pub limits: Limits,
     /// Let outbound fetches (SP metadata URLs) reach loopback, link-local and private
@@ -178,6 +180,7 @@ struct RawConfig {
     saml_key_file: Option<String>,
     saml_next_certificate_file: Option<String>,
     totp_key: Option<String>,
+    metrics_token: Option<String>,
     allow_private_fetch: Option<bool>,
     ldap_urls: Option<Vec<String>>,
     ldap_starttls: Option<bool>,
@@ -275,6 +278,7 @@ pub const KEYS: &[&str] = &[
     "saml_key_file",
     "saml_next_certificate_file",
     "totp_key",
+    "metrics_token",
     "allow_private_fetch",
     "ldap_urls",
     "ldap_starttls",
@@ -481,6 +485,20 @@ impl Config {
                 .totp_key
                 .map(|k| crate::totp::TotpKey::parse(&k).map_err(|m| invalid("totp_key", m)))
                 .transpose()?,
+            metrics_token: raw
+                .metrics_token
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    if t.chars().count() < MIN_METRICS_TOKEN_CHARS || t.chars().any(char::is_whitespace) {
+                        Err(invalid(
+                            "metrics_token",
+                            format!("must be at least {MIN_METRICS_TOKEN_CHARS} characters without spaces"),
+                        ))
+                    } else {
+                        Ok(Secret::new(t))
+                    }
+                })
+                .transpose()?,
             limits,
             allow_private_fetch: raw.allow_private_fetch.unwrap_or(false),
         })
@@ -502,6 +520,9 @@ impl Config {
         }
     }
 }
+
+/// A scraper's token is a secret like a password: long enough not to be guessed.
+const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 fn env_name(key: &str) -> String {
     format!("SESAM_{}", key.to_uppercase())
@@ -571,6 +592,7 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "saml_key_file" => raw.saml_key_file = Some(value.clone()),
             "saml_next_certificate_file" => raw.saml_next_certificate_file = Some(value.clone()),
             "totp_key" => raw.totp_key = Some(value.clone()),
+            "metrics_token" => raw.metrics_token = Some(value.clone()),
             "allow_private_fetch" => {
                 raw.allow_private_fetch =
                     Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)

@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod demo;
 pub mod directory;
 pub mod i18n;
+pub mod metrics;
 pub mod oidc;
 pub mod outbound;
 pub mod password;

@@ -35,6 +35,8 @@ pub struct Inner {
     pub flood: crate::web::flood::FloodGuard,
     /// Failed client authentications at the token endpoint, per address.
     pub client_auth_failures: crate::web::flood::ClientAuthFailures,
+    /// What `/metrics` reports; this server's own.
+    pub metrics: Arc<crate::metrics::Metrics>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -51,7 +53,12 @@ impl AppState {
         let passwords = Passwords::new(config.password_hash_concurrency);
         let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
         let (stop, stopping) = tokio::sync::watch::channel(false);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let counted = Arc::clone(&metrics);
+        // One observer per store: a second server on the same store keeps the first's.
+        let _ = store.observe_audit(Arc::new(move |event: &str| counted.audit_event(event)));
         AppState(Arc::new(Inner {
+            metrics,
             stopping,
             stop,
             event_streams: Default::default(),

@@ -55,7 +55,16 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Told the name of each audit event once it is stored.
+pub type AuditObserver = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 impl Store {
+    /// Calls `observer` with the event name of every audit event this store (and each of its
+    /// clones) writes from now on. Set once; a second call is ignored and returns false.
+    pub fn observe_audit(&self, observer: AuditObserver) -> bool {
+        self.shared.audit_observer.set(observer).is_ok()
+    }
+
     pub async fn append_audit(&self, e: &AuditEvent, now: UnixTime) -> Result<(), StoreError> {
         on_pool!(self, |p| {
             sqlx::query(
@@ -71,6 +80,9 @@ impl Store {
         .await?
         .rows_affected()
         });
+        if let Some(observe) = self.shared.audit_observer.get() {
+            observe(&e.event);
+        }
         Ok(())
     }
 

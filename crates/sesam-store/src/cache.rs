@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     oidc_clients: RwLock<HashMap<String, (Instant, OidcClient)>>,
     /// When each replay table was last purged, per [`Purge`].
     purged: [AtomicI64; 3],
+    /// Told the name of every audit event written (the server counts logins with it).
+    pub(crate) audit_observer: std::sync::OnceLock<crate::audit::AuditObserver>,
 }
 
 /// The tables whose expired rows are purged on the side of an insert.

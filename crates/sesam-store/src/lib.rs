@@ -26,7 +26,7 @@ use sqlx::sqlite::{
 };
 
 pub use admin::AuditFilter;
-pub use audit::{AuditEntry, AuditEvent};
+pub use audit::{AuditEntry, AuditEvent, AuditObserver};
 pub use cache::{ConfigListener, MAX_AGE as CONFIG_CACHE_MAX_AGE};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
@@ -97,6 +97,23 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("pool", &self.pool)
             .finish_non_exhaustive()
+    }
+}
+
+/// How many connections the pool holds now, and how many of them are idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    pub open: u32,
+    pub idle: usize,
+}
+
+impl Store {
+    pub fn pool_use(&self) -> PoolUse {
+        let (open, idle) = match &self.pool {
+            Pool::Sqlite(p) => (p.size(), p.num_idle()),
+            Pool::Postgres(p) => (p.size(), p.num_idle()),
+        };
+        PoolUse { open, idle }
     }
 }
 

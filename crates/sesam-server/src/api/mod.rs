@@ -543,6 +543,10 @@ async fn answer_challenge(
             "The challenge was already answered or expired.",
         ));
     }
+    state.metrics.challenge_answered(
+        outcome.state.as_str(),
+        (now.0 - challenge.created_at.0) as f64,
+    );
     let user = state.store.get_user(&request.device.user_id).await?;
     let audit = |event: &str| {
         AuditEvent::new(event)

@@ -177,14 +177,19 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
                 .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
+    // Every matched route is timed under its template; the app API inside its own router,
+    // where the template is whole.
+    let track = || axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track);
     Router::new()
         .merge(pages)
-        .nest("/api/app/v1", crate::api::router())
         .merge(oidc_api)
         .route("/saml/metadata", get(saml::metadata))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/static/{file}", get(ops::static_file))
+        .route_layer(track())
+        .nest("/api/app/v1", crate::api::router().route_layer(track()))
         .fallback(error::not_found)
         // A body that trickles in is cut off; the handlers' own size caps still apply.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(

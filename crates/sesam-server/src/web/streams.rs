@@ -24,6 +24,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.state.metrics.event_stream_closed();
         let mut counts = self
             .state
             .event_streams
@@ -51,6 +52,7 @@ pub fn open(state: &AppState, session_key: String) -> Option<Slot> {
         return None;
     }
     *n += 1;
+    state.metrics.event_stream_opened();
     Some(Slot {
         state: state.clone(),
         key: session_key,
