@@ -866,6 +866,28 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_token_is_long_and_secret() {
+        assert!(Config::load(None, env(&[]))
+            .unwrap()
+            .metrics_token
+            .is_none());
+        let token = "scrape-token-0123456789";
+        let c = Config::load(None, env(&[("SESAM_METRICS_TOKEN", token)])).unwrap();
+        assert_eq!(c.metrics_token.as_ref().map(Secret::expose), Some(token));
+        assert!(!format!("{c:?}").contains(token), "Debug hides it");
+        for bad in ["short", "sixteen chars ok but spaced"] {
+            let e = Config::load(None, env(&[("SESAM_METRICS_TOKEN", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("metrics_token:"), "{bad}: {e}");
+            assert!(
+                !e.contains(bad),
+                "the error does not repeat the secret: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn problems_name_the_key() {
         let unknown = file("lissten = \"x\"\n");
         let e = Config::load(Some(unknown.path()), env(&[]))
