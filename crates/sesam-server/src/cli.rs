@@ -232,6 +232,8 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                 ("created", &report.created),
                 ("updated", &report.updated),
                 ("disabled", &report.disabled),
+                ("enabled", &report.enabled),
+                ("role", &report.roles),
                 ("conflict", &report.conflicts),
                 ("unusable", &report.unusable),
             ] {
@@ -240,10 +242,13 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
                 }
             }
             println!(
-                "{} created, {} updated, {} disabled, {} conflicts, {} unusable",
+                "{} created, {} updated, {} disabled, {} enabled, {} role changes, {} conflicts, \
+                 {} unusable",
                 report.created.len(),
                 report.updated.len(),
                 report.disabled.len(),
+                report.enabled.len(),
+                report.roles.len(),
                 report.conflicts.len(),
                 report.unusable.len()
             );

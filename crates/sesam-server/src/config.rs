@@ -80,6 +80,23 @@ pub struct DirectoryConfig {
     pub email_attribute: String,
     /// For connecting and for each operation, per server.
     pub timeout_seconds: u64,
+    /// The groups whose members get a role.
+    pub groups: RoleGroups,
+}
+
+/// The directory groups (their DNs) that decide a role: a member has it, anyone else linked
+/// to the directory does not. `None`: the role is set in Sesam and the directory leaves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleGroups {
+    pub admin: Option<String>,
+    pub pilot: Option<String>,
+    pub password_only: Option<String>,
+}
+
+impl RoleGroups {
+    pub fn any(&self) -> bool {
+        self.admin.is_some() || self.pilot.is_some() || self.password_only.is_some()
+    }
 }
 
 /// A secret from the config: never shown by `Debug`.
@@ -195,6 +212,9 @@ struct RawConfig {
     ldap_display_name_attribute: Option<String>,
     ldap_email_attribute: Option<String>,
     ldap_timeout_seconds: Option<i64>,
+    ldap_admin_group: Option<String>,
+    ldap_pilot_group: Option<String>,
+    ldap_password_only_group: Option<String>,
     header_read_timeout_seconds: Option<i64>,
     idle_timeout_seconds: Option<i64>,
     request_body_timeout_seconds: Option<i64>,
@@ -293,6 +313,9 @@ pub const KEYS: &[&str] = &[
     "ldap_display_name_attribute",
     "ldap_email_attribute",
     "ldap_timeout_seconds",
+    "ldap_admin_group",
+    "ldap_pilot_group",
+    "ldap_password_only_group",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
     "request_body_timeout_seconds",
@@ -625,6 +648,9 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                 raw.ldap_timeout_seconds =
                     Some(value.trim().parse().map_err(|_| bad("a whole number"))?)
             }
+            "ldap_admin_group" => raw.ldap_admin_group = Some(value.clone()),
+            "ldap_pilot_group" => raw.ldap_pilot_group = Some(value.clone()),
+            "ldap_password_only_group" => raw.ldap_password_only_group = Some(value.clone()),
             limit => {
                 let slot = raw.limit_mut(limit).expect("every key in KEYS is handled");
                 *slot = Some(value.trim().parse().map_err(|_| bad("a whole number"))?);
@@ -642,8 +668,16 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
         raw.ldap_bind_password.take(),
         raw.ldap_base_dn.take(),
     );
+    let groups = RoleGroups {
+        admin: group_dn("ldap_admin_group", raw.ldap_admin_group.take())?,
+        pilot: group_dn("ldap_pilot_group", raw.ldap_pilot_group.take())?,
+        password_only: group_dn(
+            "ldap_password_only_group",
+            raw.ldap_password_only_group.take(),
+        )?,
+    };
     if urls.is_empty() {
-        if bind_dn.is_some() || bind_password.is_some() || base_dn.is_some() {
+        if bind_dn.is_some() || bind_password.is_some() || base_dn.is_some() || groups.any() {
             return Err(invalid(
                 "ldap_urls",
                 "the directory needs ldap_urls with ldap_bind_dn, ldap_bind_password and ldap_base_dn",
@@ -711,7 +745,24 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
         display_name_attribute: attribute(raw.ldap_display_name_attribute.take(), "displayName"),
         email_attribute: attribute(raw.ldap_email_attribute.take(), "mail"),
         timeout_seconds: timeout as u64,
+        groups,
     }))
+}
+
+/// A role group's DN, checked as a DN (RFC 4514) so that a typo is a start-up error rather
+/// than a group nobody is a member of, which would take the role from everyone.
+fn group_dn(key: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => match crate::directory::normalize_dn(&v) {
+            Some(_) => Ok(Some(v.trim().to_owned())),
+            None => Err(invalid(
+                key,
+                format!("{v:?} is not a DN like \"CN=Sesam admins,OU=Groups,DC=kommune,DC=local\""),
+            )),
+        },
+    }
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -885,6 +936,61 @@ mod tests {
                 "the error does not repeat the secret: {e}"
             );
         }
+    }
+
+    #[test]
+    fn role_groups_must_be_dns() {
+        let base = [
+            ("SESAM_LDAP_URLS", "ldaps://dc1.example.dk"),
+            ("SESAM_LDAP_BIND_DN", "cn=sesam,dc=example,dc=dk"),
+            ("SESAM_LDAP_BIND_PASSWORD", "s3rvice"),
+            ("SESAM_LDAP_BASE_DN", "dc=example,dc=dk"),
+        ];
+        let d = Config::load(None, env(&base)).unwrap().directory.unwrap();
+        assert_eq!(
+            d.groups,
+            RoleGroups::default(),
+            "no group: Sesam sets the roles"
+        );
+
+        let mut vars = base.to_vec();
+        vars.push((
+            "SESAM_LDAP_ADMIN_GROUP",
+            "CN=Sesam admins, OU=Groups,DC=example,DC=dk",
+        ));
+        vars.push((
+            "SESAM_LDAP_PILOT_GROUP",
+            "cn=pilot\\, wave 1,dc=example,dc=dk",
+        ));
+        let d = Config::load(None, env(&vars)).unwrap().directory.unwrap();
+        assert_eq!(
+            d.groups.admin.as_deref(),
+            Some("CN=Sesam admins, OU=Groups,DC=example,DC=dk")
+        );
+        assert!(d.groups.pilot.is_some() && d.groups.password_only.is_none());
+
+        for (key, value) in [
+            ("SESAM_LDAP_ADMIN_GROUP", "Sesam admins"),
+            ("SESAM_LDAP_PILOT_GROUP", "cn=pilot,,dc=example"),
+            ("SESAM_LDAP_PASSWORD_ONLY_GROUP", "cn=robots,dc=example,"),
+            ("SESAM_LDAP_ADMIN_GROUP", "=admins,dc=example"),
+            ("SESAM_LDAP_ADMIN_GROUP", "cn=a\\qdmins,dc=example"),
+            ("SESAM_LDAP_ADMIN_GROUP", "cn=admins,dc=\"example\""),
+        ] {
+            let mut bad = base.to_vec();
+            bad.push((key, value));
+            let e = Config::load(None, env(&bad)).unwrap_err().to_string();
+            let name = key.trim_start_matches("SESAM_").to_lowercase();
+            assert!(
+                e.starts_with(&format!("{name}:")) && e.contains("is not a DN"),
+                "{value}: {e}"
+            );
+        }
+        // Without a directory, a group means nothing.
+        let e = Config::load(None, env(&[("SESAM_LDAP_ADMIN_GROUP", "cn=a,dc=x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ldap_urls:"), "{e}");
     }
 
     #[test]

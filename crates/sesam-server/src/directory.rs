@@ -4,16 +4,21 @@
 //! Servers are tried in order while they cannot be reached. Once a server has been given the
 //! user's password the answer stands, whatever it is: the bind is never repeated on the next
 //! server, so one attempt counts once against the directory's own lockout too.
+//!
+//! Roles come from groups: the service account reads a configured group's `member`
+//! attribute (OpenLDAP's groupOfNames, AD's group), so no memberOf overlay is needed.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ldap3::{
-    ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions,
+    ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry,
+    SearchOptions,
 };
 use sesam_core::Username;
-use sesam_store::DirectoryUser;
+use sesam_store::{DirectoryRoles, DirectoryUser};
 
 use crate::config::DirectoryConfig;
 use crate::credentials::{Claim, Password, PasswordCheck, Verdict};
@@ -21,6 +26,7 @@ use crate::credentials::{Claim, Password, PasswordCheck, Verdict};
 /// LDAP result codes (RFC 4511, appendix A) the adapter tells apart.
 const SUCCESS: u32 = 0;
 const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const NO_SUCH_OBJECT: u32 = 32;
 const INVALID_CREDENTIALS: u32 = 49;
 const UNWILLING_TO_PERFORM: u32 = 53;
 
@@ -35,6 +41,34 @@ pub struct Listing {
 pub struct Directory {
     config: DirectoryConfig,
     tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// Which role a group gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Admin,
+    Pilot,
+    PasswordOnly,
+}
+
+/// The members of each configured group (normalised DNs).
+#[derive(Debug, Default)]
+struct Members(Vec<(Role, HashSet<String>)>);
+
+impl Members {
+    fn roles_of(&self, dn: &str) -> DirectoryRoles {
+        let dn = normalize_dn(dn);
+        let mut roles = DirectoryRoles::default();
+        for (role, members) in &self.0 {
+            let member = Some(dn.as_ref().is_some_and(|dn| members.contains(dn)));
+            match role {
+                Role::Admin => roles.is_admin = member,
+                Role::Pilot => roles.in_pilot = member,
+                Role::PasswordOnly => roles.password_only = member,
+            }
+        }
+        roles
+    }
 }
 
 /// Why a server gave no answer that counts.
@@ -79,6 +113,141 @@ impl Directory {
             }
         };
         Ok(Directory { config, tls })
+    }
+
+    /// The configured role groups.
+    fn groups(&self) -> Vec<(Role, &str)> {
+        let g = &self.config.groups;
+        [
+            (Role::Admin, &g.admin),
+            (Role::Pilot, &g.pilot),
+            (Role::PasswordOnly, &g.password_only),
+        ]
+        .into_iter()
+        .filter_map(|(role, dn)| dn.as_deref().map(|dn| (role, dn)))
+        .collect()
+    }
+
+    /// The roles of the entry `dn` from its groups, asking each group whether `dn` is a
+    /// member (one small search each, whatever the group's size). The connection must be
+    /// bound as the service account.
+    async fn roles_for(&self, ldap: &mut Ldap, dn: &str) -> Result<DirectoryRoles, Trouble> {
+        let mut members = Members::default();
+        for (role, group) in self.groups() {
+            let filter = format!("(member={})", ldap_escape(dn));
+            let found = ldap
+                .with_timeout(self.timeout())
+                .search(group, Scope::Base, &filter, vec!["1.1"])
+                .await
+                .map_err(|e| Trouble::Unreachable(format!("group search: {e}")))?;
+            let ldap3::SearchResult(entries, result) = found;
+            match result.rc {
+                SUCCESS => {}
+                NO_SUCH_OBJECT => {
+                    return Err(Trouble::Refusing(format!(
+                        "the role group {group:?} does not exist in the directory"
+                    )))
+                }
+                rc => {
+                    return Err(Trouble::Refusing(format!(
+                        "group {group:?}: result code {rc} {}",
+                        result.text
+                    )))
+                }
+            }
+            let mut set = HashSet::new();
+            if entries.into_iter().any(|e| read_entry(e).is_some()) {
+                set.extend(normalize_dn(dn));
+            }
+            members.0.push((role, set));
+        }
+        Ok(members.roles_of(dn))
+    }
+
+    /// Every member of every configured group, read from the groups' `member` attribute;
+    /// Active Directory hands a large group's members out in ranges, which are followed.
+    async fn all_members(&self, ldap: &mut Ldap) -> Result<Members, Trouble> {
+        let mut members = Members::default();
+        for (role, group) in self.groups() {
+            let mut set = HashSet::new();
+            let mut wanted = "member".to_owned();
+            // A bound on the rounds: a directory that keeps answering "more" is not followed
+            // for ever (1500 members a round is AD's default).
+            for _ in 0..10_000 {
+                let found = ldap
+                    .with_timeout(self.timeout())
+                    .search(group, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
+                    .await
+                    .map_err(|e| Trouble::Unreachable(format!("group search: {e}")))?;
+                let ldap3::SearchResult(entries, result) = found;
+                match result.rc {
+                    SUCCESS => {}
+                    NO_SUCH_OBJECT => {
+                        return Err(Trouble::Refusing(format!(
+                            "the role group {group:?} does not exist in the directory"
+                        )))
+                    }
+                    rc => {
+                        return Err(Trouble::Refusing(format!(
+                            "group {group:?}: result code {rc} {}",
+                            result.text
+                        )))
+                    }
+                }
+                let Some(entry) = entries.into_iter().find_map(read_entry) else {
+                    return Err(Trouble::Refusing(format!(
+                        "the role group {group:?} cannot be read by the service account"
+                    )));
+                };
+                let mut next = None;
+                for (name, values) in &entry.attrs {
+                    let lower = name.to_ascii_lowercase();
+                    if lower == "member" {
+                        set.extend(values.iter().filter_map(|v| normalize_dn(v)));
+                    } else if let Some(range) = lower.strip_prefix("member;range=") {
+                        set.extend(values.iter().filter_map(|v| normalize_dn(v)));
+                        // "0-1499": more from 1500 on; "1500-*": the last part.
+                        match range.split_once('-') {
+                            Some((_, "*")) => {}
+                            Some((_, end)) => {
+                                let end: u64 = end.parse().map_err(|_| {
+                                    Trouble::Refusing(format!(
+                                        "group {group:?}: member range {range:?}"
+                                    ))
+                                })?;
+                                next = Some(format!("member;range={}-*", end + 1));
+                            }
+                            None => {
+                                return Err(Trouble::Refusing(format!(
+                                    "group {group:?}: member range {range:?}"
+                                )))
+                            }
+                        }
+                    }
+                }
+                match next {
+                    Some(more) => wanted = more,
+                    None => break,
+                }
+            }
+            members.0.push((role, set));
+        }
+        Ok(members)
+    }
+
+    /// At a login: the roles from the groups, or, when they cannot be read, none decided
+    /// (the flags stay as they are; the sync reports the trouble).
+    async fn roles_or_unknown(&self, ldap: &mut Ldap, dn: &str) -> DirectoryRoles {
+        if !self.config.groups.any() {
+            return DirectoryRoles::default();
+        }
+        match self.roles_for(ldap, dn).await {
+            Ok(roles) => roles,
+            Err(e) => {
+                tracing::error!(%dn, why = %e, "the role groups cannot be read; roles left as they are");
+                DirectoryRoles::default()
+            }
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -131,21 +300,31 @@ impl Directory {
         )
     }
 
-    /// Whether the directory still lists the user linked by `directory_id`: `Some(false)`
-    /// when it is disabled or gone there, `None` when no server could say.
-    pub async fn still_lists(&self, directory_id: &str) -> Option<bool> {
+    /// What the directory says now of the user linked by `directory_id`: `Some(None)` when
+    /// it is disabled or gone there, `None` when no server could say.
+    pub async fn current_entry(&self, directory_id: &str) -> Option<Option<DirectoryUser>> {
         let filter = self.id_filter(directory_id);
         for url in &self.config.urls {
             let found = match self.connect(url).await {
                 Ok(mut ldap) => {
-                    let found = self.find(&mut ldap, &filter).await;
+                    let found = match self.find(&mut ldap, &filter).await {
+                        Ok(Some(entry)) => match self.describe(&entry) {
+                            Some(mut user) => {
+                                user.roles = self.roles_or_unknown(&mut ldap, &entry.dn).await;
+                                Ok(Some(user))
+                            }
+                            None => Ok(None),
+                        },
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    };
                     let _ = ldap.unbind().await;
                     found
                 }
                 Err(e) => Err(e),
             };
             match found {
-                Ok(entry) => return Some(entry.is_some()),
+                Ok(entry) => return Some(entry),
                 Err(Trouble::Unreachable(why)) => {
                     tracing::warn!(%url, %why, "directory server unreachable; trying the next");
                 }
@@ -197,26 +376,40 @@ impl Directory {
             .await
             .map_err(|e| Trouble::Unreachable(format!("search: {e}")))?;
         let mut listing = Listing::default();
+        let mut dns = Vec::new();
         loop {
             match stream.next().await {
-                Ok(Some(entry)) => {
-                    let entry = SearchEntry::construct(entry);
-                    match self.describe(&entry) {
-                        Some(user) => listing.users.push(user),
+                Ok(Some(entry)) => match read_entry(entry) {
+                    Some(entry) => match self.describe(&entry) {
+                        Some(user) => {
+                            listing.users.push(user);
+                            dns.push(entry.dn);
+                        }
                         None => listing.unusable.push(entry.dn),
-                    }
-                }
+                    },
+                    None => listing
+                        .unusable
+                        .push("(an entry that cannot be read)".into()),
+                },
                 Ok(None) => break,
                 Err(e) => return Err(Trouble::Unreachable(format!("search: {e}"))),
             }
         }
         let result = stream.finish().await;
-        let _ = ldap.unbind().await;
         if result.rc != SUCCESS {
+            let _ = ldap.unbind().await;
             return Err(Trouble::Refusing(format!(
                 "listing users under {:?}: result code {} {}",
                 self.config.base_dn, result.rc, result.text
             )));
+        }
+        // The groups are read whole or the listing fails: a half-read group would take a
+        // role from its unread members.
+        let members = self.all_members(&mut ldap).await;
+        let _ = ldap.unbind().await;
+        let members = members?;
+        for (user, dn) in listing.users.iter_mut().zip(&dns) {
+            user.roles = members.roles_of(dn);
         }
         Ok(listing)
     }
@@ -281,7 +474,7 @@ impl Directory {
                 )))
             }
         }
-        Ok(entries.into_iter().next().map(SearchEntry::construct))
+        Ok(entries.into_iter().find_map(read_entry))
     }
 
     /// Binds as `entry` with `password`: the one step that is never repeated elsewhere.
@@ -294,7 +487,6 @@ impl Directory {
             .with_timeout(self.timeout())
             .simple_bind(&entry.dn, password.expose())
             .await;
-        let _ = ldap.unbind().await;
         match bound {
             Ok(r) if r.rc == SUCCESS => match self.describe(entry) {
                 Some(user) => Verdict::Proven(Some(user)),
@@ -349,6 +541,7 @@ impl Directory {
             username,
             display_name,
             email: text(&self.config.email_attribute),
+            roles: DirectoryRoles::default(),
         })
     }
 
@@ -368,8 +561,158 @@ impl Directory {
                 return Err(e);
             }
         };
-        Ok(self.prove(&mut ldap, &entry, claim.password).await)
+        let verdict = match self.prove(&mut ldap, &entry, claim.password).await {
+            // The user may not read the groups: the service account asks.
+            Verdict::Proven(Some(mut user)) if self.config.groups.any() => {
+                match self.bind_service(&mut ldap).await {
+                    Ok(()) => user.roles = self.roles_or_unknown(&mut ldap, &entry.dn).await,
+                    Err(e) => {
+                        tracing::error!(why = %e, "the role groups cannot be read; roles left as they are")
+                    }
+                }
+                Verdict::Proven(Some(user))
+            }
+            verdict => verdict,
+        };
+        let _ = ldap.unbind().await;
+        Ok(verdict)
     }
+}
+
+/// An entry as ldap3's `SearchEntry`, without its `construct`, which panics on an entry
+/// that is not well-formed (a directory's answer is outside input). `None` for such an
+/// entry, a referral or an intermediate message.
+fn read_entry(re: ResultEntry) -> Option<SearchEntry> {
+    let mut tags = re.0.match_id(4)?.expect_constructed()?.into_iter();
+    let dn = String::from_utf8(tags.next()?.expect_primitive()?).ok()?;
+    let mut attrs: HashMap<String, Vec<String>> = HashMap::new();
+    let mut bin_attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for attribute in tags.next()?.expect_constructed()? {
+        let mut parts = attribute.expect_constructed()?.into_iter();
+        let name = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+        let mut values = Vec::new();
+        for value in parts.next()?.expect_constructed()? {
+            values.push(value.expect_primitive()?);
+        }
+        // Like `construct`: text when every value is UTF-8, else all bytes.
+        match values
+            .iter()
+            .map(|v| String::from_utf8(v.clone()).ok())
+            .collect::<Option<Vec<String>>>()
+        {
+            Some(text) => {
+                attrs.insert(name, text);
+            }
+            None => {
+                bin_attrs.insert(name, values);
+            }
+        }
+    }
+    Some(SearchEntry {
+        dn,
+        attrs,
+        bin_attrs,
+    })
+}
+
+/// A DN (RFC 4514) in one form for comparing two spellings of it: attribute types and
+/// values lower-cased, escapes resolved, spaces around the separators dropped, the parts of
+/// a multi-valued RDN sorted. `None` when the text is not a DN.
+pub fn normalize_dn(dn: &str) -> Option<String> {
+    let chars: Vec<char> = dn.trim().chars().collect();
+    if chars.is_empty() {
+        return None;
+    }
+    let mut rdns: Vec<String> = Vec::new();
+    let mut avas: Vec<String> = Vec::new();
+    let mut i = 0;
+    loop {
+        // The attribute type: a name (letter, then letters, digits, hyphens) or an OID.
+        let start = i;
+        while i < chars.len() && chars[i] != '=' {
+            i += 1;
+        }
+        if i == chars.len() {
+            return None;
+        }
+        let kind: String = chars[start..i]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
+        let name_ok = kind.starts_with(|c: char| c.is_ascii_alphabetic())
+            && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let oid_ok = !kind.is_empty()
+            && kind
+                .split('.')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        if !(name_ok || oid_ok) {
+            return None;
+        }
+        i += 1; // '='
+        while i < chars.len() && chars[i] == ' ' {
+            i += 1;
+        }
+        // The value, up to an unescaped ',' or '+'.
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut kept = 0; // bytes up to the last one that is not an unescaped trailing space
+        while i < chars.len() && chars[i] != ',' && chars[i] != '+' {
+            let c = chars[i];
+            if c == '\\' {
+                let next = *chars.get(i + 1)?;
+                if let (Some(h), Some(l)) = (
+                    next.to_digit(16),
+                    chars.get(i + 2).and_then(|c| c.to_digit(16)),
+                ) {
+                    bytes.push((h * 16 + l) as u8);
+                    i += 3;
+                } else if " \"#+,;<=>\\".contains(next) {
+                    let mut buf = [0u8; 4];
+                    bytes.extend_from_slice(next.encode_utf8(&mut buf).as_bytes());
+                    i += 2;
+                } else {
+                    return None;
+                }
+                kept = bytes.len();
+                continue;
+            }
+            if matches!(c, '"' | ';' | '<' | '>') || c == '\0' {
+                return None;
+            }
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            if c != ' ' {
+                kept = bytes.len();
+            }
+            i += 1;
+        }
+        bytes.truncate(kept);
+        let value = String::from_utf8(bytes).ok()?;
+        if value.is_empty() {
+            return None;
+        }
+        let mut escaped = String::new();
+        for c in value.to_lowercase().chars() {
+            if matches!(c, ',' | '+' | '=' | '\\') {
+                escaped.push('\\');
+            }
+            escaped.push(c);
+        }
+        avas.push(format!("{kind}={escaped}"));
+        if i == chars.len() || chars[i] == ',' {
+            avas.sort();
+            rdns.push(avas.join("+"));
+            avas.clear();
+        }
+        if i == chars.len() {
+            break;
+        }
+        i += 1; // ',' or '+'
+        if i == chars.len() {
+            return None; // a separator with nothing after it
+        }
+    }
+    Some(rdns.join(","))
 }
 
 /// A binary stable id as text: AD's 16-byte objectGUID in its usual (mixed-endian) form,
@@ -425,6 +768,7 @@ mod tests {
             display_name_attribute: "displayName".into(),
             email_attribute: "mail".into(),
             timeout_seconds: 5,
+            groups: Default::default(),
         })
         .unwrap()
     }
@@ -482,6 +826,59 @@ mod tests {
         ];
         assert_eq!(binary_id(&guid), "00112233-4455-6677-8899-aabbccddeeff");
         assert_eq!(binary_id(&[0xab, 0x01]), "ab01");
+    }
+
+    #[test]
+    fn two_spellings_of_one_dn_compare_equal_and_non_dns_are_refused() {
+        let n = |dn: &str| normalize_dn(dn);
+        assert_eq!(
+            n("CN=Sesam Admins, OU=Groups,DC=kommune,DC=local"),
+            n("cn=sesam admins,ou=groups , dc=kommune,dc=LOCAL")
+        );
+        assert_eq!(
+            n("uid=dirk,ou=people,dc=sesam,dc=test").as_deref(),
+            Some("uid=dirk,ou=people,dc=sesam,dc=test")
+        );
+        // Escapes: a comma inside a value, hex, a multi-valued RDN in either order.
+        assert_eq!(n("cn=Hansen\\, Anna,dc=x"), n("cn=hansen\\2C anna,dc=x"));
+        assert_ne!(n("cn=Hansen\\, Anna,dc=x"), n("cn=Hansen,cn=Anna,dc=x"));
+        assert_eq!(n("cn=a+uid=b,dc=x"), n("UID=b + CN=a,dc=x"));
+        assert_eq!(n("2.5.4.3=a,dc=x").as_deref(), Some("2.5.4.3=a,dc=x"));
+        assert_eq!(n("cn=\\c3\\a6bler,dc=x"), n("cn=Æbler,dc=x"));
+        for bad in [
+            "",
+            "admins",
+            "cn=",
+            "=x",
+            "cn=a,,dc=x",
+            "cn=a,",
+            "cn=a\\",
+            "cn=a\\q",
+            "c n=a",
+            "cn=\"a\"",
+            "cn=a;dc=x",
+            "1cn=a",
+            "cn=a\0b",
+        ] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn membership_decides_only_the_roles_with_a_group() {
+        let members = Members(vec![
+            (Role::Admin, [normalize_dn("uid=dirk,dc=x").unwrap()].into()),
+            (Role::PasswordOnly, HashSet::new()),
+        ]);
+        assert_eq!(
+            members.roles_of("UID=Dirk, DC=x"),
+            DirectoryRoles {
+                is_admin: Some(true),
+                in_pilot: None,
+                password_only: Some(false),
+            }
+        );
+        assert_eq!(members.roles_of("uid=eve,dc=x").is_admin, Some(false));
     }
 
     #[test]

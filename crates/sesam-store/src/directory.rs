@@ -1,10 +1,20 @@
 //! Users that come from the organisation's directory (LDAP / Active Directory): found by the
-//! entry's stable id, created at their first login, their name and contact details kept.
+//! entry's stable id, created at their first login, their name, contact details and roles
+//! kept; disabled when the directory stops listing them and on again when it lists them again.
 
 use sesam_core::{UnixTime, User, UserId, Username};
 
 use crate::users::{UserRow, COLUMNS};
 use crate::{new_id, on_pool, Store, StoreError};
+
+/// What the directory's groups say of a user's roles. `None`: no group is configured for
+/// the role (or the directory could not say), and the local flag stays as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryRoles {
+    pub is_admin: Option<bool>,
+    pub in_pilot: Option<bool>,
+    pub password_only: Option<bool>,
+}
 
 /// What the directory says of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +24,7 @@ pub struct DirectoryUser {
     pub username: Username,
     pub display_name: String,
     pub email: Option<String>,
+    pub roles: DirectoryRoles,
 }
 
 impl Store {
@@ -97,5 +108,65 @@ impl Store {
             )));
         }
         self.get_user(id).await
+    }
+
+    /// Sets the three role flags a directory's groups decide, as they are given.
+    pub async fn set_directory_roles(
+        &self,
+        id: &UserId,
+        is_admin: bool,
+        in_pilot: bool,
+        password_only: bool,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE users SET is_admin = $2, in_pilot = $3, password_only = $4, \
+                   updated_at = $5 WHERE id = $1 AND directory_id IS NOT NULL";
+        on_pool!(self, |p| sqlx::query(sql)
+            .bind(&id.0)
+            .bind(is_admin)
+            .bind(in_pilot)
+            .bind(password_only)
+            .bind(now.0)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Disables an active linked user because the directory no longer lists them, marked so
+    /// that [`Store::enable_from_directory`] may undo it. `false` when the user was not active
+    /// (an administrator's lock stays what it is).
+    pub async fn disable_for_directory(
+        &self,
+        id: &UserId,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET status = 'disabled', disabled_by = 'directory', \
+                   updated_at = $2 WHERE id = $1 AND status = 'active' AND directory_id IS NOT NULL";
+        let done = on_pool!(self, |p| sqlx::query(sql)
+            .bind(&id.0)
+            .bind(now.0)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
+    }
+
+    /// Turns a user on again that a directory sync disabled; `false` for any other user,
+    /// above all one whose status a person set in Sesam.
+    pub async fn enable_from_directory(
+        &self,
+        id: &UserId,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE users SET status = 'active', disabled_by = NULL, updated_at = $2 \
+                   WHERE id = $1 AND status = 'disabled' AND disabled_by = 'directory'";
+        let done = on_pool!(self, |p| sqlx::query(sql)
+            .bind(&id.0)
+            .bind(now.0)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(done == 1)
     }
 }

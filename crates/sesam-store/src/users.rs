@@ -230,7 +230,8 @@ impl Store {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let done = on_pool!(self, |p| sqlx::query(
-            "UPDATE users SET status = $2, updated_at = $3 WHERE id = $1"
+            // A person's decision: the directory sync no longer undoes it.
+            "UPDATE users SET status = $2, disabled_by = NULL, updated_at = $3 WHERE id = $1"
         )
         .bind(&id.0)
         .bind(status.as_str())

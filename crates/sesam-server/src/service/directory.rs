@@ -1,6 +1,6 @@
 //! The organisation's directory as the source of its users: one entry is taken into the
-//! local user table the same way at a login and in a sync; a sync also disables local users
-//! the directory no longer lists.
+//! local user table the same way at a login and in a sync (names, roles from groups, on again
+//! after the sync disabled it); a sync also disables local users the directory no longer lists.
 
 use std::collections::HashSet;
 
@@ -24,6 +24,16 @@ pub enum Taken {
     Conflict(String),
 }
 
+/// What taking one entry did.
+#[derive(Debug)]
+pub struct TakenEntry {
+    pub taken: Taken,
+    /// On again: a sync had disabled the user, and the directory lists them again.
+    pub enabled: bool,
+    /// What the directory's groups changed, e.g. "admin granted".
+    pub roles: Vec<String>,
+}
+
 fn event(name: &str, subject: &str, ip: Option<String>) -> AuditEvent {
     AuditEvent::new(name)
         .actor("directory")
@@ -32,8 +42,111 @@ fn event(name: &str, subject: &str, ip: Option<String>) -> AuditEvent {
 }
 
 /// The local user for `entry`: found by its stable id (so a rename in the directory
-/// follows), updated when the directory says something new, else created.
+/// follows), updated when the directory says something new, else created; then on again if
+/// a sync disabled it, and its roles as the groups say (a role without a group is left).
 pub async fn take_entry(
+    store: &Store,
+    entry: &DirectoryUser,
+    now: UnixTime,
+    ip: Option<String>,
+) -> Result<TakenEntry, ServiceError> {
+    let taken = take_names(store, entry, now, ip.clone()).await?;
+    let (taken, enabled, roles) = match taken {
+        Taken::Created(user) => {
+            let (user, enabled, roles) = follow(store, user, entry, now, ip).await?;
+            (Taken::Created(user), enabled, roles)
+        }
+        Taken::Updated { user, was } => {
+            let (user, enabled, roles) = follow(store, user, entry, now, ip).await?;
+            (Taken::Updated { user, was }, enabled, roles)
+        }
+        Taken::Unchanged(user) => {
+            let (user, enabled, roles) = follow(store, user, entry, now, ip).await?;
+            (Taken::Unchanged(user), enabled, roles)
+        }
+        conflict @ Taken::Conflict(_) => (conflict, false, Vec::new()),
+    };
+    Ok(TakenEntry {
+        taken,
+        enabled,
+        roles,
+    })
+}
+
+/// The status and roles of a linked user as the directory's entry says.
+async fn follow(
+    store: &Store,
+    mut user: User,
+    entry: &DirectoryUser,
+    now: UnixTime,
+    ip: Option<String>,
+) -> Result<(User, bool, Vec<String>), ServiceError> {
+    // Only a user the sync disabled; an administrator's lock stays (the store checks who).
+    let enabled =
+        user.status == UserStatus::Disabled && store.enable_from_directory(&user.id, now).await?;
+    if enabled {
+        store
+            .append_audit(
+                &event("user.enabled.directory", user.username.as_str(), ip.clone())
+                    .detail("the directory lists the user again"),
+                now,
+            )
+            .await?;
+        user.status = UserStatus::Active;
+    }
+    let r = entry.roles;
+    let wanted = [
+        ("admin", "ldap_admin_group", user.is_admin, r.is_admin),
+        ("pilot", "ldap_pilot_group", user.in_pilot, r.in_pilot),
+        (
+            "password-only",
+            "ldap_password_only_group",
+            user.password_only,
+            r.password_only,
+        ),
+    ];
+    let mut roles = Vec::new();
+    for (role, key, has, wants) in wanted {
+        match wants {
+            Some(true) if !has => roles.push((
+                format!("{role} granted"),
+                format!("{role} granted: member of the {key}"),
+            )),
+            Some(false) if has => roles.push((
+                format!("{role} removed"),
+                format!("{role} removed: not a member of the {key}"),
+            )),
+            _ => {}
+        }
+    }
+    if !roles.is_empty() {
+        user.is_admin = r.is_admin.unwrap_or(user.is_admin);
+        user.in_pilot = r.in_pilot.unwrap_or(user.in_pilot);
+        user.password_only = r.password_only.unwrap_or(user.password_only);
+        store
+            .set_directory_roles(
+                &user.id,
+                user.is_admin,
+                user.in_pilot,
+                user.password_only,
+                now,
+            )
+            .await?;
+        for (_, detail) in &roles {
+            store
+                .append_audit(
+                    &event("user.role.directory", user.username.as_str(), ip.clone())
+                        .detail(detail.clone()),
+                    now,
+                )
+                .await?;
+        }
+    }
+    Ok((user, enabled, roles.into_iter().map(|(r, _)| r).collect()))
+}
+
+/// The user's name, display name and email from the entry; created when new.
+async fn take_names(
     store: &Store,
     entry: &DirectoryUser,
     now: UnixTime,
@@ -103,6 +216,10 @@ pub struct SyncReport {
     pub created: Vec<String>,
     pub updated: Vec<String>,
     pub disabled: Vec<String>,
+    /// Users the sync had disabled that the directory lists again.
+    pub enabled: Vec<String>,
+    /// Role changes from the groups: "dirk: admin granted".
+    pub roles: Vec<String>,
     pub conflicts: Vec<String>,
     /// Directory entries without a stable id or a usable username.
     pub unusable: Vec<String>,
@@ -134,14 +251,30 @@ pub async fn sync(
         ..SyncReport::default()
     };
     for entry in &listing.users {
-        match take_entry(store, entry, now, None).await? {
-            Taken::Created(user) => report.created.push(user.username.to_string()),
-            Taken::Updated { user, was } => report.updated.push(format!(
-                "{was} -> {} ({})",
-                user.username, user.display_name
-            )),
-            Taken::Unchanged(_) => {}
-            Taken::Conflict(why) => report.conflicts.push(why),
+        let took = take_entry(store, entry, now, None).await?;
+        let name = match &took.taken {
+            Taken::Created(user) => {
+                report.created.push(user.username.to_string());
+                user.username.to_string()
+            }
+            Taken::Updated { user, was } => {
+                report.updated.push(format!(
+                    "{was} -> {} ({})",
+                    user.username, user.display_name
+                ));
+                user.username.to_string()
+            }
+            Taken::Unchanged(user) => user.username.to_string(),
+            Taken::Conflict(why) => {
+                report.conflicts.push(why.clone());
+                continue;
+            }
+        };
+        if took.enabled {
+            report.enabled.push(name.clone());
+        }
+        for role in took.roles {
+            report.roles.push(format!("{name}: {role}"));
         }
     }
     let listed: HashSet<&str> = listing
@@ -154,10 +287,9 @@ pub async fn sync(
             .directory_id
             .as_deref()
             .is_some_and(|id| !listed.contains(id));
-        if gone && user.is_active() {
-            store
-                .set_user_status(&user.id, UserStatus::Disabled, now)
-                .await?;
+        // Only an active user: one an administrator locked stays locked, and stays a
+        // person's decision that the directory will not undo.
+        if gone && user.is_active() && store.disable_for_directory(&user.id, now).await? {
             store
                 .append_audit(
                     &event("user.disabled.directory", user.username.as_str(), None)
@@ -173,11 +305,14 @@ pub async fn sync(
             &AuditEvent::new("directory.synced")
                 .actor("directory")
                 .detail(format!(
-                    "{} listed; {} created, {} updated, {} disabled, {} conflicts, {} unusable",
+                    "{} listed; {} created, {} updated, {} disabled, {} enabled, {} role changes, \
+                     {} conflicts, {} unusable",
                     listing.users.len(),
                     report.created.len(),
                     report.updated.len(),
                     report.disabled.len(),
+                    report.enabled.len(),
+                    report.roles.len(),
                     report.conflicts.len(),
                     report.unusable.len()
                 )),

@@ -373,7 +373,10 @@ async fn directory_user(
             return Ok(None);
         }
     }
-    match directory::take_entry(&state.store, entry, now, origin.ip.clone()).await? {
+    match directory::take_entry(&state.store, entry, now, origin.ip.clone())
+        .await?
+        .taken
+    {
         Taken::Created(user) | Taken::Unchanged(user) | Taken::Updated { user, .. } => {
             Ok(Some(user))
         }
@@ -385,18 +388,31 @@ async fn directory_user(
 }
 
 /// Whether a user linked to the directory is still listed there: a user disabled in the
-/// directory cannot log in with the app either, before any sync has told Sesam. When the
-/// directory cannot be asked, the app's proof stands (it needs no directory).
+/// directory cannot log in with the app either, before any sync has told Sesam; and the
+/// roles its groups give are taken now (an admin removed from the group is no longer one).
+/// When the directory cannot be asked, the app's proof stands (it needs no directory).
 async fn directory_lists(
     state: &AppState,
-    user: &User,
+    user: User,
     origin: &Origin,
-) -> Result<bool, ServiceError> {
+) -> Result<Option<User>, ServiceError> {
     let (Some(directory), Some(id)) = (&state.directory, &user.directory_id) else {
-        return Ok(true);
+        return Ok(Some(user));
     };
-    match directory.still_lists(id).await {
-        Some(false) => {
+    match directory.current_entry(id).await {
+        Some(Some(entry)) => {
+            let took =
+                directory::take_entry(&state.store, &entry, state.now(), origin.ip.clone()).await?;
+            Ok(Some(match took.taken {
+                Taken::Created(user) | Taken::Updated { user, .. } | Taken::Unchanged(user) => user,
+                Taken::Conflict(why) => {
+                    tracing::warn!(user = %user.username, %why, "directory entry not taken at login");
+                    user
+                }
+            }))
+        }
+        None => Ok(Some(user)),
+        Some(None) => {
             state
                 .store
                 .append_audit(
@@ -408,9 +424,8 @@ async fn directory_lists(
                     state.now(),
                 )
                 .await?;
-            Ok(false)
+            Ok(None)
         }
-        Some(true) | None => Ok(true),
     }
 }
 
@@ -634,12 +649,15 @@ pub async fn complete_challenge(
         .get_user(&UserId(challenge.user_id.clone()))
         .await?;
     let settings = state.store.settings().await?;
-    let listed =
-        purpose != ChallengePurpose::Login || directory_lists(state, &user, origin).await?;
-    if !user.is_active() || !listed {
+    let listed = if purpose == ChallengePurpose::Login {
+        directory_lists(state, user, origin).await?
+    } else {
+        Some(user)
+    };
+    let Some(user) = listed.filter(User::is_active) else {
         flow.apply(Event::SignedOut, &settings, now)?;
         return Ok(Completion::Gone);
-    }
+    };
     let t = match flow.apply(
         Event::ChallengeApproved {
             challenge_id: challenge.id.clone(),
