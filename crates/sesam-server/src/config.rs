@@ -82,6 +82,8 @@ pub struct DirectoryConfig {
     pub timeout_seconds: u64,
     /// The groups whose members get a role.
     pub groups: RoleGroups,
+    /// How often the server syncs the users from the directory; 0: never by itself.
+    pub sync_interval_seconds: u64,
 }
 
 /// The directory groups (their DNs) that decide a role: a member has it, anyone else linked
@@ -215,6 +217,7 @@ struct RawConfig {
     ldap_admin_group: Option<String>,
     ldap_pilot_group: Option<String>,
     ldap_password_only_group: Option<String>,
+    ldap_sync_interval_seconds: Option<i64>,
     header_read_timeout_seconds: Option<i64>,
     idle_timeout_seconds: Option<i64>,
     request_body_timeout_seconds: Option<i64>,
@@ -316,6 +319,7 @@ pub const KEYS: &[&str] = &[
     "ldap_admin_group",
     "ldap_pilot_group",
     "ldap_password_only_group",
+    "ldap_sync_interval_seconds",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
     "request_body_timeout_seconds",
@@ -651,6 +655,14 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "ldap_admin_group" => raw.ldap_admin_group = Some(value.clone()),
             "ldap_pilot_group" => raw.ldap_pilot_group = Some(value.clone()),
             "ldap_password_only_group" => raw.ldap_password_only_group = Some(value.clone()),
+            "ldap_sync_interval_seconds" => {
+                raw.ldap_sync_interval_seconds = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("a whole number of seconds"))?,
+                )
+            }
             limit => {
                 let slot = raw.limit_mut(limit).expect("every key in KEYS is handled");
                 *slot = Some(value.trim().parse().map_err(|_| bad("a whole number"))?);
@@ -676,11 +688,24 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
             raw.ldap_password_only_group.take(),
         )?,
     };
+    let interval = raw.ldap_sync_interval_seconds.take().unwrap_or(0);
+    if !(0..=MAX_SYNC_INTERVAL).contains(&interval) {
+        return Err(invalid(
+            "ldap_sync_interval_seconds",
+            format!("{interval} is outside 0..={MAX_SYNC_INTERVAL} (0: no scheduled sync)"),
+        ));
+    }
     if urls.is_empty() {
         if bind_dn.is_some() || bind_password.is_some() || base_dn.is_some() || groups.any() {
             return Err(invalid(
                 "ldap_urls",
                 "the directory needs ldap_urls with ldap_bind_dn, ldap_bind_password and ldap_base_dn",
+            ));
+        }
+        if interval > 0 {
+            return Err(invalid(
+                "ldap_sync_interval_seconds",
+                "a scheduled sync needs a directory (ldap_urls)",
             ));
         }
         return Ok(None);
@@ -746,8 +771,12 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
         email_attribute: attribute(raw.ldap_email_attribute.take(), "mail"),
         timeout_seconds: timeout as u64,
         groups,
+        sync_interval_seconds: interval as u64,
     }))
 }
+
+/// A week: a longer interval is a typo more often than a wish.
+const MAX_SYNC_INTERVAL: i64 = 7 * 24 * 3600;
 
 /// A role group's DN, checked as a DN (RFC 4514) so that a typo is a start-up error rather
 /// than a group nobody is a member of, which would take the role from everyone.
@@ -939,7 +968,7 @@ mod tests {
     }
 
     #[test]
-    fn role_groups_must_be_dns() {
+    fn role_groups_must_be_dns_and_the_sync_interval_a_sane_number() {
         let base = [
             ("SESAM_LDAP_URLS", "ldaps://dc1.example.dk"),
             ("SESAM_LDAP_BIND_DN", "cn=sesam,dc=example,dc=dk"),
@@ -952,6 +981,7 @@ mod tests {
             RoleGroups::default(),
             "no group: Sesam sets the roles"
         );
+        assert_eq!(d.sync_interval_seconds, 0, "no scheduled sync by default");
 
         let mut vars = base.to_vec();
         vars.push((
@@ -962,12 +992,14 @@ mod tests {
             "SESAM_LDAP_PILOT_GROUP",
             "cn=pilot\\, wave 1,dc=example,dc=dk",
         ));
+        vars.push(("SESAM_LDAP_SYNC_INTERVAL_SECONDS", "900"));
         let d = Config::load(None, env(&vars)).unwrap().directory.unwrap();
         assert_eq!(
             d.groups.admin.as_deref(),
             Some("CN=Sesam admins, OU=Groups,DC=example,DC=dk")
         );
         assert!(d.groups.pilot.is_some() && d.groups.password_only.is_none());
+        assert_eq!(d.sync_interval_seconds, 900);
 
         for (key, value) in [
             ("SESAM_LDAP_ADMIN_GROUP", "Sesam admins"),
@@ -986,11 +1018,30 @@ mod tests {
                 "{value}: {e}"
             );
         }
-        // Without a directory, a group means nothing.
+        for (value, expected) in [
+            ("-5", "outside"),
+            ("soon", "whole number"),
+            ("604801", "outside"),
+        ] {
+            let mut bad = base.to_vec();
+            bad.push(("SESAM_LDAP_SYNC_INTERVAL_SECONDS", value));
+            let e = Config::load(None, env(&bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("LDAP_SYNC_INTERVAL_SECONDS")
+                    || e.contains("ldap_sync_interval_seconds"),
+                "{e}"
+            );
+            assert!(e.contains(expected), "{value}: {e}");
+        }
+        // Without a directory, neither a group nor a schedule means anything.
         let e = Config::load(None, env(&[("SESAM_LDAP_ADMIN_GROUP", "cn=a,dc=x")]))
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("ldap_urls:"), "{e}");
+        let e = Config::load(None, env(&[("SESAM_LDAP_SYNC_INTERVAL_SECONDS", "60")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("ldap_sync_interval_seconds:"), "{e}");
     }
 
     #[test]

@@ -769,6 +769,7 @@ mod tests {
             email_attribute: "mail".into(),
             timeout_seconds: 5,
             groups: Default::default(),
+            sync_interval_seconds: 0,
         })
         .unwrap()
     }

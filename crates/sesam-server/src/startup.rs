@@ -26,6 +26,8 @@ pub struct RunningServer {
     serving: JoinHandle<std::io::Result<()>>,
     cleanup: JoinHandle<()>,
     relay: JoinHandle<()>,
+    /// The scheduled directory sync, when `ldap_sync_interval_seconds` is set.
+    directory_sync: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -35,6 +37,9 @@ impl RunningServer {
         self.serving.await??;
         self.cleanup.abort();
         self.relay.abort();
+        if let Some(sync) = &self.directory_sync {
+            sync.abort();
+        }
         self.store.close().await;
         Ok(())
     }
@@ -122,6 +127,12 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         Some(d) => Some(crate::directory::Directory::new(d)?),
         None => None,
     };
+    let sync_every = config
+        .directory
+        .as_ref()
+        .map(|d| d.sync_interval_seconds)
+        .filter(|&s| s > 0)
+        .map(std::time::Duration::from_secs);
     let state = AppState::new(
         config,
         store.clone(),
@@ -132,6 +143,12 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         directory,
     );
     let shared = state.clone();
+    let directory_sync = sync_every.map(|every| {
+        tokio::spawn(crate::service::directory::sync_on_schedule(
+            state.clone(),
+            every,
+        ))
+    });
     let relay = tokio::spawn({
         let store = store.clone();
         let challenges = crate::challenges::relay_notifications(state.clone());
@@ -162,6 +179,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
         serving,
         cleanup,
         relay,
+        directory_sync,
     })
 }
 

@@ -5,7 +5,7 @@
 use sesam_core::{UnixTime, User, UserId, Username};
 
 use crate::users::{UserRow, COLUMNS};
-use crate::{new_id, on_pool, Store, StoreError};
+use crate::{new_id, on_pool, Pool, Store, StoreError};
 
 /// What the directory's groups say of a user's roles. `None`: no group is configured for
 /// the role (or the directory could not say), and the local flag stays as it is.
@@ -15,6 +15,15 @@ pub struct DirectoryRoles {
     pub in_pilot: Option<bool>,
     pub password_only: Option<bool>,
 }
+
+/// Held while this node runs the directory sync; on PostgreSQL a transaction-level advisory
+/// lock, so that of several nodes one syncs at a time, released when dropped.
+pub struct SyncLock {
+    _tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+/// The advisory lock key of the directory sync ("sesamdir" in ASCII).
+const SYNC_LOCK_KEY: i64 = 0x7365_7361_6d64_6972;
 
 /// What the directory says of a user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,5 +177,21 @@ impl Store {
             .await?
             .rows_affected());
         Ok(done == 1)
+    }
+
+    /// The right to run the directory sync now: `None` when another node runs it. SQLite has
+    /// one node, which always may.
+    pub async fn try_directory_sync_lock(&self) -> Result<Option<SyncLock>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_) => Ok(Some(SyncLock { _tx: None })),
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(SYNC_LOCK_KEY)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok(got.then_some(SyncLock { _tx: Some(tx) }))
+            }
+        }
     }
 }

@@ -30,7 +30,7 @@ pub use audit::{AuditEntry, AuditEvent, AuditObserver};
 pub use cache::{ConfigListener, MAX_AGE as CONFIG_CACHE_MAX_AGE};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};
-pub use directory::{DirectoryRoles, DirectoryUser};
+pub use directory::{DirectoryRoles, DirectoryUser, SyncLock};
 pub use error::StoreError;
 pub use oidc::{
     CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,

@@ -321,3 +321,43 @@ pub async fn sync(
         .await?;
     Ok(report)
 }
+
+/// The sync every `every`, started with the server when `ldap_sync_interval_seconds` is set.
+/// Of several nodes over one PostgreSQL database the one that holds the advisory lock runs
+/// it; the others skip that round. A failed round (the directory down) changed nothing and
+/// is only logged; the next round tries again.
+pub async fn sync_on_schedule(state: crate::state::AppState, every: std::time::Duration) {
+    let Some(directory) = &state.directory else {
+        return;
+    };
+    let mut rounds = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    rounds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        rounds.tick().await;
+        let lock = match state.store.try_directory_sync_lock().await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                tracing::debug!("another node runs the directory sync");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "directory sync skipped: the database did not answer");
+                continue;
+            }
+        };
+        match sync(&state.store, directory, state.now()).await {
+            Ok(r) => tracing::info!(
+                created = r.created.len(),
+                updated = r.updated.len(),
+                disabled = r.disabled.len(),
+                enabled = r.enabled.len(),
+                roles = r.roles.len(),
+                conflicts = r.conflicts.len(),
+                unusable = r.unusable.len(),
+                "directory synced"
+            ),
+            Err(e) => tracing::warn!(error = %e, "scheduled directory sync failed"),
+        }
+        drop(lock);
+    }
+}
