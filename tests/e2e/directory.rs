@@ -1,5 +1,6 @@
-//! Users from the organisation's directory (issue 18, part 1): an OpenLDAP `slapd` started
-//! here on a random loopback port with a test tree, and Sesam checking passwords against it.
+//! Users from the organisation's directory (issue 18, parts 1 and 2): an OpenLDAP `slapd`
+//! started here on a random loopback port with a test tree, Sesam checking passwords against
+//! it, and the sync (by command and on a schedule) with roles from the directory's groups.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,9 @@ on_both_databases!(
     a_user_disabled_in_the_directory_cannot_log_in_with_the_app_either,
     a_sync_creates_renames_and_disables_and_changes_nothing_when_the_directory_is_down,
     starttls_and_ldaps_verify_the_directory_certificate,
+    groups_grant_and_take_away_roles_at_the_sync_and_at_each_login,
+    a_user_the_sync_disabled_is_enabled_again_but_one_an_admin_locked_stays_locked,
+    the_scheduled_sync_runs_on_one_node_at_a_time_and_a_directory_outage_changes_nothing,
 );
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -776,12 +780,20 @@ async fn a_user_disabled_in_the_directory_cannot_log_in_with_the_app_either(db: 
 
 /// `sesam directory sync` with the directory settings, against the test's database.
 fn sync(db: &TestDb, slapd_url: &str) -> (bool, String) {
+    sync_with(db, slapd_url, &[])
+}
+
+/// `sesam directory sync` with more settings (role groups).
+fn sync_with(db: &TestDb, slapd_url: &str, extra: &[(&str, &str)]) -> (bool, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sesam"));
     command
         .args(["directory", "sync"])
         .env_remove("SESAM_CONFIG")
         .env("SESAM_DATABASE_URL", &db.url);
     for (key, value) in directory_env(slapd_url, SERVICE_PASSWORD) {
+        command.env(key, value);
+    }
+    for (key, value) in extra {
         command.env(key, value);
     }
     let out = command.output().expect("run sesam directory sync");
@@ -914,4 +926,372 @@ async fn starttls_and_ldaps_verify_the_directory_certificate(db: TestDb) {
     );
     assert_eq!(slapd.binds_as(DIRK_DN), binds);
     sesam.stop().await;
+}
+
+const ADMINS_DN: &str = "cn=sesam-admins,ou=groups,dc=sesam,dc=test";
+const PILOT_DN: &str = "cn=sesam-pilot,ou=groups,dc=sesam,dc=test";
+/// The admin and pilot groups mapped, written as an operator might (case, spaces); the
+/// password-only role has no group and stays Sesam's to set.
+const GROUPS: &[(&str, &str)] = &[
+    (
+        "SESAM_LDAP_ADMIN_GROUP",
+        "CN=sesam-admins, OU=groups, DC=sesam, DC=test",
+    ),
+    ("SESAM_LDAP_PILOT_GROUP", PILOT_DN),
+];
+
+/// LDIF that takes `member` out of `group` (a placeholder of its own keeps the
+/// groupOfNames, which needs a member, valid).
+fn leave(group: &str, member: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "dn: {group}\nchangetype: modify\nadd: member\nmember: cn=placeholder-{n},dc=sesam,dc=test\n\
+         -\ndelete: member\nmember: {member}\n"
+    )
+}
+
+fn join(group: &str, member: &str) -> String {
+    format!("dn: {group}\nchangetype: modify\nadd: member\nmember: {member}\n")
+}
+
+async fn sesam_with_groups(db: &TestDb, urls: &str, more: &[(&str, &str)]) -> TestServer {
+    let mut env = directory_env(urls, SERVICE_PASSWORD);
+    env.extend(GROUPS.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    env.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    TestServer::start_with(
+        ManualClock::starting_now(),
+        test_config_with(&db.url, &pairs),
+    )
+    .await
+}
+
+async fn groups_grant_and_take_away_roles_at_the_sync_and_at_each_login(db: TestDb) {
+    let Some(slapd) = Slapd::start() else { return };
+    let sesam = sesam_with_groups(&db, &slapd.url(), &[]).await;
+    // Without group keys the sync sets no role.
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok, "{out}");
+    assert!(!out.contains("role:"), "{out}");
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    assert!(!dirk.is_admin);
+    // Roles without a group are Sesam's: the sync leaves them as an admin set them.
+    sesam
+        .store()
+        .set_password_only(&dirk.id, true, sesam.now())
+        .await
+        .unwrap();
+    sesam
+        .store()
+        .set_in_pilot(&dirk.id, true, sesam.now())
+        .await
+        .unwrap();
+
+    // dirk is in sesam-admins: admin granted; not in sesam-pilot: pilot taken away.
+    let (ok, out) = sync_with(&db, &slapd.url(), GROUPS);
+    assert!(ok, "{out}");
+    assert!(out.contains("role: dirk: admin granted"), "{out}");
+    assert!(out.contains("role: dirk: pilot removed"), "{out}");
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    assert!(
+        dirk.is_admin && !dirk.in_pilot && dirk.password_only,
+        "{dirk:?}"
+    );
+    assert!(sesam
+        .audit_events("dirk")
+        .await
+        .contains(&"user.role.directory".to_owned()));
+    // Nothing new: nothing changes, nothing is reported.
+    let (ok, out) = sync_with(&db, &slapd.url(), GROUPS);
+    assert!(ok && !out.contains("role:"), "{out}");
+
+    // Out of the admin group, into the pilot group: the next sync follows.
+    slapd.modify(&leave(ADMINS_DN, DIRK_DN));
+    slapd.modify(&join(PILOT_DN, DIRK_DN));
+    let (ok, out) = sync_with(&db, &slapd.url(), GROUPS);
+    assert!(ok, "{out}");
+    assert!(out.contains("role: dirk: admin removed"), "{out}");
+    assert!(out.contains("role: dirk: pilot granted"), "{out}");
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    assert!(!dirk.is_admin && dirk.in_pilot, "{dirk:?}");
+
+    // A password login takes the groups as they are now, before any sync.
+    slapd.modify(&join(ADMINS_DN, DIRK_DN));
+    let done = sesam.browser().log_in("dirk", DIRK_PASSWORD).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(local_user(&sesam, "dirk").await.unwrap().is_admin);
+
+    // So does a login with the app: an admin taken out of the group is no admin after it.
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+    sesam
+        .store()
+        .set_password_only(&dirk.id, false, sesam.now())
+        .await
+        .unwrap();
+    let (app, _) = sesam.enrol(&dirk, sesam_app::EnrolOptions::default()).await;
+    slapd.modify(&leave(ADMINS_DN, DIRK_DN));
+    let done = passwordless_login(&sesam.browser(), &app, "dirk").await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+    assert!(!local_user(&sesam, "dirk").await.unwrap().is_admin);
+
+    // A group the directory does not have: the sync fails and changes nothing (rather than
+    // take the role from everyone).
+    slapd.modify(&join(ADMINS_DN, DIRK_DN));
+    let missing = [
+        ("SESAM_LDAP_ADMIN_GROUP", ADMINS_DN),
+        (
+            "SESAM_LDAP_PILOT_GROUP",
+            "cn=no-such-group,ou=groups,dc=sesam,dc=test",
+        ),
+    ];
+    let (ok, out) = sync_with(&db, &slapd.url(), &missing);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("nothing changed") && out.contains("does not exist"),
+        "{out}"
+    );
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    assert!(!dirk.is_admin && dirk.in_pilot, "{dirk:?}");
+    sesam.stop().await;
+}
+
+async fn a_user_the_sync_disabled_is_enabled_again_but_one_an_admin_locked_stays_locked(
+    db: TestDb,
+) {
+    let Some(slapd) = Slapd::start() else { return };
+    let sesam = sesam_with_directory(&db, &slapd.url()).await;
+    // finn stays listed throughout: a directory that lists nobody is never believed.
+    slapd.modify(
+        "dn: uid=eve,ou=people,dc=sesam,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         uid: eve\ncn: Eve New\nsn: New\nuserPassword: eve-directory-pw\n\n\
+         dn: uid=finn,ou=people,dc=sesam,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\n\
+         uid: finn\ncn: Finn Fast\nsn: Fast\n",
+    );
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(
+        ok && out.contains("created: dirk") && out.contains("created: eve"),
+        "{out}"
+    );
+    // An administrator locks eve in Sesam (the portal and `sesam user lock` do this).
+    let eve = local_user(&sesam, "eve").await.unwrap();
+    sesam
+        .store()
+        .set_user_status(&eve.id, sesam_core::UserStatus::Locked, sesam.now())
+        .await
+        .unwrap();
+
+    let disable = |uid: &str| {
+        format!(
+            "dn: uid={uid},ou=people,dc=sesam,dc=test\nchangetype: modify\n\
+             add: employeeType\nemployeeType: disabled\n"
+        )
+    };
+    let enable = |uid: &str| {
+        format!(
+            "dn: uid={uid},ou=people,dc=sesam,dc=test\nchangetype: modify\n\
+             delete: employeeType\n"
+        )
+    };
+    slapd.modify(&disable("dirk"));
+    slapd.modify(&disable("eve"));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok && out.contains("disabled: dirk"), "{out}");
+    assert!(
+        !out.contains("eve"),
+        "a locked user stays locked, not disabled: {out}"
+    );
+
+    // Listed again: dirk, whom the sync disabled, is on again; eve stays locked.
+    slapd.modify(&enable("dirk"));
+    slapd.modify(&enable("eve"));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok, "{out}");
+    assert!(out.contains("enabled: dirk"), "{out}");
+    assert!(!out.contains("enabled: eve"), "{out}");
+    assert!(local_user(&sesam, "dirk").await.unwrap().is_active());
+    assert_eq!(
+        local_user(&sesam, "eve").await.unwrap().status,
+        sesam_core::UserStatus::Locked
+    );
+    assert!(sesam
+        .audit_events("dirk")
+        .await
+        .contains(&"user.enabled.directory".to_owned()));
+    let refused = sesam.browser().log_in("eve", "eve-directory-pw").await;
+    assert_ne!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
+
+    // Disabled by the sync, then locked by an administrator: a person's decision, which
+    // the directory listing the user again does not undo.
+    slapd.modify(&disable("dirk"));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok && out.contains("disabled: dirk"), "{out}");
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    sesam
+        .store()
+        .set_user_status(&dirk.id, sesam_core::UserStatus::Locked, sesam.now())
+        .await
+        .unwrap();
+    slapd.modify(&enable("dirk"));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok && !out.contains("enabled:"), "{out}");
+    assert!(!local_user(&sesam, "dirk").await.unwrap().is_active());
+
+    // Unlocked by the administrator, disabled by the next sync, listed again: a password
+    // login turns dirk on again at once, without waiting for a sync.
+    sesam
+        .store()
+        .set_user_status(&dirk.id, sesam_core::UserStatus::Active, sesam.now())
+        .await
+        .unwrap();
+    slapd.modify(&disable("dirk"));
+    let (ok, out) = sync(&db, &slapd.url());
+    assert!(ok && out.contains("disabled: dirk"), "{out}");
+    let refused = sesam.browser().log_in("dirk", DIRK_PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    slapd.modify(&enable("dirk"));
+    let done = sesam.browser().log_in("dirk", DIRK_PASSWORD).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert!(local_user(&sesam, "dirk").await.unwrap().is_active());
+    sesam.stop().await;
+}
+
+/// Waits (up to 20 s) until `check` holds for the local user `name`.
+async fn eventually(sesam: &TestServer, name: &str, check: impl Fn(&sesam_core::User) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if local_user(sesam, name).await.as_ref().is_some_and(&check) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled sync did not come: {:?}",
+            local_user(sesam, name).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn the_scheduled_sync_runs_on_one_node_at_a_time_and_a_directory_outage_changes_nothing(
+    db: TestDb,
+) {
+    let Some(mut slapd) = Slapd::start() else {
+        return;
+    };
+    let sesam = sesam_with_groups(
+        &db,
+        &slapd.url(),
+        &[("SESAM_LDAP_SYNC_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    // No command, no login: the server's own sync creates dirk, an admin by his group.
+    eventually(&sesam, "dirk", |u| u.is_admin && u.is_active()).await;
+
+    if sesam.store().backend() == sesam_store::Backend::Postgres {
+        // Another node holds the lock: this one skips its rounds.
+        let lock = loop {
+            if let Some(lock) = sesam.store().try_directory_sync_lock().await.unwrap() {
+                break lock;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        slapd.modify(&leave(ADMINS_DN, DIRK_DN));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            local_user(&sesam, "dirk").await.unwrap().is_admin,
+            "no round while another node syncs"
+        );
+        drop(lock);
+    } else {
+        slapd.modify(&leave(ADMINS_DN, DIRK_DN));
+    }
+    eventually(&sesam, "dirk", |u| !u.is_admin).await;
+
+    // The directory down: the rounds fail and change nothing.
+    slapd.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dirk = local_user(&sesam, "dirk").await.unwrap();
+    assert!(dirk.is_active() && dirk.directory_id.is_some(), "{dirk:?}");
+    assert!(sesam
+        .audit_events("dirk")
+        .await
+        .iter()
+        .all(|e| e != "user.disabled.directory"));
+    sesam.stop().await;
+}
+
+/// A typo in the directory's role groups or schedule stops the start with the key named,
+/// not a panic and not a group nobody is in (which would take the role from everyone).
+#[test]
+fn bad_group_dns_and_sync_intervals_stop_the_start_with_a_clear_message() {
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "SESAM_LDAP_ADMIN_GROUP",
+            "Sesam admins",
+            "ldap_admin_group:",
+        ),
+        (
+            "SESAM_LDAP_PILOT_GROUP",
+            "cn=pilot,,dc=sesam",
+            "ldap_pilot_group:",
+        ),
+        (
+            "SESAM_LDAP_PASSWORD_ONLY_GROUP",
+            "cn=robots,dc=\"x\"",
+            "ldap_password_only_group:",
+        ),
+        (
+            "SESAM_LDAP_SYNC_INTERVAL_SECONDS",
+            "soon",
+            "SESAM_LDAP_SYNC_INTERVAL_SECONDS",
+        ),
+        (
+            "SESAM_LDAP_SYNC_INTERVAL_SECONDS",
+            "-60",
+            "ldap_sync_interval_seconds:",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/sesam.db", dir.path().display());
+    for (key, value, expected) in cases {
+        for args in [&["config", "check"][..], &["serve"][..]] {
+            let log = dir.path().join("stderr.log");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_sesam"));
+            command
+                .args(args)
+                .env_remove("SESAM_CONFIG")
+                .env("SESAM_LISTEN", "127.0.0.1:0")
+                .env("SESAM_DATABASE_URL", &db)
+                .env(key, value)
+                .stdout(Stdio::null())
+                .stderr(File::create(&log).unwrap());
+            for (k, v) in directory_env("ldap://127.0.0.1:1", SERVICE_PASSWORD) {
+                command.env(k, v);
+            }
+            let mut child = command.spawn().expect("run sesam");
+            // A bad value must end the start at once; a server that runs is the bug.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{args:?} {key}={value}: sesam started anyway");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let err = std::fs::read_to_string(&log).unwrap();
+            assert!(!status.success(), "{args:?} {key}={value}: {err}");
+            assert!(err.contains(expected), "{args:?} {key}={value}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
 }
