@@ -10,6 +10,8 @@ pub struct Browser {
     http: Client,
     base: String,
     cookies: Vec<(String, String)>,
+    /// Requests sent since the last `take_sent`.
+    sent: u64,
 }
 
 pub struct Page {
@@ -81,7 +83,13 @@ impl Browser {
             http,
             base: base.to_owned(),
             cookies: Vec::new(),
+            sent: 0,
         }
+    }
+
+    /// The requests this browser sent since the last call.
+    pub fn take_sent(&mut self) -> u64 {
+        std::mem::take(&mut self.sent)
     }
 
     pub async fn get(&mut self, path: &str) -> anyhow::Result<Page> {
@@ -92,6 +100,7 @@ impl Browser {
     /// A GET whose body is left unread (an event stream).
     pub async fn send_get(&mut self, path: &str) -> anyhow::Result<Response> {
         let request = self.http.get(format!("{}{path}", self.base));
+        self.sent += 1;
         let response = self.with_cookies(request).send().await?;
         self.keep_cookies(&response);
         Ok(response)
@@ -103,6 +112,7 @@ impl Browser {
             .post(format!("{}{path}", self.base))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(serde_urlencoded::to_string(fields)?);
+        self.sent += 1;
         let response = self.with_cookies(request).send().await?;
         self.keep_cookies(&response);
         self.page(response).await

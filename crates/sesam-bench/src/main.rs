@@ -50,7 +50,7 @@ pub struct Options {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "saml,oidc,refresh,password"
+        default_value = "saml,saml-sso,oidc,oidc-sso,refresh,password"
     )]
     scenarios: Vec<Scenario>,
     /// Pending challenges held open (each with an event stream) for the memory test; 0 skips it.
@@ -163,6 +163,8 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 .or(waiting);
         }
         step(&format!("scenario {}", scenario.name()));
+        // Set-up (a refresh token, a logged-in browser) happens before the counters are read.
+        let users = scenarios::prepare(&target, scenario).await;
         let statements = sesam.statements().await?;
         let by_text = if options.statement_breakdown {
             Some(sesam.statements_by_text().await?)
@@ -173,8 +175,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let own_cpu = server::cpu_time("self");
         let started = Instant::now();
         let duration = Duration::from_secs(options.duration);
-        let (outcome, peak_rss) =
-            server::with_peak_rss(&sesam, scenarios::run(target.clone(), scenario, duration)).await;
+        let (outcome, peak_rss) = server::with_peak_rss(
+            &sesam,
+            scenarios::run(target.clone(), scenario, users, duration),
+        )
+        .await;
         let wall = started.elapsed().as_secs_f64();
         let cores = (sesam.cpu_time() - sesam_cpu).as_secs_f64() / wall;
         let generator = (server::cpu_time("self") - own_cpu).as_secs_f64() / wall;

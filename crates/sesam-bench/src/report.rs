@@ -43,12 +43,14 @@ impl ScenarioReport {
         generator_cores: f64,
     ) -> ScenarioReport {
         let bound = match outcome.scenario {
-            Scenario::Saml => Some((
+            Scenario::Saml | Scenario::SamlSso => Some((
                 "RSA-2048 XML signatures/s",
                 bounds.xml_signatures_per_second,
             )),
             // A refresh grant signs a new ID token too, so it shares the OIDC bound.
-            Scenario::Oidc | Scenario::Refresh => Some(("RS256 JWS/s", bounds.rs256_per_second)),
+            Scenario::Oidc | Scenario::OidcSso | Scenario::Refresh => {
+                Some(("RS256 JWS/s", bounds.rs256_per_second))
+            }
             Scenario::Password => Some(("argon2id hashes/s", bounds.argon2_per_second)),
         };
         let ratio_to_bound = bound.map(|(_, b)| outcome.per_second / b);
@@ -58,8 +60,8 @@ impl ScenarioReport {
             0.0
         };
         let bound_cpu_ms = Some(match outcome.scenario {
-            Scenario::Saml => bounds.xml_signature_cpu_ms,
-            Scenario::Oidc | Scenario::Refresh => bounds.rs256_cpu_ms,
+            Scenario::Saml | Scenario::SamlSso => bounds.xml_signature_cpu_ms,
+            Scenario::Oidc | Scenario::OidcSso | Scenario::Refresh => bounds.rs256_cpu_ms,
             Scenario::Password => bounds.argon2_cpu_ms,
         })
         .filter(|ms| ms.is_finite());
@@ -159,9 +161,9 @@ impl Report {
             self.load_average.0,
             self.load_average.1
         );
-        out.push_str("| scenario | logins/s | bound | ratio | errors | p50 ms | p95 ms | p99 ms | Sesam CPU ms/login | bound CPU ms/op | bound share of login CPU | SQL statements/login | Sesam cores | generator cores | Sesam peak RSS MB |\n");
+        out.push_str("| scenario | logins/s | bound | ratio | errors | p50 ms | p95 ms | p99 ms | Sesam CPU ms/login | bound CPU ms/op | bound share of login CPU | SQL statements/login | HTTP requests/login | Sesam cores | generator cores | Sesam peak RSS MB |\n");
         out.push_str(
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for s in &self.scenarios {
             let whole = s.outcome.steps.iter().find(|(n, _)| n == "whole login");
@@ -169,7 +171,7 @@ impl Report {
                 whole.map_or((0.0, 0.0, 0.0), |(_, w)| (w.p50_ms, w.p95_ms, w.p99_ms));
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {} | {} | {} | {p50:.1} | {p95:.1} | {p99:.1} | {:.2} | {} | {} | {:.1} | {:.2} | {:.2} | {:.1} |",
+                "| {} | {:.1} | {} | {} | {} | {p50:.1} | {p95:.1} | {p99:.1} | {:.2} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.1} |",
                 s.outcome.scenario.name(),
                 s.outcome.per_second,
                 s.bound.map_or("-".into(), |(n, b)| format!("{b:.0} {n}")),
@@ -179,6 +181,7 @@ impl Report {
                 s.bound_cpu_ms.map_or("-".into(), |ms| format!("{ms:.3}")),
                 s.bound_share_of_login_cpu.map_or("-".into(), |r| format!("{:.0} %", r * 100.0)),
                 s.sql_statements_per_login,
+                s.outcome.http_requests_per_login,
                 s.sesam_cores,
                 s.generator_cores,
                 s.sesam_peak_rss_bytes as f64 / MB,
@@ -272,6 +275,9 @@ fn checks(idle_rss: u64, scenarios: &[ScenarioReport], waiting: Option<&Waiting>
                 met: s.outcome.per_second >= 3000.0,
             },
             Scenario::Password => ratio("password logins >= 85 % of the argon2 bound", s, 0.85),
+            // Their targets are ratios to an older build, measured side by side: not a check
+            // one run can make.
+            Scenario::SamlSso | Scenario::OidcSso => continue,
         });
     }
     let errors: u64 = scenarios.iter().map(|s| s.outcome.errors).sum::<u64>()

@@ -1,8 +1,10 @@
-//! The four logins, driven over HTTP as a browser, the phone app and the service would, and
-//! the loop that runs C virtual users through one of them for a while.
+//! The logins, driven over HTTP as a browser, the phone app and the service would, and the
+//! loop that runs C virtual users through one of them for a while.
 //!
 //! Each virtual user logs in its own users (every C-th), so two logins never race for one
-//! user's challenge (a new challenge cancels the user's older one).
+//! user's challenge (a new challenge cancels the user's older one). The SSO scenarios log each
+//! virtual user's browser in once, before the measured part, and then repeat only the answer a
+//! logged-in browser gets.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sesam_app::Answer;
 
-use crate::browser::{wait_for_status, Browser};
+use crate::browser::{wait_for_status, Browser, Page};
 use crate::seed::{AppUser, OidcClient, ServiceProvider, PASSWORD, REDIRECT_URI};
 use crate::stats::{Recorder, Summary};
 
@@ -23,12 +25,16 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// Passwordless SAML login: AuthnRequest to verified Response.
     Saml,
+    /// SAML SSO of a logged-in browser: AuthnRequest to verified Response, no login.
+    SamlSso,
     /// Passwordless OIDC code + PKCE login with the token exchange.
     Oidc,
+    /// OIDC of a logged-in browser: authorize to code (PKCE) to tokens, no login.
+    OidcSso,
     /// Refresh-token grants.
     Refresh,
     /// Username and password to the account page.
@@ -39,7 +45,9 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Saml => "saml",
+            Scenario::SamlSso => "saml-sso",
             Scenario::Oidc => "oidc",
+            Scenario::OidcSso => "oidc-sso",
             Scenario::Refresh => "refresh",
             Scenario::Password => "password",
         }
@@ -61,11 +69,21 @@ pub struct Target {
     pub concurrency: usize,
 }
 
-/// One virtual user: which of the users are its own, how far it got, its refresh token.
-struct VirtualUser {
+impl Target {
+    /// A browser without cookies, on the shared connection pool.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.http.clone(), &self.base)
+    }
+}
+
+/// One virtual user: which of the users are its own, how far it got, its refresh token, its
+/// logged-in browser.
+pub struct VirtualUser {
     index: usize,
     iteration: usize,
     refresh_token: Option<String>,
+    /// The browser the SSO scenarios keep logged in.
+    browser: Option<Browser>,
     setup_error: Option<String>,
 }
 
@@ -83,6 +101,8 @@ impl VirtualUser {
 pub struct Outcome {
     pub scenario: Scenario,
     pub logins: u64,
+    /// HTTP requests the benchmark sent per completed login: browser, app and back channel.
+    pub http_requests_per_login: f64,
     pub seconds: f64,
     pub per_second: f64,
     pub errors: u64,
@@ -91,26 +111,53 @@ pub struct Outcome {
     pub steps: Vec<(String, Summary)>,
 }
 
-/// Runs `concurrency` virtual users through `scenario` for `duration`.
-pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) -> Outcome {
+/// `concurrency` virtual users ready for `scenario`. What it starts from is set up here, before
+/// the measured part: for refresh a token chain of its own (one login), for the SSO scenarios
+/// a browser logged in through that protocol. A failed set-up is reported as the virtual
+/// user's one error.
+pub async fn prepare(target: &Target, scenario: Scenario) -> Vec<VirtualUser> {
     let mut users = Vec::new();
     for index in 0..target.concurrency {
         let mut vu = VirtualUser {
             index,
             iteration: 0,
             refresh_token: None,
+            browser: None,
             setup_error: None,
         };
-        if scenario == Scenario::Refresh {
-            // Each virtual user refreshes its own token chain, from one login first.
-            let mut unused = Recorder::default();
-            match oidc_login(&target, &target.app_users[index], &mut unused).await {
-                Ok(token) => vu.refresh_token = Some(token),
-                Err(e) => vu.setup_error = Some(format!("login for a refresh token: {e:#}")),
-            }
+        let user = &target.app_users[index];
+        let mut b = target.browser();
+        let mut unused = Recorder::default();
+        let setup = match scenario {
+            Scenario::Refresh => oidc_login(target, &mut b, user, &mut unused)
+                .await
+                .map(|token| vu.refresh_token = Some(token))
+                .context("login for a refresh token"),
+            Scenario::SamlSso => saml_login(target, &mut b, user, &mut unused)
+                .await
+                .map(|()| vu.browser = Some(b))
+                .context("the SAML login the SSO rounds reuse"),
+            Scenario::OidcSso => oidc_login(target, &mut b, user, &mut unused)
+                .await
+                .map(|_| vu.browser = Some(b))
+                .context("the OIDC login the SSO rounds reuse"),
+            Scenario::Saml | Scenario::Oidc | Scenario::Password => Ok(()),
+        };
+        if let Err(e) = setup {
+            vu.setup_error = Some(format!("{e:#}"));
         }
         users.push(vu);
     }
+    users
+}
+
+/// Runs the prepared virtual users through `scenario` for `duration`.
+pub async fn run(
+    target: Arc<Target>,
+    scenario: Scenario,
+    users: Vec<VirtualUser>,
+    duration: Duration,
+) -> Outcome {
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = users
@@ -125,11 +172,12 @@ pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) ->
                 }
                 while Instant::now() < deadline {
                     let began = Instant::now();
+                    rec.begin_login();
                     let once = login_once(&target, scenario, &mut vu, &mut rec);
                     match tokio::time::timeout(LOGIN_TIMEOUT, once).await {
                         Ok(Ok(())) => {
                             rec.step("whole login", began.elapsed());
-                            rec.completed += 1;
+                            rec.complete_login();
                         }
                         Ok(Err(e)) => rec.error(format!("{e:#}")),
                         Err(_) => rec.error(format!("no answer within {LOGIN_TIMEOUT:?}")),
@@ -153,6 +201,7 @@ pub async fn run(target: Arc<Target>, scenario: Scenario, duration: Duration) ->
     Outcome {
         scenario,
         logins: all.completed,
+        http_requests_per_login: all.requests as f64 / all.completed.max(1) as f64,
         seconds,
         per_second: all.completed as f64 / seconds,
         errors: all.errors,
@@ -167,39 +216,53 @@ async fn login_once(
     vu: &mut VirtualUser,
     rec: &mut Recorder,
 ) -> anyhow::Result<()> {
-    match scenario {
-        Scenario::Saml => {
-            let i = vu.next_user(target.app_users.len(), target.concurrency);
-            saml_login(target, &target.app_users[i], rec).await
+    let user = match scenario {
+        Scenario::Saml | Scenario::Oidc => vu.next_user(target.app_users.len(), target.concurrency),
+        Scenario::Password => vu.next_user(target.password_users.len(), target.concurrency),
+        Scenario::SamlSso | Scenario::OidcSso | Scenario::Refresh => 0,
+    };
+    let mut fresh = target.browser();
+    let b = match scenario {
+        Scenario::SamlSso | Scenario::OidcSso => {
+            vu.browser.as_mut().context("no logged-in browser")?
         }
-        Scenario::Oidc => {
-            let i = vu.next_user(target.app_users.len(), target.concurrency);
-            oidc_login(target, &target.app_users[i], rec)
-                .await
-                .map(drop)
-        }
-        Scenario::Refresh => {
-            let token = vu
-                .refresh_token
-                .take()
-                .context("no refresh token to start from")?;
-            let tokens = timed(
-                rec,
-                "token (refresh)",
-                token_request(
-                    target,
-                    &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-                ),
-            )
-            .await?;
-            vu.refresh_token = Some(field(&tokens, "refresh_token")?.to_owned());
-            Ok(())
-        }
-        Scenario::Password => {
-            let i = vu.next_user(target.password_users.len(), target.concurrency);
-            password_login(target, &target.password_users[i], rec).await
-        }
-    }
+        _ => &mut fresh,
+    };
+    // What an earlier, failed round of this browser sent is not this login's.
+    b.take_sent();
+    let outcome = match scenario {
+        Scenario::Saml => saml_login(target, b, &target.app_users[user], rec).await,
+        Scenario::SamlSso => saml_sso(target, b, rec).await,
+        Scenario::Oidc => oidc_login(target, b, &target.app_users[user], rec)
+            .await
+            .map(drop),
+        Scenario::OidcSso => oidc_sso(target, b, rec).await,
+        Scenario::Refresh => refresh(target, &mut vu.refresh_token, rec).await,
+        Scenario::Password => password_login(b, &target.password_users[user], rec).await,
+    };
+    rec.sent(b.take_sent());
+    outcome
+}
+
+/// One refresh grant on the chain in `token`, which it moves on to the new token.
+async fn refresh(
+    target: &Target,
+    token: &mut Option<String>,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
+    let old = token.take().context("no refresh token to start from")?;
+    rec.sent(1);
+    let tokens = timed(
+        rec,
+        "token (refresh)",
+        token_request(
+            target,
+            &[("grant_type", "refresh_token"), ("refresh_token", &old)],
+        ),
+    )
+    .await?;
+    *token = Some(field(&tokens, "refresh_token")?.to_owned());
+    Ok(())
 }
 
 /// Awaits `work`; a success records how long it took as `step`.
@@ -243,11 +306,13 @@ async fn passwordless(
         events.status()
     );
 
+    rec.sent(1);
     let pending = timed(rec, "app: pending", async { Ok(user.app.pending().await?) }).await?;
     let challenge = pending
         .iter()
         .find(|c| c.kind == "code")
         .context("the app sees no challenge")?;
+    rec.sent(1);
     let answered = timed(rec, "app: answer", async {
         Ok(user.app.answer(&challenge.id, &Answer::Code(code)).await?)
     })
@@ -270,8 +335,12 @@ async fn passwordless(
 
 // ---------------------------------------------------------------- SAML
 
-async fn saml_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyhow::Result<()> {
-    let mut b = Browser::new(target.http.clone(), &target.base);
+async fn saml_login(
+    target: &Target,
+    b: &mut Browser,
+    user: &AppUser,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
     let request_id = format!("_{}", uuid::Uuid::new_v4().simple());
     let first = timed(
         rec,
@@ -284,14 +353,34 @@ async fn saml_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyh
         "AuthnRequest: {:?}",
         first.location()
     );
-    let next = passwordless(&mut b, user, rec).await?;
+    let next = passwordless(b, user, rec).await?;
     ensure!(next == "/saml/sso/continue", "after login: {next}");
     let page = timed(rec, "SAML Response", b.get(&next)).await?;
-    let response = page
-        .attr_after("name=\"SAMLResponse\" value=\"")?
-        .to_owned();
+    sp_accepts(target, &page, &request_id, rec)
+}
+
+/// A logged-in browser brings an AuthnRequest and gets the Response at once.
+async fn saml_sso(target: &Target, b: &mut Browser, rec: &mut Recorder) -> anyhow::Result<()> {
+    let request_id = format!("_{}", uuid::Uuid::new_v4().simple());
+    let page = timed(
+        rec,
+        "AuthnRequest → Response",
+        b.get(&authn_request_path(target, &request_id)?),
+    )
+    .await?;
+    sp_accepts(target, &page, &request_id, rec)
+}
+
+/// The SP reads the Response off the auto-posting page and verifies it.
+fn sp_accepts(
+    target: &Target,
+    page: &Page,
+    request_id: &str,
+    rec: &mut Recorder,
+) -> anyhow::Result<()> {
+    let response = page.attr_after("name=\"SAMLResponse\" value=\"")?;
     let began = Instant::now();
-    verify_saml_response(target, &response, &request_id)?;
+    verify_saml_response(target, response, request_id)?;
     rec.step("SP: verify Response", began.elapsed());
     Ok(())
 }
@@ -355,77 +444,128 @@ fn verify_saml_response(target: &Target, encoded: &str, request_id: &str) -> any
 
 // ---------------------------------------------------------------- OIDC
 
+/// What the RP keeps between its authorization request and the code coming back.
+struct AuthorizeRequest {
+    path: String,
+    verifier: String,
+    nonce: String,
+    state: String,
+}
+
+impl AuthorizeRequest {
+    /// `/authorize?…` with a fresh PKCE verifier (S256), nonce and state.
+    fn new(target: &Target) -> anyhow::Result<AuthorizeRequest> {
+        let verifier = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let state = uuid::Uuid::new_v4().simple().to_string();
+        let query = serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", target.oidc.client_id.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid profile email"),
+            ("state", &state),
+            ("nonce", &nonce),
+            (
+                "code_challenge",
+                &sesam_oidc::pkce_challenge_s256(&verifier),
+            ),
+            ("code_challenge_method", "S256"),
+        ])?;
+        Ok(AuthorizeRequest {
+            path: format!("/authorize?{query}"),
+            verifier,
+            nonce,
+            state,
+        })
+    }
+
+    /// The code from the redirect back to the client, its state checked.
+    fn code_from(&self, location: &str) -> anyhow::Result<String> {
+        let query = location
+            .strip_prefix(REDIRECT_URI)
+            .and_then(|rest| rest.strip_prefix('?'))
+            .with_context(|| format!("not back at the client: {location}"))?;
+        let params: Vec<(String, String)> = serde_urlencoded::from_str(query)?;
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        ensure!(
+            param("state") == Some(self.state.as_str()),
+            "state mismatch"
+        );
+        Ok(param("code").context("no code")?.to_owned())
+    }
+
+    /// The RP's token request for `code` and its check of the ID token; returns the refresh
+    /// token.
+    async fn redeem(
+        &self,
+        target: &Target,
+        code: &str,
+        rec: &mut Recorder,
+    ) -> anyhow::Result<String> {
+        rec.sent(1);
+        let tokens = timed(
+            rec,
+            "token (code)",
+            token_request(
+                target,
+                &[
+                    ("grant_type", "authorization_code"),
+                    ("code", code),
+                    ("redirect_uri", REDIRECT_URI),
+                    ("code_verifier", &self.verifier),
+                ],
+            ),
+        )
+        .await?;
+        let began = Instant::now();
+        let claims = sesam_oidc::verify_jwt(field(&tokens, "id_token")?, &[&target.oidc_key])
+            .context("the ID token's signature does not verify")?;
+        ensure!(claims["nonce"] == self.nonce.as_str(), "nonce mismatch");
+        ensure!(
+            claims["aud"] == target.oidc.client_id.as_str(),
+            "audience mismatch"
+        );
+        rec.step("RP: verify ID token", began.elapsed());
+        Ok(field(&tokens, "refresh_token")?.to_owned())
+    }
+}
+
 /// The code flow with PKCE through a passwordless login; returns the refresh token.
-async fn oidc_login(target: &Target, user: &AppUser, rec: &mut Recorder) -> anyhow::Result<String> {
-    let mut b = Browser::new(target.http.clone(), &target.base);
-    let verifier = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let state = uuid::Uuid::new_v4().simple().to_string();
-    let query = serde_urlencoded::to_string([
-        ("response_type", "code"),
-        ("client_id", target.oidc.client_id.as_str()),
-        ("redirect_uri", REDIRECT_URI),
-        ("scope", "openid profile email"),
-        ("state", &state),
-        ("nonce", &nonce),
-        (
-            "code_challenge",
-            &sesam_oidc::pkce_challenge_s256(&verifier),
-        ),
-        ("code_challenge_method", "S256"),
-    ])?;
-    let first = timed(rec, "authorize", b.get(&format!("/authorize?{query}"))).await?;
+async fn oidc_login(
+    target: &Target,
+    b: &mut Browser,
+    user: &AppUser,
+    rec: &mut Recorder,
+) -> anyhow::Result<String> {
+    let request = AuthorizeRequest::new(target)?;
+    let first = timed(rec, "authorize", b.get(&request.path)).await?;
     ensure!(
         first.redirect()? == "/login",
         "authorize: {:?}",
         first.location()
     );
-    let next = passwordless(&mut b, user, rec).await?;
+    let next = passwordless(b, user, rec).await?;
     ensure!(next == "/authorize/continue", "after login: {next}");
     let back = timed(rec, "authorize/continue", b.get(&next)).await?;
-    let location = back.redirect()?;
-    let query = location
-        .strip_prefix(REDIRECT_URI)
-        .and_then(|rest| rest.strip_prefix('?'))
-        .with_context(|| format!("not back at the client: {location}"))?;
-    let params: Vec<(String, String)> = serde_urlencoded::from_str(query)?;
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    ensure!(param("state") == Some(state.as_str()), "state mismatch");
-    let code = param("code").context("no code")?.to_owned();
+    let code = request.code_from(back.redirect()?)?;
+    request.redeem(target, &code, rec).await
+}
 
-    let tokens = timed(
-        rec,
-        "token (code)",
-        token_request(
-            target,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", &verifier),
-            ],
-        ),
-    )
-    .await?;
-    let began = Instant::now();
-    let claims = sesam_oidc::verify_jwt(field(&tokens, "id_token")?, &[&target.oidc_key])
-        .context("the ID token's signature does not verify")?;
-    ensure!(claims["nonce"] == nonce.as_str(), "nonce mismatch");
-    ensure!(
-        claims["aud"] == target.oidc.client_id.as_str(),
-        "audience mismatch"
-    );
-    rec.step("RP: verify ID token", began.elapsed());
-    Ok(field(&tokens, "refresh_token")?.to_owned())
+/// A logged-in browser is sent back with a code at once; the RP redeems it.
+async fn oidc_sso(target: &Target, b: &mut Browser, rec: &mut Recorder) -> anyhow::Result<()> {
+    let request = AuthorizeRequest::new(target)?;
+    let back = timed(rec, "authorize → code", b.get(&request.path)).await?;
+    let code = request.code_from(back.redirect()?)?;
+    request.redeem(target, &code, rec).await.map(drop)
 }
 
 async fn token_request(target: &Target, fields: &[(&str, &str)]) -> anyhow::Result<Value> {
@@ -452,8 +592,7 @@ fn field<'a>(json: &'a Value, name: &str) -> anyhow::Result<&'a str> {
 
 // ---------------------------------------------------------------- password
 
-async fn password_login(target: &Target, username: &str, rec: &mut Recorder) -> anyhow::Result<()> {
-    let mut b = Browser::new(target.http.clone(), &target.base);
+async fn password_login(b: &mut Browser, username: &str, rec: &mut Recorder) -> anyhow::Result<()> {
     let form = timed(rec, "login page", b.get("/login")).await?;
     let csrf = form.csrf()?.to_owned();
     let sent = timed(
@@ -499,6 +638,7 @@ mod tests {
                 index,
                 iteration: 0,
                 refresh_token: None,
+                browser: None,
                 setup_error: None,
             };
             for _ in 0..7 {

@@ -38,11 +38,15 @@ impl Summary {
 }
 
 /// What one virtual user saw: step durations in the order steps first occurred, completed
-/// logins, and errors (the first few messages kept).
+/// logins, the HTTP requests those logins sent, and errors (the first few messages kept).
 #[derive(Default)]
 pub struct Recorder {
     steps: Vec<(&'static str, Vec<Duration>)>,
     pub completed: u64,
+    /// HTTP requests sent by the completed logins (browser, app and back channel).
+    pub requests: u64,
+    /// HTTP requests sent so far by the login under way.
+    in_login: u64,
     pub errors: u64,
     pub error_samples: Vec<String>,
 }
@@ -55,6 +59,24 @@ impl Recorder {
             Some((_, samples)) => samples.push(took),
             None => self.steps.push((name, vec![took])),
         }
+    }
+
+    /// A login begins: requests counted from here belong to it.
+    pub fn begin_login(&mut self) {
+        self.in_login = 0;
+    }
+
+    /// The login under way sent `n` more HTTP requests.
+    pub fn sent(&mut self, n: u64) {
+        self.in_login += n;
+    }
+
+    /// The login under way completed: it counts, with its requests. A failed login's requests
+    /// are dropped with it at the next `begin_login`.
+    pub fn complete_login(&mut self) {
+        self.completed += 1;
+        self.requests += self.in_login;
+        self.in_login = 0;
     }
 
     pub fn error(&mut self, message: String) {
@@ -72,6 +94,7 @@ impl Recorder {
             }
         }
         self.completed += other.completed;
+        self.requests += other.requests;
         self.errors += other.errors;
         for e in other.error_samples {
             if self.error_samples.len() < KEPT_ERRORS {
@@ -126,6 +149,7 @@ mod tests {
         b.error("boom".into());
         a.merge(b);
         assert_eq!((a.completed, a.errors), (1, 1));
+        assert_eq!(a.requests, 0);
         let s = a.summaries();
         assert_eq!(s[0].0, "username");
         assert_eq!(
@@ -138,5 +162,26 @@ mod tests {
             }
         );
         assert_eq!((s[1].0.as_str(), s[1].1.p50_ms), ("answer", 1.0));
+    }
+
+    #[test]
+    fn only_completed_logins_count_their_requests() {
+        let mut a = Recorder::default();
+        a.begin_login();
+        a.sent(3);
+        a.sent(2);
+        a.complete_login();
+        a.begin_login();
+        a.sent(4); // this login fails: its requests are not counted
+        a.error("no answer".into());
+        a.begin_login();
+        a.sent(1);
+        a.complete_login();
+        let mut b = Recorder::default();
+        b.begin_login();
+        b.sent(7);
+        b.complete_login();
+        a.merge(b);
+        assert_eq!((a.completed, a.requests, a.errors), (3, 13, 1));
     }
 }
