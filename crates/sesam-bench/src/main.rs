@@ -4,6 +4,7 @@
 
 mod bounds;
 mod browser;
+mod callgrind;
 mod memory;
 mod report;
 mod scenarios;
@@ -59,6 +60,11 @@ pub struct Options {
     /// After each scenario, list the SQL statements it ran, by text, per login.
     #[arg(long)]
     statement_breakdown: bool,
+    /// Run Sesam under valgrind's callgrind and report the instructions it executes per login
+    /// (they repeat where CPU time does not). Many times slower: use few users, a concurrency
+    /// of 2-4, `--waiting 0`; CPU and latency figures of such a run are valgrind's.
+    #[arg(long)]
+    instructions: bool,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -110,7 +116,14 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let seeded = seed::seed(&store, &tag, options.users, options.waiting).await?;
 
     step("starting Sesam");
-    let mut sesam = SesamProcess::start(&database_url).await?;
+    let callgrind = if options.instructions {
+        let dir = temp.path().join("callgrind");
+        std::fs::create_dir_all(&dir)?;
+        Some(callgrind::Callgrind::new(&dir))
+    } else {
+        None
+    };
+    let mut sesam = SesamProcess::start(&database_url, callgrind.as_ref()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = sesam.memory()?;
     step(&format!(
@@ -171,6 +184,9 @@ async fn run(options: Options) -> anyhow::Result<()> {
         } else {
             None
         };
+        if let Some(c) = &callgrind {
+            c.start(sesam.pid).await?;
+        }
         let sesam_cpu = sesam.cpu_time();
         let own_cpu = server::cpu_time("self");
         let started = Instant::now();
@@ -184,11 +200,22 @@ async fn run(options: Options) -> anyhow::Result<()> {
         let cores = (sesam.cpu_time() - sesam_cpu).as_secs_f64() / wall;
         let generator = (server::cpu_time("self") - own_cpu).as_secs_f64() / wall;
         let statements = sesam.statements().await? - statements;
+        let instructions = match &callgrind {
+            Some(c) => Some(c.stop(sesam.pid).await?),
+            None => None,
+        };
         if let Some(before) = by_text {
             let after = sesam.statements_by_text().await?;
             print_breakdown(scenario.name(), &before, &after, outcome.logins);
         }
-        measured.push((outcome, peak_rss, cores, generator, statements));
+        measured.push((
+            outcome,
+            peak_rss,
+            cores,
+            generator,
+            statements,
+            instructions,
+        ));
     }
     waiting = hold_waiting(&sesam, &http, waiting_users.take())
         .await
@@ -200,9 +227,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let scenario_reports: Vec<ScenarioReport> = measured
         .into_iter()
         .map(
-            |(outcome, peak, sesam_cores, generator_cores, statements)| {
+            |(outcome, peak, sesam_cores, generator_cores, statements, instructions)| {
                 ScenarioReport::new(outcome, &bounds, peak, sesam_cores, generator_cores)
                     .with_statements(statements)
+                    .with_instructions(instructions)
             },
         )
         .collect();

@@ -32,6 +32,8 @@ pub struct ScenarioReport {
     /// SQL statements Sesam ran per completed login (each a database round trip; sessions
     /// included), counted from sqlx's statement events.
     pub sql_statements_per_login: f64,
+    /// Instructions Sesam executed per completed login, when it ran under callgrind.
+    pub sesam_instructions_per_login: Option<f64>,
 }
 
 impl ScenarioReport {
@@ -70,6 +72,7 @@ impl ScenarioReport {
             .map(|ms| ms / sesam_cpu_ms_per_login);
         ScenarioReport {
             sql_statements_per_login: 0.0,
+            sesam_instructions_per_login: None,
             outcome,
             bound,
             ratio_to_bound,
@@ -87,6 +90,14 @@ impl ScenarioReport {
         if self.outcome.logins > 0 {
             self.sql_statements_per_login = statements as f64 / self.outcome.logins as f64;
         }
+        self
+    }
+
+    /// Adds the instructions Sesam executed during the scenario, as a figure per login.
+    pub fn with_instructions(mut self, instructions: Option<u64>) -> ScenarioReport {
+        self.sesam_instructions_per_login = instructions
+            .filter(|_| self.outcome.logins > 0)
+            .map(|n| n as f64 / self.outcome.logins as f64);
         self
     }
 }
@@ -186,6 +197,25 @@ impl Report {
                 s.generator_cores,
                 s.sesam_peak_rss_bytes as f64 / MB,
             );
+        }
+
+        if self
+            .scenarios
+            .iter()
+            .any(|s| s.sesam_instructions_per_login.is_some())
+        {
+            out.push_str("\nSesam ran under callgrind: its CPU times and the latencies above are valgrind's, not Sesam's.\n\n| scenario | logins | Sesam instructions/login (millions) |\n|---|---:|---:|\n");
+            for s in &self.scenarios {
+                if let Some(n) = s.sesam_instructions_per_login {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {:.1} |",
+                        s.outcome.scenario.name(),
+                        s.outcome.logins,
+                        n / 1e6
+                    );
+                }
+            }
         }
 
         out.push_str("\nLatency per step (ms):\n\n| scenario | step | n | p50 | p95 | p99 |\n|---|---|---:|---:|---:|---:|\n");

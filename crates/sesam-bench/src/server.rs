@@ -11,6 +11,8 @@ use sesam_server::Config;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::callgrind::Callgrind;
+
 /// What the child prints once it listens: `LISTENING 127.0.0.1:PORT`.
 const READY: &str = "LISTENING ";
 const STATEMENTS: &str = "STATEMENTS ";
@@ -63,10 +65,17 @@ enum Reply {
 }
 
 impl SesamProcess {
-    /// Starts Sesam on a random port against `database_url` with the outbox push provider.
-    pub async fn start(database_url: &str) -> anyhow::Result<SesamProcess> {
+    /// Starts Sesam on a random port against `database_url` with the outbox push provider;
+    /// under `callgrind` when given.
+    pub async fn start(
+        database_url: &str,
+        callgrind: Option<&Callgrind>,
+    ) -> anyhow::Result<SesamProcess> {
         let exe = std::env::current_exe().context("locating this program")?;
-        let mut command = Command::new(exe);
+        let mut command = match callgrind {
+            Some(c) => c.command(&exe),
+            None => Command::new(exe),
+        };
         command.arg("--serve");
         // Only our settings: a SESAM_* variable of the caller's shell must not change the run.
         for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SESAM_")) {
@@ -91,7 +100,9 @@ impl SesamProcess {
         let pid = child.id().context("Sesam exited at once")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        // Under valgrind start-up (two argon2 hashes among it) takes many times longer.
+        let patience = Duration::from_secs(if callgrind.is_some() { 600 } else { 60 });
+        let addr = tokio::time::timeout(patience, async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(addr) = line.strip_prefix(READY) {
                     return Ok(addr.to_owned());
@@ -100,7 +111,7 @@ impl SesamProcess {
             bail!("Sesam stopped before it listened")
         })
         .await
-        .context("Sesam did not start within 60 s")??;
+        .with_context(|| format!("Sesam did not start within {patience:?}"))??;
         // Keep draining stdout so the child never blocks on a full pipe; pass on the counts.
         let (counts, replies) = tokio::sync::mpsc::channel(8);
         tokio::spawn(async move {
