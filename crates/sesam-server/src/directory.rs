@@ -379,6 +379,8 @@ impl Directory {
         let mut dns = Vec::new();
         loop {
             match stream.next().await {
+                // AD's continuation references (other domains) are not entries.
+                Ok(Some(entry)) if entry.is_ref() || entry.is_intermediate() => {}
                 Ok(Some(entry)) => match read_entry(entry) {
                     Some(entry) => match self.describe(&entry) {
                         Some(user) => {
@@ -387,9 +389,8 @@ impl Directory {
                         }
                         None => listing.unusable.push(entry.dn),
                     },
-                    None => listing
-                        .unusable
-                        .push("(an entry that cannot be read)".into()),
+                    // Not a partial listing: the user behind it would be disabled.
+                    None => return Err(malformed()),
                 },
                 Ok(None) => break,
                 Err(e) => return Err(Trouble::Unreachable(format!("search: {e}"))),
@@ -460,6 +461,12 @@ impl Directory {
             .await
             .map_err(|e| Trouble::Unreachable(format!("search: {e}")))?;
         let ldap3::SearchResult(entries, result) = found;
+        // Active Directory adds continuation references (other domains) to a search at the
+        // root; they are not entries, and not a second match.
+        let entries: Vec<ResultEntry> = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .collect();
         match result.rc {
             SUCCESS if entries.len() <= 1 => {}
             SUCCESS | SIZE_LIMIT_EXCEEDED => {
@@ -474,7 +481,10 @@ impl Directory {
                 )))
             }
         }
-        Ok(entries.into_iter().find_map(read_entry))
+        match entries.into_iter().next() {
+            Some(entry) => read_entry(entry).map(Some).ok_or_else(malformed),
+            None => Ok(None),
+        }
     }
 
     /// Binds as `entry` with `password`: the one step that is never repeated elsewhere.
@@ -577,6 +587,10 @@ impl Directory {
         let _ = ldap.unbind().await;
         Ok(verdict)
     }
+}
+
+fn malformed() -> Trouble {
+    Trouble::Refusing("the directory answered with a malformed search entry".to_owned())
 }
 
 /// An entry as ldap3's `SearchEntry`, without its `construct`, which panics on an entry
@@ -752,6 +766,66 @@ impl PasswordCheck for Directory {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use ldap3::asn1::{StructureTag, PL};
+
+    fn octets(bytes: &[u8]) -> StructureTag {
+        StructureTag {
+            class: ldap3::asn1::TagClass::Universal,
+            id: 4,
+            payload: PL::P(bytes.to_vec()),
+        }
+    }
+
+    fn seq(id: u64, tags: Vec<StructureTag>) -> StructureTag {
+        StructureTag {
+            class: ldap3::asn1::TagClass::Application,
+            id,
+            payload: PL::C(tags),
+        }
+    }
+
+    fn entry(dn: StructureTag, attributes: Vec<StructureTag>) -> ResultEntry {
+        ResultEntry::new(seq(4, vec![dn, seq(16, attributes)]))
+    }
+
+    #[test]
+    fn a_well_formed_entry_is_read_and_a_malformed_one_refused_without_a_panic() {
+        let uid = seq(16, vec![octets(b"uid"), seq(17, vec![octets(b"anna")])]);
+        let read = read_entry(entry(
+            octets(b"uid=anna,dc=example,dc=dk"),
+            vec![uid.clone()],
+        ))
+        .expect("a well-formed entry");
+        assert_eq!(read.dn, "uid=anna,dc=example,dc=dk");
+        assert_eq!(read.attrs["uid"], vec!["anna".to_owned()]);
+
+        let malformed = [
+            // A referral (AD's continuation reference) handed over as an entry.
+            ResultEntry::new(seq(19, vec![octets(b"ldap://other.example.dk/")])),
+            // The DN as a sequence, and as bytes that are not UTF-8.
+            entry(seq(16, vec![]), vec![uid.clone()]),
+            entry(octets(&[0xff, 0xfe]), vec![uid.clone()]),
+            // No attribute list at all; an attribute without values; a value that is a sequence.
+            ResultEntry::new(seq(4, vec![octets(b"uid=anna")])),
+            entry(octets(b"uid=anna"), vec![seq(16, vec![octets(b"uid")])]),
+            entry(
+                octets(b"uid=anna"),
+                vec![seq(
+                    16,
+                    vec![octets(b"uid"), seq(17, vec![seq(16, vec![])])],
+                )],
+            ),
+            // The entry itself primitive.
+            ResultEntry::new(StructureTag {
+                class: ldap3::asn1::TagClass::Application,
+                id: 4,
+                payload: PL::P(b"junk".to_vec()),
+            }),
+        ];
+        for (i, bad) in malformed.into_iter().enumerate() {
+            assert!(read_entry(bad).is_none(), "malformed entry {i} was taken");
+        }
+    }
 
     fn directory(filter: &str) -> Directory {
         Directory::new(DirectoryConfig {
