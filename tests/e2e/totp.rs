@@ -18,6 +18,7 @@ use crate::saml::{follow, TestSp, LOA_SUBSTANTIAL};
 on_both_databases!(
     a_password_alone_cannot_add_a_code_display,
     a_password_alone_cannot_remove_a_way_to_log_in,
+    the_user_chooses_app_or_code_and_the_browser_remembers,
     password_and_code_give_substantial_to_saml_and_oidc_once_per_code,
     bad_codes_are_refused_with_a_clear_message_and_change_nothing,
     a_robot_enrolled_by_an_administrator_logs_in_and_is_reset,
@@ -261,6 +262,120 @@ async fn a_password_alone_cannot_remove_a_way_to_log_in(db: TestDb) {
         .await
         .unwrap()
         .is_empty());
+    sesam.stop().await;
+}
+
+/// "Other ways to log in": a user with the app and a code display picks the code on the
+/// step-up's wait page, the browser remembers it, and the app is one click away again.
+async fn the_user_chooses_app_or_code_and_the_browser_remembers(db: TestDb) {
+    let sesam = start(&db).await;
+    let (anna, owner, app) = anna_at_substantial(&sesam).await;
+    let secret = enrol(&sesam, &owner).await;
+    // Every login needs Substantial; the name leads to the password form.
+    for (key, value) in [("passwordless", "off"), ("required_level", "substantial")] {
+        sesam
+            .store()
+            .set_setting(key, value, sesam.now())
+            .await
+            .unwrap();
+    }
+    let browser = sesam.browser();
+    let answer = browser.log_in("anna", PASSWORD).await;
+    assert_eq!(
+        answer.location(),
+        Some("/login/wait"),
+        "the app comes first"
+    );
+    let wait = browser.get("/login/wait").await;
+    assert!(wait.body.contains("id=\"other-factor\""), "{}", wait.body);
+    assert_eq!(app.pending().await.unwrap().len(), 1);
+
+    // Bad choices change nothing: an unknown factor, no CSRF token.
+    for (fields, status) in [
+        (
+            vec![("csrf", wait.csrf()), ("factor", "passkey".to_owned())],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("csrf", wait.csrf()), ("factor", "x".repeat(5000))],
+            StatusCode::BAD_REQUEST,
+        ),
+        (vec![("factor", "totp".to_owned())], StatusCode::FORBIDDEN),
+    ] {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = browser.post_form("/login/choose", &fields).await;
+        assert_eq!(refused.status, status, "{fields:?}");
+        assert_eq!(
+            app.pending().await.unwrap().len(),
+            1,
+            "the challenge still waits"
+        );
+    }
+
+    let chosen = browser
+        .post_form(
+            "/login/choose",
+            &[("csrf", &wait.csrf()), ("factor", "totp")],
+        )
+        .await;
+    assert_eq!(chosen.location(), Some("/login/totp"), "{}", chosen.body);
+    assert!(chosen
+        .set_cookie("sesam_second_factor")
+        .is_some_and(|v| v == "totp"));
+    assert!(
+        app.pending().await.unwrap().is_empty(),
+        "the app's request is withdrawn"
+    );
+    let page = browser.get("/login/totp").await;
+    assert!(
+        page.body.contains("id=\"other-factor\""),
+        "the app, one click away"
+    );
+    // The confirming code's step is used up: the next code.
+    sesam.clock.advance(30);
+    let code = secret.code_at(sesam.now());
+    let done = send_code(&browser, &page, code.as_str()).await;
+    assert_eq!(done.location(), Some("/account"), "{}", done.body);
+
+    // The next login in this browser goes to the code display at once.
+    let account = browser.get("/account").await;
+    browser
+        .post_form("/logout", &[("csrf", &account.csrf())])
+        .await;
+    let answer = browser.log_in("anna", PASSWORD).await;
+    assert_eq!(answer.location(), Some("/login/totp"), "remembered");
+    assert!(app.pending().await.unwrap().is_empty());
+    let page = browser.get("/login/totp").await;
+    let back = browser
+        .post_form(
+            "/login/choose",
+            &[("csrf", &page.csrf()), ("factor", "app")],
+        )
+        .await;
+    assert_eq!(back.location(), Some("/login/wait"), "{}", back.body);
+    assert_eq!(app.pending().await.unwrap().len(), 1);
+    // A choice nobody offered is refused: the code display again, twice over, is not open
+    // from a browser that has only typed a name.
+    let stranger = sesam.browser();
+    let form = stranger.get("/login").await;
+    stranger
+        .post_form("/login", &[("csrf", &form.csrf()), ("username", "anna")])
+        .await;
+    let at_password = stranger.get("/login/password").await;
+    let refused = stranger
+        .post_form(
+            "/login/choose",
+            &[("csrf", &at_password.csrf()), ("factor", "totp")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(stranger.get("/login/password").await.status, StatusCode::OK);
+    assert!(sesam
+        .store()
+        .totp_of_user(&anna.id)
+        .await
+        .unwrap()
+        .is_some_and(|t| t.confirmed));
     sesam.stop().await;
 }
 

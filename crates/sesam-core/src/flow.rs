@@ -648,6 +648,52 @@ pub fn may_enrol(login: &Login, has_device: bool, settings: &Settings) -> EnrolD
     }
 }
 
+/// A second factor a step-up can go to, when the user has more than one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecondFactor {
+    /// The Sesam app: number matching on a key held by the phone.
+    App,
+    /// A code display (TOTP).
+    Totp,
+}
+
+impl SecondFactor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecondFactor::App => "app",
+            SecondFactor::Totp => "totp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SecondFactor> {
+        match s {
+            "app" => Some(SecondFactor::App),
+            "totp" => Some(SecondFactor::Totp),
+            _ => None,
+        }
+    }
+}
+
+/// The order a step-up offers the factors the user has: the one this browser chose last,
+/// where the user still has it, then the strongest first (the app: a key bound to the phone
+/// and a code the user carries over, where a code display's six digits can be phished).
+pub fn second_factor_order(
+    has_app: bool,
+    has_totp: bool,
+    chosen_before: Option<SecondFactor>,
+) -> Vec<SecondFactor> {
+    let mut order: Vec<SecondFactor> =
+        [(SecondFactor::App, has_app), (SecondFactor::Totp, has_totp)]
+            .into_iter()
+            .filter_map(|(f, has)| has.then_some(f))
+            .collect();
+    if let Some(i) = chosen_before.and_then(|c| order.iter().position(|f| *f == c)) {
+        let chosen = order.remove(i);
+        order.insert(0, chosen);
+    }
+    order
+}
+
 /// Who may take away a way to log in: what adding one needs, a Substantial login. A password
 /// alone (perhaps a stolen one) must not remove the factor that would stop its thief, nor lock
 /// the owner out of their app. Without one, the administrator removes it (portal or CLI).
@@ -1043,6 +1089,22 @@ mod tests {
             may_enrol(&login, true, &Settings::default()),
             EnrolDecision::Allowed
         );
+    }
+
+    #[test]
+    fn the_strongest_second_factor_first_unless_the_browser_chose_another() {
+        use SecondFactor::{App, Totp};
+        assert_eq!(second_factor_order(true, true, None), vec![App, Totp]);
+        assert_eq!(second_factor_order(true, true, Some(Totp)), vec![Totp, App]);
+        assert_eq!(second_factor_order(true, true, Some(App)), vec![App, Totp]);
+        // A choice the user no longer has is no choice.
+        assert_eq!(second_factor_order(true, false, Some(Totp)), vec![App]);
+        assert_eq!(second_factor_order(false, true, Some(App)), vec![Totp]);
+        assert!(second_factor_order(false, false, Some(App)).is_empty());
+        assert_eq!(SecondFactor::parse("totp"), Some(Totp));
+        assert_eq!(SecondFactor::parse(App.as_str()), Some(App));
+        assert_eq!(SecondFactor::parse("passkey"), None);
+        assert_eq!(SecondFactor::parse("TOTP"), None);
     }
 
     #[test]

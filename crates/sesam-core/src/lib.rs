@@ -21,8 +21,8 @@ pub use challenge::{
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
 pub use device::{Device, DeviceStatus, Ineligibility, Platform};
 pub use flow::{
-    may_enrol, may_remove_factor, ChallengePurpose, EnrolDecision, Login, LoginFlow, ProvenFactor,
-    ServiceRequest,
+    may_enrol, may_remove_factor, second_factor_order, ChallengePurpose, EnrolDecision, Login,
+    LoginFlow, ProvenFactor, SecondFactor, ServiceRequest,
 };
 pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};

@@ -4,10 +4,11 @@
 
 use rand::rngs::OsRng;
 use rand::RngCore;
-use sesam_core::flow::{ChallengePurpose, Event, Next, UserFacts};
+use sesam_core::flow::{ChallengePurpose, Event, Next, Step, UserFacts};
 use sesam_core::{
-    choose_login_branch, Challenge, ChallengeContext, ChallengeKind, ChallengeState, Device, Login,
-    LoginFlow, ServiceRequest, UnixTime, User, UserId, Username,
+    choose_login_branch, second_factor_order, Challenge, ChallengeContext, ChallengeKind,
+    ChallengeState, Device, Login, LoginFlow, SecondFactor, ServiceRequest, UnixTime, User, UserId,
+    Username,
 };
 use sesam_store::{Attempt, AuditEvent, DirectoryUser};
 
@@ -460,6 +461,64 @@ pub async fn step_up(
     follow(state, flow, next, &user, origin).await
 }
 
+/// The other way to give the second factor than the one the current page asks for ("other
+/// ways to log in"): the code display on the app's wait page, the app on the code page. Not
+/// in PSD2 mode, where the code page must look the same after a wrong password.
+pub async fn other_second_factor(
+    state: &AppState,
+    flow: &mut LoginFlow,
+) -> Result<Option<SecondFactor>, ServiceError> {
+    let other = match flow.step {
+        Step::Challenge {
+            purpose: ChallengePurpose::StepUp,
+            ..
+        } => SecondFactor::Totp,
+        Step::Totp => SecondFactor::App,
+        _ => return Ok(None),
+    };
+    let Some((user, _)) = signed_in(state, flow).await? else {
+        return Ok(None);
+    };
+    let settings = state.store.settings().await?;
+    let has = match other {
+        SecondFactor::Totp => crate::service::totp::available(state, &user).await?,
+        SecondFactor::App => {
+            !settings.psd2_mode
+                && !devices_for(state, &user, ChallengePurpose::StepUp, &settings)
+                    .await?
+                    .is_empty()
+        }
+    };
+    Ok(has.then_some(other))
+}
+
+/// The user takes the other way offered on the wait or code page. The choice is what the
+/// browser remembers for its next step-up. `None`: that way is not open now (no step-up
+/// waits, or the user lacks that factor); nothing changed.
+pub async fn choose_second_factor(
+    state: &AppState,
+    flow: &mut LoginFlow,
+    factor: SecondFactor,
+    origin: &Origin,
+) -> Result<Option<Next>, ServiceError> {
+    if other_second_factor(state, flow).await? != Some(factor) {
+        return Ok(None);
+    }
+    let Some((user, _)) = signed_in(state, flow).await? else {
+        return Ok(None);
+    };
+    let origin = Origin {
+        chosen_factor: Some(factor),
+        ..origin.clone()
+    };
+    match factor {
+        SecondFactor::Totp => crate::service::totp::ask(state, flow, &user, &origin).await,
+        SecondFactor::App => Ok(Some(
+            start_challenge_for(state, flow, &user, ChallengePurpose::StepUp, &origin).await?,
+        )),
+    }
+}
+
 /// The devices a challenge of `purpose` may go to.
 async fn devices_for(
     state: &AppState,
@@ -499,13 +558,17 @@ async fn start_challenge_for(
             .apply(Event::ChallengeRefused { limited }, &settings, now)?
             .next)
     };
-    if devices.is_empty() {
-        // No app can approve a step-up: the code display, when the user has one.
-        if purpose == ChallengePurpose::StepUp {
-            if let Some(next) = crate::service::totp::offer(state, flow, user, origin).await? {
+    if purpose == ChallengePurpose::StepUp {
+        // The app, or the code display: the one this browser chose last, else the app.
+        let has_totp = crate::service::totp::available(state, user).await?;
+        let order = second_factor_order(!devices.is_empty(), has_totp, origin.chosen_factor);
+        if order.first() == Some(&SecondFactor::Totp) {
+            if let Some(next) = crate::service::totp::ask(state, flow, user, origin).await? {
                 return Ok(next);
             }
         }
+    }
+    if devices.is_empty() {
         return refused(flow, false);
     }
     let window = settings.challenge_limit_window_seconds;

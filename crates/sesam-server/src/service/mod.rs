@@ -22,6 +22,8 @@ use crate::state::AppState;
 pub struct Origin {
     pub ip: Option<String>,
     pub user_agent: String,
+    /// The second factor this browser chose at its last step-up (a cookie of its own).
+    pub chosen_factor: Option<sesam_core::SecondFactor>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -234,25 +234,26 @@ pub async fn confirm_enrolment(
     ))
 }
 
-/// For a step-up no app can approve: the user's code display, when there is one (and a key
-/// to open it). `None` leaves the step-up to fail as before.
-pub async fn offer(
+/// Whether `user` has a confirmed code display that can be opened (a key is configured).
+pub async fn available(state: &AppState, user: &User) -> Result<bool, ServiceError> {
+    if key(state).is_none() {
+        return Ok(false);
+    }
+    Ok(state
+        .store
+        .totp_of_user(&user.id)
+        .await?
+        .is_some_and(|r| r.confirmed))
+}
+
+/// The step-up goes to the user's code display (see [`available`]). `None` when the flow
+/// cannot take it now.
+pub async fn ask(
     state: &AppState,
     flow: &mut LoginFlow,
     user: &User,
     origin: &Origin,
 ) -> Result<Option<Next>, ServiceError> {
-    if key(state).is_none() {
-        return Ok(None);
-    }
-    let has = state
-        .store
-        .totp_of_user(&user.id)
-        .await?
-        .is_some_and(|r| r.confirmed);
-    if !has {
-        return Ok(None);
-    }
     let settings = state.store.settings().await?;
     let Ok(t) = flow.apply(Event::TotpAsked, &settings, state.now()) else {
         return Ok(None);

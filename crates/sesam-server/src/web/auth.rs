@@ -65,8 +65,13 @@ pub fn origin(headers: &HeaderMap, ip: &ClientIp) -> Origin {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned(),
+        chosen_factor: crate::web::cookies::get(headers, FACTOR_COOKIE)
+            .and_then(|v| sesam_core::SecondFactor::parse(&v)),
     }
 }
+
+/// Remembers, per browser, which second factor the user chose on the wait or code page.
+pub const FACTOR_COOKIE: &str = "sesam_second_factor";
 
 impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;

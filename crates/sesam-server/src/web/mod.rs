@@ -66,6 +66,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         )
         .route("/login/wait/status", get(wait::status))
         .route("/login/wait/events", get(wait::events))
+        .route("/login/choose", post(wait::choose))
         .route("/login/complete", get(wait::complete))
         .route("/login/cancel", post(wait::cancel))
         .route("/login/retry", post(wait::retry))

@@ -899,6 +899,7 @@ pub async fn end_session(
         let origin = Origin {
             ip: ip.text(),
             user_agent: String::new(),
+            chosen_factor: None,
         };
         let how = format!("requested by client {client_id}");
         crate::service::account::end_login(&state, login, &origin, "logout", &how).await?;

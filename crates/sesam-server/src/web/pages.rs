@@ -117,6 +117,8 @@ pub struct WaitPage {
     /// Not after a password (step-up): then the password is already given.
     pub offer_password: bool,
     pub expires_in: i64,
+    /// "Other ways to log in": the code display instead of the app, on a step-up.
+    pub other_factor: Option<&'static str>,
 }
 
 /// How a challenge ended, and the ways forward.

@@ -836,6 +836,7 @@ async fn log_out(
             let origin = Origin {
                 ip: ip.text(),
                 user_agent: String::new(),
+                chosen_factor: None,
             };
             crate::service::account::end_login(state, &auth, &origin, "saml.logout", &pending.sp)
                 .await

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use qrcode::render::svg;
 use qrcode::QrCode;
 use serde::Deserialize;
+use sesam_core::SecondFactor;
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
+use crate::service::login::other_second_factor;
 use crate::service::totp::{self as service, CodeOutcome, Confirmation, PendingTotp};
 use crate::service::Origin;
 use crate::state::AppState;
@@ -28,6 +30,8 @@ pub struct TotpLoginPage {
     pub csrf: String,
     pub username: String,
     pub error_key: Option<&'static str>,
+    /// "Other ways to log in": the app instead of the code.
+    pub other_factor: Option<&'static str>,
 }
 
 #[derive(Template)]
@@ -51,12 +55,14 @@ fn login_page(
     csrf: String,
     username: String,
     error_key: Option<&'static str>,
+    other_factor: Option<SecondFactor>,
 ) -> TotpLoginPage {
     TotpLoginPage {
         chrome: Chrome::new(lang, "/login/totp"),
         csrf,
         username,
         error_key,
+        other_factor: other_factor.map(SecondFactor::as_str),
     }
 }
 
@@ -70,12 +76,16 @@ pub async fn show_login(
     let mut flow = auth::load(&session).await?;
     let before = flow.version;
     let username = service::code_page_username(&state, &mut flow).await?;
+    let other = other_second_factor(&state, &mut flow).await?;
     auth::save_if_changed(&session, before, &flow, before != flow.version).await?;
     let Some(username) = username else {
         return Ok(Redirect::to("/login").into_response());
     };
     let csrf = csrf::token(&session).await?;
-    render(StatusCode::OK, &login_page(lang, csrf, username, None))
+    render(
+        StatusCode::OK,
+        &login_page(lang, csrf, username, None, other),
+    )
 }
 
 /// The code page again, with why the code was not taken.
@@ -87,7 +97,9 @@ async fn again(
     key: &'static str,
 ) -> Result<Response, AppError> {
     let csrf = csrf::token(session).await?;
-    render(status, &login_page(lang, csrf, username, Some(key)))
+    // Without the other way: after a wrong code the page must not differ with PSD2 mode off
+    // from on, and the user can still reload for it.
+    render(status, &login_page(lang, csrf, username, Some(key), None))
 }
 
 pub async fn submit_login(

@@ -12,18 +12,73 @@ use axum::Json;
 use futures_util::stream::{self, Stream};
 use serde::Serialize;
 use sesam_core::flow::ChallengePurpose;
-use sesam_core::{Challenge, ChallengeState, LoginFlow};
+use sesam_core::{Challenge, ChallengeState, LoginFlow, SecondFactor};
 use tower_sessions::Session;
 
 use crate::i18n::Lang;
 use crate::service::login as service;
 use crate::service::login::Completion;
+use crate::service::Origin;
 use crate::state::{AppState, ClientIp};
 use crate::web::auth;
 use crate::web::csrf::{self, CsrfOnly};
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome, NeedsAppPage, WaitPage};
+
+#[derive(serde::Deserialize)]
+pub struct ChooseForm {
+    csrf: Option<String>,
+    factor: String,
+}
+
+/// "Other ways to log in": the code display instead of the app's step-up, or back. The
+/// browser remembers the choice for its next step-up.
+pub async fn choose(
+    State(state): State<AppState>,
+    session: Session,
+    lang: Lang,
+    origin: Origin,
+    StrictForm(form): StrictForm<ChooseForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&session, form.csrf.as_deref()).await?;
+    let factor = SecondFactor::parse(&form.factor)
+        .ok_or(AppError::BadRequest("factor must be app or totp"))?;
+    let mut flow = auth::load(&session).await?;
+    let before = flow.version;
+    match service::choose_second_factor(&state, &mut flow, factor, &origin).await? {
+        Some(next) => {
+            auth::save(&session, &flow, false).await?;
+            let cookie = crate::web::cookies::set(
+                auth::FACTOR_COOKIE,
+                factor.as_str(),
+                FACTOR_COOKIE_SECONDS,
+                state.config.cookie_secure,
+            );
+            Ok((
+                [(axum::http::header::SET_COOKIE, cookie)],
+                auth::redirect(&next, &flow),
+            )
+                .into_response())
+        }
+        None => {
+            auth::save_if_changed(&session, before, &flow, false).await?;
+            let t = lang.catalog();
+            let page = crate::web::pages::MessagePage {
+                chrome: Chrome::new(lang, "/login"),
+                title: t.get("choose.not_open_title").to_owned(),
+                body: t.get("choose.not_open").to_owned(),
+                alert: true,
+                link_href: "/login",
+                link_label: t.get("login.back").to_owned(),
+            };
+            render(StatusCode::CONFLICT, &page)
+        }
+    }
+}
+
+/// How long a browser remembers the second factor it chose.
+const FACTOR_COOKIE_SECONDS: i64 = 400 * 24 * 60 * 60;
 
 /// The challenge of this session's flow, with an overdue one marked expired.
 async fn current(
@@ -58,10 +113,15 @@ pub async fn show(
     session: Session,
     lang: Lang,
 ) -> Result<Response, AppError> {
-    let Some((_, purpose, challenge)) = current(&state, &session).await? else {
+    let Some((mut flow, purpose, challenge)) = current(&state, &session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
     let step_up = purpose == ChallengePurpose::StepUp;
+    let before = flow.version;
+    let other_factor = service::other_second_factor(&state, &mut flow)
+        .await?
+        .map(SecondFactor::as_str);
+    auth::save_if_changed(&session, before, &flow, false).await?;
     let t = lang.catalog();
     let csrf = csrf::token(&session).await?;
     match challenge.state {
@@ -87,6 +147,7 @@ pub async fn show(
                 code,
                 offer_password: !step_up,
                 expires_in: (challenge.expires_at.0 - state.now().0).max(0),
+                other_factor,
             };
             render(StatusCode::OK, &page)
         }
