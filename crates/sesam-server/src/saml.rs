@@ -1,6 +1,8 @@
 //! The SAML identity provider's key and names, loaded once at start-up, and the rules for
 //! registering service providers (shared by the CLI and the handlers).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -29,7 +31,13 @@ pub struct SamlIdp {
     pub next_certificate: Option<sesam_saml::Certificate>,
     /// Mixed into persistent NameIDs so they cannot be computed from outside.
     nameid_salt: Vec<u8>,
+    /// Each SP's metadata as parsed, with the text it was parsed from: an SSO round parses
+    /// it once per change of the registration, not twice per request.
+    parsed: std::sync::Mutex<HashMap<String, (String, Arc<sesam_saml::SpMetadata>)>>,
 }
+
+/// At most this many SPs' parsed metadata are kept (a registration is made by an admin).
+const MAX_PARSED_SPS: usize = 4096;
 
 impl SamlIdp {
     pub async fn load(store: &Store, config: &Config, now: UnixTime) -> anyhow::Result<SamlIdp> {
@@ -74,7 +82,36 @@ impl SamlIdp {
             key,
             next_certificate,
             nameid_salt: salt.into_bytes(),
+            parsed: Default::default(),
         })
+    }
+
+    /// The registered SP's metadata, parsed. Re-parsed when the stored text changed (an
+    /// admin's edit, a refresh from its URL), which the text compare finds without a parse.
+    pub fn sp_metadata(
+        &self,
+        sp: &SamlSp,
+    ) -> Result<Arc<sesam_saml::SpMetadata>, sesam_saml::SamlError> {
+        let lock = || {
+            self.parsed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((xml, parsed)) = lock().get(&sp.entity_id) {
+            if *xml == sp.metadata_xml {
+                return Ok(Arc::clone(parsed));
+            }
+        }
+        let parsed = Arc::new(sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())?);
+        let mut cache = lock();
+        if cache.len() >= MAX_PARSED_SPS {
+            cache.clear();
+        }
+        cache.insert(
+            sp.entity_id.clone(),
+            (sp.metadata_xml.clone(), Arc::clone(&parsed)),
+        );
+        Ok(parsed)
     }
 
     /// The persistent pseudonym of `user_id` at `sp_entity_id`: stable, different per SP,

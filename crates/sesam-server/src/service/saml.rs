@@ -39,7 +39,9 @@ pub async fn issue_response(
     origin: &Origin,
 ) -> Result<SsoResponse, ServiceError> {
     let sp = answer.sp;
-    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+    let metadata = state
+        .saml
+        .sp_metadata(sp)
         .map_err(|e| ServiceError::Internal(format!("stored metadata of {}: {e}", sp.entity_id)))?;
     let loa = login.level().unwrap_or(AssuranceLevel::Low);
     let settings = state.store.settings().await?;

@@ -370,7 +370,9 @@ async fn accept(state: &AppState, unverified: UnverifiedAuthnRequest) -> Result<
             return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
         }
     };
-    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+    let metadata = state
+        .saml
+        .sp_metadata(&sp)
         .map_err(|e| AppError::Internal(format!("stored metadata of {issuer}: {e}")))?;
     let relay_state = unverified.relay_state().map(str::to_owned);
     let policy = SignaturePolicy {
@@ -741,7 +743,9 @@ async fn accept_logout(
         tracing::info!(%issuer, "LogoutRequest from an unknown SP");
         return Err(Refusal::Page(StatusCode::FORBIDDEN, "saml.unknown_sp"));
     };
-    let metadata = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
+    let metadata = state
+        .saml
+        .sp_metadata(&sp)
         .map_err(|e| AppError::Internal(format!("stored metadata of {issuer}: {e}")))?;
     let relay_state = unverified.relay_state().map(str::to_owned);
     let policy = SignaturePolicy {
@@ -954,20 +958,18 @@ async fn continue_chain(
             chain.partial = true;
             continue;
         };
-        let endpoint = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
-            .ok()
-            .and_then(|md| {
-                let services = md.single_logout_services;
-                services
-                    .iter()
-                    .find(|s| s.binding == sesam_saml::BINDING_HTTP_REDIRECT)
-                    .or_else(|| {
-                        services
-                            .iter()
-                            .find(|s| s.binding == sesam_saml::BINDING_HTTP_POST)
-                    })
-                    .cloned()
-            });
+        let endpoint = state.saml.sp_metadata(&sp).ok().and_then(|md| {
+            let services = &md.single_logout_services;
+            services
+                .iter()
+                .find(|s| s.binding == sesam_saml::BINDING_HTTP_REDIRECT)
+                .or_else(|| {
+                    services
+                        .iter()
+                        .find(|s| s.binding == sesam_saml::BINDING_HTTP_POST)
+                })
+                .cloned()
+        });
         let Some(endpoint) = endpoint else {
             chain.partial = true;
             continue;
@@ -1045,8 +1047,10 @@ async fn logout_response_arrived(
     let mut confirmed = false;
     if unverified.issuer().map(str::trim) == Some(sp_id.as_str()) {
         if let Some(sp) = state.store.saml_sp_cached(&sp_id).await? {
-            let certs = sesam_saml::parse_sp_metadata(sp.metadata_xml.as_bytes())
-                .map(|md| md.signing_certificates)
+            let certs = state
+                .saml
+                .sp_metadata(&sp)
+                .map(|md| md.signing_certificates.clone())
                 .unwrap_or_default();
             let policy = SignaturePolicy {
                 require_signed: true,
