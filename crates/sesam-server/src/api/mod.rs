@@ -14,6 +14,7 @@ use sesam_core::{Answer, AnswerError, AppVersion, Challenge, ChallengeState, Pla
 use sesam_store::{AuditEvent, DeviceChange, DeviceRecord, NewDevice};
 
 use crate::activation;
+use crate::service::app::Answered;
 use crate::state::{AppState, ClientIp};
 use error::ApiError;
 use proof::{DeviceRequest, EnrolmentRequest};
@@ -494,92 +495,47 @@ async fn answer_challenge(
             ))
         }
     };
-    let device_id = request.device.device.id.clone();
-    let challenge = if id.len() <= 64 {
-        state.store.challenge_for_device(&id, &device_id).await?
-    } else {
-        None
-    };
-    let Some(challenge) = challenge else {
-        return Err(ApiError::unauthorized(
-            "challenge_not_for_device",
-            "This device has no such challenge.",
-        ));
-    };
-    let now = state.now();
-    let outcome = challenge.answer(&answer, now).map_err(|e| match e {
-        AnswerError::CodeRequired => ApiError::bad_request(
+    let answered =
+        crate::service::app::answer_challenge(&state, &request.device, &id, &answer, ip.text())
+            .await?;
+    let taken = match answered {
+        Answered::Taken(taken) => taken,
+        Answered::NotForDevice => {
+            return Err(ApiError::unauthorized(
+                "challenge_not_for_device",
+                "This device has no such challenge.",
+            ))
+        }
+        Answered::Refused(AnswerError::CodeRequired) => return Err(ApiError::bad_request(
             "code_required",
             "A plain approve is not accepted: send {\"code\": \"NN\"} with the 2-digit code shown in the browser.",
-        ),
-        AnswerError::Expired => ApiError::new(
-            StatusCode::CONFLICT,
-            "challenge_expired",
-            "The challenge expired. Start the login again.",
-        ),
-        AnswerError::NotPending(state) => ApiError::new(
-            StatusCode::CONFLICT,
-            "challenge_not_pending",
-            format!(
-                "The challenge is already {}. Start the login again.",
-                state.as_str()
-            ),
-        ),
-    })?;
-    if !state
-        .store
-        .finish_challenge(
-            &challenge.id,
-            outcome.state,
-            outcome.fraud_reported,
-            Some(&device_id),
-            now,
-        )
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "challenge_not_pending",
-            "The challenge was already answered or expired.",
-        ));
-    }
-    state.metrics.challenge_answered(
-        outcome.state.as_str(),
-        (now.0 - challenge.created_at.0) as f64,
-    );
-    let user = state.store.get_user(&request.device.user_id).await?;
-    let audit = |event: &str| {
-        AuditEvent::new(event)
-            .actor(user.username.as_str())
-            .subject(user.username.as_str())
-            .client_ip(ip.text())
+        )),
+        Answered::Refused(AnswerError::Expired) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "challenge_expired",
+                "The challenge expired. Start the login again.",
+            ))
+        }
+        Answered::Refused(AnswerError::NotPending(state)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "challenge_not_pending",
+                format!(
+                    "The challenge is already {}. Start the login again.",
+                    state.as_str()
+                ),
+            ))
+        }
+        Answered::AlreadyAnswered => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "challenge_not_pending",
+                "The challenge was already answered or expired.",
+            ))
+        }
     };
-    state
-        .store
-        .append_audit(
-            &audit("challenge.answered").detail(format!(
-                "challenge {} by device {device_id}: {}",
-                challenge.id,
-                outcome.state.as_str()
-            )),
-            now,
-        )
-        .await?;
-    if outcome.fraud_reported {
-        state
-            .store
-            .set_passwordless_locked(&user.id, true, now)
-            .await?;
-        state
-            .store
-            .append_audit(
-                &audit("challenge.fraud_reported").detail(format!("challenge {}: passwordless locked until an admin or a password login clears it", challenge.id)),
-                now,
-            )
-            .await?;
-    }
-    crate::challenges::announce(&state, &challenge.id).await;
-    let status = match outcome.state {
+    let status = match taken {
         ChallengeState::Approved => "approved",
         ChallengeState::WrongCode => "wrong_code",
         _ => "rejected",

@@ -7,6 +7,7 @@
 //! outcomes say when it is due.
 
 pub mod account;
+pub mod app;
 pub mod directory;
 pub mod login;
 pub mod saml;
