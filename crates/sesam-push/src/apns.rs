@@ -32,6 +32,9 @@ pub struct ApnsConfig {
     pub team_id: String,
     /// The app's bundle id.
     pub topic: String,
+    /// PEM certificates trusted in addition to the bundled roots (a TLS-inspecting proxy's CA,
+    /// or a test CA); `None` in the usual case.
+    pub ca_file_pem: Option<String>,
 }
 
 impl ApnsConfig {
@@ -49,6 +52,7 @@ impl fmt::Debug for ApnsConfig {
             .field("key_id", &self.key_id)
             .field("team_id", &self.team_id)
             .field("topic", &self.topic)
+            .field("ca_file_pem", &self.ca_file_pem.is_some())
             .finish()
     }
 }
@@ -75,15 +79,14 @@ impl Apns {
 
         // APNs speaks only HTTP/2. Insisting on it makes TLS offer just "h2" (no silent fallback
         // to HTTP/1.1, which Apple refuses) and lets a plain http:// mock be spoken to as h2c.
-        let client = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(tuning.request_timeout)
-            .connect_timeout(tuning.connect_timeout)
-            .build()
-            .map_err(|err| PushError::HttpClient {
-                provider: Provider::Apns,
-                reason: transport::error_chain(&err),
-            })?;
+        let client =
+            transport::client_builder(Provider::Apns, &tuning, config.ca_file_pem.as_deref())?
+                .http2_prior_knowledge()
+                .build()
+                .map_err(|err| PushError::HttpClient {
+                    provider: Provider::Apns,
+                    reason: transport::error_chain(&err),
+                })?;
 
         Ok(Apns {
             client,
@@ -141,7 +144,7 @@ impl Apns {
             .await;
         let response = match sent {
             Ok(response) => response,
-            Err(err) => return transport::transport_failure("apns", err),
+            Err(err) => return transport::transport_failure(Provider::Apns, "apns", err),
         };
 
         let status = response.status();

@@ -124,6 +124,8 @@ pub enum PushError {
     FcmServiceAccount(String),
     #[error("the FCM project id is missing or malformed (set it, or use a service account JSON that has project_id)")]
     FcmProjectId,
+    #[error("{provider}_ca_file does not hold usable PEM certificates: {reason}")]
+    CaCertificate { provider: Provider, reason: String },
     #[error("could not set up the HTTP client for {provider}: {reason}")]
     HttpClient { provider: Provider, reason: String },
 }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::Delivery;
+use crate::{Delivery, Provider, PushError};
 
 /// Unix seconds. A parameter rather than a call deep inside, so token renewal is testable.
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -68,8 +68,67 @@ where
     }
 }
 
-/// Classifies a reqwest error. The URL is dropped because for APNs it holds the device token.
-pub(crate) fn transport_failure(service: &str, err: reqwest::Error) -> Attempt {
+/// A client builder with the shared timeouts that trusts, besides the bundled roots, the
+/// certificates in `ca_pem` (a private CA in front of, or standing in for, the provider).
+/// Verification itself is never switched off.
+pub(crate) fn client_builder(
+    provider: Provider,
+    tuning: &Tuning,
+    ca_pem: Option<&str>,
+) -> Result<reqwest::ClientBuilder, PushError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(tuning.request_timeout)
+        .connect_timeout(tuning.connect_timeout);
+    if let Some(pem) = ca_pem {
+        let bad = |reason: String| PushError::CaCertificate { provider, reason };
+        let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|err| bad(error_chain(&err)))?;
+        if certificates.is_empty() {
+            return Err(bad("no PEM CERTIFICATE block in it".to_owned()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder)
+}
+
+/// The TLS error behind a reqwest error, if the handshake is what failed. reqwest keeps it
+/// inside an `io::Error`, whose `source()` skips the wrapped error, hence `get_ref`.
+fn tls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// Classifies a reqwest error; `service` starts the reason ("fcm access token"). The URL is
+/// dropped because for APNs it holds the device token.
+pub(crate) fn transport_failure(provider: Provider, service: &str, err: reqwest::Error) -> Attempt {
+    // A refused certificate or protocol is configuration (CA file, URL, a proxy in the way),
+    // not a blip: asking again would fail the same way and only hold up the login.
+    if let Some(tls) = tls_error(&err) {
+        let what = match tls {
+            rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType => {
+                format!("TLS certificate not trusted (check {provider}_ca_file and {provider}_base_url)")
+            }
+            _ => "TLS handshake failed".to_owned(),
+        };
+        return Attempt::Final(Delivery::Failed(format!("{service} {what}: {tls}")));
+    }
     let transient = !err.is_builder();
     let kind = if err.is_timeout() {
         "timed out"

@@ -167,9 +167,13 @@ pub struct PushConfig {
     pub apns_key_id: Option<String>,
     pub apns_team_id: Option<String>,
     pub apns_topic: Option<String>,
+    /// Extra CA certificates (PEM) trusted for APNs, besides the bundled roots.
+    pub apns_ca_file: Option<PathBuf>,
     pub fcm_base_url: String,
     pub fcm_project_id: Option<String>,
     pub fcm_service_account_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for FCM and its token endpoint.
+    pub fcm_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -191,9 +195,11 @@ struct RawConfig {
     apns_key_id: Option<String>,
     apns_team_id: Option<String>,
     apns_topic: Option<String>,
+    apns_ca_file: Option<String>,
     fcm_base_url: Option<String>,
     fcm_project_id: Option<String>,
     fcm_service_account_file: Option<String>,
+    fcm_ca_file: Option<String>,
     oidc_signing_key_file: Option<String>,
     oidc_next_signing_key_file: Option<String>,
     saml_key_file: Option<String>,
@@ -293,9 +299,11 @@ pub const KEYS: &[&str] = &[
     "apns_key_id",
     "apns_team_id",
     "apns_topic",
+    "apns_ca_file",
     "fcm_base_url",
     "fcm_project_id",
     "fcm_service_account_file",
+    "fcm_ca_file",
     "oidc_signing_key_file",
     "oidc_next_signing_key_file",
     "saml_key_file",
@@ -449,11 +457,13 @@ impl Config {
             apns_key_id: raw.apns_key_id,
             apns_team_id: raw.apns_team_id,
             apns_topic: raw.apns_topic,
+            apns_ca_file: raw.apns_ca_file.map(PathBuf::from),
             fcm_base_url: raw
                 .fcm_base_url
                 .unwrap_or_else(|| "https://fcm.googleapis.com".into()),
             fcm_project_id: raw.fcm_project_id,
             fcm_service_account_file: raw.fcm_service_account_file.map(PathBuf::from),
+            fcm_ca_file: raw.fcm_ca_file.map(PathBuf::from),
         };
         for (key, url) in [
             ("apns_base_url", &push.apns_base_url),
@@ -611,9 +621,11 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "apns_key_id" => raw.apns_key_id = Some(value.clone()),
             "apns_team_id" => raw.apns_team_id = Some(value.clone()),
             "apns_topic" => raw.apns_topic = Some(value.clone()),
+            "apns_ca_file" => raw.apns_ca_file = Some(value.clone()),
             "fcm_base_url" => raw.fcm_base_url = Some(value.clone()),
             "fcm_project_id" => raw.fcm_project_id = Some(value.clone()),
             "fcm_service_account_file" => raw.fcm_service_account_file = Some(value.clone()),
+            "fcm_ca_file" => raw.fcm_ca_file = Some(value.clone()),
             "oidc_signing_key_file" => raw.oidc_signing_key_file = Some(value.clone()),
             "oidc_next_signing_key_file" => raw.oidc_next_signing_key_file = Some(value.clone()),
             "saml_key_file" => raw.saml_key_file = Some(value.clone()),

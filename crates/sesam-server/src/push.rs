@@ -60,6 +60,7 @@ pub fn build(config: &PushConfig, store: &Store, clock: Arc<dyn Clock>) -> anyho
             key_id: key_id.clone(),
             team_id: team_id.clone(),
             topic: topic.clone(),
+            ca_file_pem: read_ca_file("apns_ca_file", config.apns_ca_file.as_deref())?,
         }),
         _ => None,
     };
@@ -69,8 +70,18 @@ pub fn build(config: &PushConfig, store: &Store, clock: Arc<dyn Clock>) -> anyho
             project_id: project_id.clone(),
             service_account_json: std::fs::read_to_string(file)
                 .with_context(|| format!("reading fcm_service_account_file {}", file.display()))?,
+            ca_file_pem: read_ca_file("fcm_ca_file", config.fcm_ca_file.as_deref())?,
         }),
         _ => None,
     };
     Ok(Pusher::live(apns, fcm)?)
+}
+
+/// Reads an optional CA file; whether it holds certificates is checked when the client is made
+/// (and named by its key then, through [`sesam_push::PushError`]).
+fn read_ca_file(key: &str, file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    file.map(|file| {
+        std::fs::read_to_string(file).with_context(|| format!("reading {key} {}", file.display()))
+    })
+    .transpose()
 }

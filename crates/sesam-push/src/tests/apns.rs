@@ -33,6 +33,7 @@ async fn apple_with(tuning: Tuning) -> Apple {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
+        ca_file_pem: None,
     };
     let pusher = Pusher::live_tuned(Some(config), None, tuning).expect("APNs config is good");
     Apple {
@@ -294,6 +295,7 @@ async fn unreachable_service_fails_with_a_reason() {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
+        ca_file_pem: None,
     };
     let pusher = Pusher::live_tuned(Some(config), None, quick_tuning()).expect("config");
 
@@ -318,6 +320,7 @@ fn bad_p8_key_is_rejected_at_start_up() {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
+        ca_file_pem: None,
     };
 
     let err = Pusher::live(Some(config), None).expect_err("a bad key must be refused");
@@ -335,6 +338,7 @@ fn missing_team_id_and_bad_base_url_are_rejected_at_start_up() {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
+        ca_file_pem: None,
     };
     assert!(Pusher::live(Some(good.clone()), None).is_ok());
 

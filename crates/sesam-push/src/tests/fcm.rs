@@ -56,6 +56,7 @@ async fn google() -> Google {
         base_url,
         project_id: "sesam-test".to_owned(),
         service_account_json: service_account_json(&token_uri, "sesam-test"),
+        ca_file_pem: None,
     };
     let pusher = Pusher::live_tuned(None, Some(config), quick_tuning()).expect("FCM config");
     Google {
@@ -237,6 +238,7 @@ async fn project_id_defaults_to_the_service_accounts() {
         service_account_json: service_account_json(&format!("{base_url}/token"), "from-json"),
         base_url,
         project_id: String::new(),
+        ca_file_pem: None,
     };
     let pusher = Pusher::live_tuned(None, Some(config), quick_tuning()).expect("FCM config");
 
@@ -256,6 +258,7 @@ fn bad_service_account_json_is_rejected_at_start_up() {
         base_url: FcmConfig::PRODUCTION_URL.to_owned(),
         project_id: "sesam-test".to_owned(),
         service_account_json: "{ not json".to_owned(),
+        ca_file_pem: None,
     };
     let err = Pusher::live(None, Some(not_json)).expect_err("must be refused");
     assert!(matches!(err, PushError::FcmServiceAccount(_)), "{err:?}");
@@ -270,6 +273,7 @@ fn bad_service_account_json_is_rejected_at_start_up() {
             "token_uri": "https://oauth2.googleapis.com/token",
         })
         .to_string(),
+        ca_file_pem: None,
     };
     let err = Pusher::live(None, Some(bad_key)).expect_err("must be refused");
     assert!(matches!(err, PushError::FcmServiceAccount(_)), "{err:?}");
@@ -278,6 +282,7 @@ fn bad_service_account_json_is_rejected_at_start_up() {
         base_url: FcmConfig::PRODUCTION_URL.to_owned(),
         project_id: String::new(),
         service_account_json: service_account_json("https://oauth2.googleapis.com/token", ""),
+        ca_file_pem: None,
     };
     let err = Pusher::live(None, Some(no_project)).expect_err("must be refused");
     assert!(matches!(err, PushError::FcmProjectId), "{err:?}");

@@ -112,12 +112,14 @@ fn debug_output_keeps_tokens_and_keys_out_of_logs() {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
+        ca_file_pem: None,
     };
     assert!(!format!("{apns:?}").contains("SECRET"));
     let fcm = FcmConfig {
         base_url: FcmConfig::PRODUCTION_URL.to_owned(),
         project_id: "sesam-test".to_owned(),
         service_account_json: r#"{"private_key":"SECRET"}"#.to_owned(),
+        ca_file_pem: None,
     };
     assert!(!format!("{fcm:?}").contains("SECRET"));
 }
