@@ -93,24 +93,24 @@ pub(crate) fn client_builder(
     Ok(builder)
 }
 
-/// The TLS error behind a reqwest error, if the handshake is what failed. reqwest keeps it
-/// inside an `io::Error`, whose `source()` skips the wrapped error, hence `get_ref`.
+/// The TLS error behind a reqwest error, if the handshake is what failed. It sits inside
+/// (possibly nested) `io::Error`s, whose `source()` skips the wrapped error, hence `get_ref`.
 fn tls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(cause) = source {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+    fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(tls) = cause
+        if let Some(inner) = err
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls);
+            if let Some(tls) = find(inner) {
+                return Some(tls);
+            }
         }
-        source = cause.source();
+        err.source().and_then(find)
     }
-    None
+    find(err)
 }
 
 /// Classifies a reqwest error; `service` starts the reason ("fcm access token"). The URL is

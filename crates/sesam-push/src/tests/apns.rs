@@ -8,7 +8,9 @@ use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 
-use super::{manual_clock, notification, quick_tuning, split_jws, Mock, Reply, Seen};
+use super::{
+    manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Reply, Seen,
+};
 use crate::transport::Tuning;
 use crate::{ApnsConfig, Delivery, Provider, PushError, PushToken, Pusher};
 
@@ -22,6 +24,10 @@ struct Apple {
 
 async fn apple_with(tuning: Tuning) -> Apple {
     let (mock, base_url) = Mock::start().await;
+    apple_at(mock, base_url, None, tuning)
+}
+
+fn apple_at(mock: Mock, base_url: String, ca_file_pem: Option<String>, tuning: Tuning) -> Apple {
     let key = SigningKey::random(&mut rand::rngs::OsRng);
     let key_pem = key
         .to_pkcs8_pem(LineEnding::LF)
@@ -33,7 +39,7 @@ async fn apple_with(tuning: Tuning) -> Apple {
         key_id: "KEY1234567".to_owned(),
         team_id: "TEAM987654".to_owned(),
         topic: "dk.example.sesam".to_owned(),
-        ca_file_pem: None,
+        ca_file_pem,
     };
     let pusher = Pusher::live_tuned(Some(config), None, tuning).expect("APNs config is good");
     Apple {
@@ -362,4 +368,91 @@ fn missing_team_id_and_bad_base_url_are_rejected_at_start_up() {
             ..
         })
     ));
+}
+
+/// Apple over TLS: the mock's certificate is trusted only through `ca_file_pem`.
+async fn apple_over_tls(alpn: Alpn, trust_test_ca: bool) -> Apple {
+    let (mock, base_url) = Mock::start_tls(alpn).await;
+    let ca = trust_test_ca.then(|| test_ca().ca_pem.clone());
+    apple_at(mock, base_url, ca, quick_tuning())
+}
+
+#[tokio::test]
+async fn https_push_negotiates_h2_and_trusts_the_configured_ca() {
+    let apple = apple_over_tls(Alpn::H2AndHttp1, true).await;
+
+    assert_eq!(apple.push().await, Delivery::Delivered);
+
+    let pushes = apple.mock.pushes();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(
+        pushes[0].version,
+        Version::HTTP_2,
+        "APNs must be spoken to over h2"
+    );
+    assert_eq!(pushes[0].path, format!("/3/device/{DEVICE}"));
+    apple.verified_jwt(&pushes[0]);
+}
+
+#[tokio::test]
+async fn https_server_without_h2_is_refused_not_spoken_to_in_http1() {
+    let apple = apple_over_tls(Alpn::Http1Only, true).await;
+
+    let Delivery::Failed(reason) = apple.push().await else {
+        panic!("APNs over HTTP/1.1 must fail");
+    };
+    assert!(reason.contains("TLS"), "{reason}");
+    assert!(apple.mock.pushes().is_empty(), "no request may reach it");
+    assert_eq!(apple.mock.connections(), 1, "a TLS refusal is not retried");
+}
+
+#[tokio::test]
+async fn untrusted_certificate_fails_at_once_as_a_certificate_problem() {
+    let apple = apple_over_tls(Alpn::H2AndHttp1, false).await;
+
+    let Delivery::Failed(reason) = apple.push().await else {
+        panic!("an untrusted certificate must fail");
+    };
+    assert!(reason.contains("TLS certificate not trusted"), "{reason}");
+    assert!(reason.contains("apns_ca_file"), "{reason}");
+    assert!(
+        !reason.contains(DEVICE),
+        "the token must not be in the reason"
+    );
+    assert!(apple.mock.pushes().is_empty());
+    assert_eq!(
+        apple.mock.connections(),
+        1,
+        "a certificate failure is not retried"
+    );
+}
+
+#[test]
+fn ca_file_without_a_certificate_is_rejected_at_start_up() {
+    let key_pem = SigningKey::random(&mut rand::rngs::OsRng)
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("PKCS#8 PEM")
+        .to_string();
+    for not_a_ca in ["", "hello", key_pem.as_str()] {
+        let config = ApnsConfig {
+            base_url: ApnsConfig::PRODUCTION_URL.to_owned(),
+            key_pem: key_pem.clone(),
+            key_id: "KEY1234567".to_owned(),
+            team_id: "TEAM987654".to_owned(),
+            topic: "dk.example.sesam".to_owned(),
+            ca_file_pem: Some(not_a_ca.to_owned()),
+        };
+        let err = Pusher::live(Some(config), None).expect_err("must be refused");
+        assert!(
+            matches!(
+                err,
+                PushError::CaCertificate {
+                    provider: Provider::Apns,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("apns_ca_file"), "{err}");
+    }
 }

@@ -10,7 +10,7 @@ use rsa::signature::Verifier as _;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
-use super::{notification, quick_tuning, split_jws, Mock, Seen};
+use super::{notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Seen};
 use crate::{Delivery, FcmConfig, Provider, PushError, PushToken, Pusher};
 
 const DEVICE: &str = "fcm-device-token:APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8OvPVGJ-hQMRKRrZuJAEcl7B338qju59zJMjw2DELjzEvxwYv7hH5Ynpc1ODQ0aT4U4OFEeco8ohsN5PjL1iC2dNtk2BAokeMCg2ZXKqpc8FXKmhX94kIxQ";
@@ -51,12 +51,17 @@ struct Google {
 
 async fn google() -> Google {
     let (mock, base_url) = Mock::start().await;
+    google_at(mock, base_url, None)
+}
+
+/// The send API and the token endpoint on one mock; `ca_file_pem` is trusted for both.
+fn google_at(mock: Mock, base_url: String, ca_file_pem: Option<String>) -> Google {
     let token_uri = format!("{base_url}/token");
     let config = FcmConfig {
         base_url,
         project_id: "sesam-test".to_owned(),
         service_account_json: service_account_json(&token_uri, "sesam-test"),
-        ca_file_pem: None,
+        ca_file_pem,
     };
     let pusher = Pusher::live_tuned(None, Some(config), quick_tuning()).expect("FCM config");
     Google {
@@ -286,4 +291,46 @@ fn bad_service_account_json_is_rejected_at_start_up() {
     };
     let err = Pusher::live(None, Some(no_project)).expect_err("must be refused");
     assert!(matches!(err, PushError::FcmProjectId), "{err:?}");
+}
+
+#[tokio::test]
+async fn https_pushes_fetch_the_oauth_token_once_and_reuse_it() {
+    let (mock, base_url) = Mock::start_tls(Alpn::H2AndHttp1).await;
+    assert!(base_url.starts_with("https://"));
+    let google = google_at(mock, base_url, Some(test_ca().ca_pem.clone()));
+
+    assert_eq!(google.push().await, Delivery::Delivered);
+    assert_eq!(google.push().await, Delivery::Delivered);
+
+    let token_requests = google.mock.token_requests();
+    assert_eq!(token_requests.len(), 1, "the access token is cached");
+    google.check_grant(&token_requests[0]);
+    let pushes = google.mock.pushes();
+    assert_eq!(pushes.len(), 2);
+    for push in &pushes {
+        assert_eq!(push.version, axum::http::Version::HTTP_2, "ALPN chose h2");
+        assert_eq!(push.header("authorization"), "Bearer ya29.access-1");
+        assert_eq!(push.path, "/v1/projects/sesam-test/messages:send");
+        assert_eq!(push.json()["message"]["token"], DEVICE);
+    }
+}
+
+#[tokio::test]
+async fn untrusted_token_endpoint_fails_at_once_as_a_certificate_problem() {
+    let (mock, base_url) = Mock::start_tls(Alpn::H2AndHttp1).await;
+    let google = google_at(mock, base_url, None);
+
+    let Delivery::Failed(reason) = google.push().await else {
+        panic!("an untrusted certificate must fail");
+    };
+    assert!(reason.starts_with("fcm access token"), "{reason}");
+    assert!(reason.contains("TLS certificate not trusted"), "{reason}");
+    assert!(reason.contains("fcm_ca_file"), "{reason}");
+    assert!(google.mock.token_requests().is_empty());
+    assert!(google.mock.pushes().is_empty());
+    assert_eq!(
+        google.mock.connections(),
+        1,
+        "a certificate failure is not retried"
+    );
 }

@@ -6,7 +6,8 @@ mod fcm;
 mod pusher;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -56,6 +57,18 @@ pub(crate) struct Mock {
     replies: Arc<Mutex<VecDeque<Reply>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
     tokens_issued: Arc<Mutex<u32>>,
+    /// TCP connections the TLS mock accepted (handshake or not), to see retries that never
+    /// got as far as a request.
+    connections: Arc<AtomicUsize>,
+}
+
+/// Which protocols the TLS mock offers in ALPN (and serves).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Alpn {
+    /// `h2` and `http/1.1`, as Google does.
+    H2AndHttp1,
+    /// Only `http/1.1`: a server (or proxy) that APNs' client must refuse.
+    Http1Only,
 }
 
 impl Mock {
@@ -72,6 +85,66 @@ impl Mock {
             axum::serve(listener, app).await.expect("mock server");
         });
         (mock, format!("http://{addr}"))
+    }
+
+    /// Starts the mock behind TLS with a certificate for 127.0.0.1 and localhost issued by
+    /// [`test_ca`], and returns it with its `https://127.0.0.1:port` base URL.
+    pub(crate) async fn start_tls(alpn: Alpn) -> (Mock, String) {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto;
+        use hyper_util::service::TowerToHyperService;
+        use tokio_rustls::rustls;
+
+        let ca = test_ca();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![ca.server_cert_der.clone().into()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(ca.server_key_der.clone().into()),
+            )
+            .expect("server certificate");
+        tls.alpn_protocols = match alpn {
+            Alpn::H2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            Alpn::Http1Only => vec![b"http/1.1".to_vec()],
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let mock = Mock::default();
+        let app = Router::new().fallback(record).with_state(mock.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let connections = mock.connections.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                let service = TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    // A refused handshake is what some tests are about; nothing to report here.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut server = auto::Builder::new(TokioExecutor::new());
+                    if alpn == Alpn::Http1Only {
+                        server = server.http1_only();
+                    }
+                    let _ = server.serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        (mock, format!("https://{addr}"))
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub(crate) fn reply(&self, reply: Reply) {
@@ -141,6 +214,119 @@ async fn record(State(mock): State<Mock>, request: Request) -> Response {
             tokio::time::sleep(pause).await;
             (StatusCode::OK, "{}").into_response()
         }
+    }
+}
+
+/// A CA made for this test run and a server certificate it issued for 127.0.0.1 and localhost.
+pub(crate) struct TestCa {
+    pub(crate) ca_pem: String,
+    server_cert_der: Vec<u8>,
+    server_key_der: Vec<u8>,
+}
+
+/// Made once per test binary: key generation is the slow part.
+pub(crate) fn test_ca() -> &'static TestCa {
+    static CA: OnceLock<TestCa> = OnceLock::new();
+    CA.get_or_init(make_test_ca)
+}
+
+fn make_test_ca() -> TestCa {
+    use openssl::asn1::{Asn1Integer, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::{PKey, Private};
+    use openssl::x509::extension::{
+        AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage,
+        SubjectAlternativeName, SubjectKeyIdentifier,
+    };
+    use openssl::x509::{X509Builder, X509NameBuilder, X509};
+
+    let key = || -> PKey<Private> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).expect("P-256");
+        PKey::from_ec_key(EcKey::generate(&group).expect("EC key")).expect("PKey")
+    };
+    let name = |cn: &str| {
+        let mut name = X509NameBuilder::new().expect("name");
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).expect("CN");
+        name.build()
+    };
+    let builder = |serial: u32, subject: &openssl::x509::X509NameRef| -> X509Builder {
+        let mut b = X509::builder().expect("builder");
+        b.set_version(2).expect("v3");
+        let serial = Asn1Integer::from_bn(&BigNum::from_u32(serial).expect("bn")).expect("serial");
+        b.set_serial_number(&serial).expect("serial");
+        b.set_subject_name(subject).expect("subject");
+        b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
+            .expect("not before");
+        b.set_not_after(&Asn1Time::days_from_now(2).expect("time"))
+            .expect("not after");
+        b
+    };
+
+    let ca_key = key();
+    let ca_name = name("Sesam push test CA");
+    let mut ca = builder(1, &ca_name);
+    ca.set_issuer_name(&ca_name).expect("issuer");
+    ca.set_pubkey(&ca_key).expect("pubkey");
+    ca.append_extension(BasicConstraints::new().critical().ca().build().expect("bc"))
+        .expect("bc");
+    ca.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .expect("ku"),
+    )
+    .expect("ku");
+    let ski = SubjectKeyIdentifier::new()
+        .build(&ca.x509v3_context(None, None))
+        .expect("ski");
+    ca.append_extension(ski).expect("ski");
+    ca.sign(&ca_key, MessageDigest::sha256()).expect("sign CA");
+    let ca = ca.build();
+
+    let server_key = key();
+    let mut server = builder(2, &name("localhost"));
+    server.set_issuer_name(ca.subject_name()).expect("issuer");
+    server.set_pubkey(&server_key).expect("pubkey");
+    server
+        .append_extension(BasicConstraints::new().build().expect("bc"))
+        .expect("bc");
+    server
+        .append_extension(
+            KeyUsage::new()
+                .critical()
+                .digital_signature()
+                .build()
+                .expect("ku"),
+        )
+        .expect("ku");
+    server
+        .append_extension(ExtendedKeyUsage::new().server_auth().build().expect("eku"))
+        .expect("eku");
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&server.x509v3_context(Some(&ca), None))
+        .expect("san");
+    server.append_extension(san).expect("san");
+    let aki = AuthorityKeyIdentifier::new()
+        .keyid(true)
+        .build(&server.x509v3_context(Some(&ca), None))
+        .expect("aki");
+    server.append_extension(aki).expect("aki");
+    server
+        .sign(&ca_key, MessageDigest::sha256())
+        .expect("sign server certificate");
+    let server = server.build();
+
+    TestCa {
+        ca_pem: String::from_utf8(ca.to_pem().expect("CA PEM")).expect("PEM is ASCII"),
+        server_cert_der: server.to_der().expect("DER"),
+        server_key_der: server_key.private_key_to_pkcs8().expect("PKCS#8"),
     }
 }
 
