@@ -865,6 +865,26 @@ mod tests {
     }
 
     #[test]
+    fn push_ca_files_come_from_the_file_or_the_environment() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!((c.push.apns_ca_file, c.push.fcm_ca_file), (None, None));
+        let f = file("apns_ca_file = \"/etc/sesam/apns-ca.pem\"\n");
+        let c = Config::load(
+            Some(f.path()),
+            env(&[("SESAM_FCM_CA_FILE", "/etc/sesam/fcm-ca.pem")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.push.apns_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/sesam/apns-ca.pem"))
+        );
+        assert_eq!(
+            c.push.fcm_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/sesam/fcm-ca.pem"))
+        );
+    }
+
+    #[test]
     fn limits_have_safe_defaults_and_refuse_nonsense() {
         let c = Config::load(None, env(&[])).unwrap();
         assert_eq!(c.limits.header_read_timeout_seconds, 10);

@@ -85,3 +85,18 @@ fn read_ca_file(key: &str, file: Option<&std::path::Path>) -> anyhow::Result<Opt
     })
     .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::read_ca_file;
+
+    #[test]
+    fn ca_file_is_optional_and_a_missing_one_names_its_key() {
+        assert_eq!(read_ca_file("apns_ca_file", None).unwrap(), None);
+        let missing = std::path::Path::new("/nonexistent/sesam/ca.pem");
+        let err = read_ca_file("fcm_ca_file", Some(missing)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("fcm_ca_file"), "{text}");
+        assert!(text.contains("/nonexistent/sesam/ca.pem"), "{text}");
+    }
+}
