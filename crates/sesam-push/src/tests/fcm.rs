@@ -10,7 +10,8 @@ use rsa::signature::Verifier as _;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
-use super::{notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Seen};
+use super::{manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Seen};
+use crate::transport::Tuning;
 use crate::{Delivery, FcmConfig, Provider, PushError, PushToken, Pusher};
 
 const DEVICE: &str = "fcm-device-token:APA91bHPRgkF3JUikC4ENAHEeMrd41Zxv3hVZjC9KtT8OvPVGJ-hQMRKRrZuJAEcl7B338qju59zJMjw2DELjzEvxwYv7hH5Ynpc1ODQ0aT4U4OFEeco8ohsN5PjL1iC2dNtk2BAokeMCg2ZXKqpc8FXKmhX94kIxQ";
@@ -56,6 +57,15 @@ async fn google() -> Google {
 
 /// The send API and the token endpoint on one mock; `ca_file_pem` is trusted for both.
 fn google_at(mock: Mock, base_url: String, ca_file_pem: Option<String>) -> Google {
+    google_tuned(mock, base_url, ca_file_pem, quick_tuning())
+}
+
+fn google_tuned(
+    mock: Mock,
+    base_url: String,
+    ca_file_pem: Option<String>,
+    tuning: Tuning,
+) -> Google {
     let token_uri = format!("{base_url}/token");
     let config = FcmConfig {
         base_url,
@@ -63,7 +73,7 @@ fn google_at(mock: Mock, base_url: String, ca_file_pem: Option<String>) -> Googl
         service_account_json: service_account_json(&token_uri, "sesam-test"),
         ca_file_pem,
     };
-    let pusher = Pusher::live_tuned(None, Some(config), quick_tuning()).expect("FCM config");
+    let pusher = Pusher::live_tuned(None, Some(config), tuning).expect("FCM config");
     Google {
         mock,
         pusher,
@@ -333,4 +343,40 @@ async fn untrusted_token_endpoint_fails_at_once_as_a_certificate_problem() {
         1,
         "a certificate failure is not retried"
     );
+}
+
+#[tokio::test]
+async fn access_token_is_renewed_a_minute_before_it_expires() {
+    const START: u64 = 1_700_000_000;
+    let (clock, now) = manual_clock(START);
+    let (mock, base_url) = Mock::start().await;
+    let tuning = Tuning {
+        clock,
+        ..quick_tuning()
+    };
+    let google = google_tuned(mock, base_url, None, tuning);
+    let bearer = |n: usize| google.mock.pushes()[n].header("authorization").to_owned();
+
+    assert_eq!(google.push().await, Delivery::Delivered);
+    // The mock's tokens live 3599 s; 61 s before that the cached one is still used...
+    *now.lock().expect("lock") = START + 3599 - 61;
+    assert_eq!(google.push().await, Delivery::Delivered);
+    assert_eq!(bearer(1), "Bearer ya29.access-1");
+    // ...and within the last minute a new one is fetched, its assertion made at the new time.
+    *now.lock().expect("lock") = START + 3599 - 59;
+    assert_eq!(google.push().await, Delivery::Delivered);
+    assert_eq!(bearer(2), "Bearer ya29.access-2");
+
+    let token_requests = google.mock.token_requests();
+    assert_eq!(token_requests.len(), 2);
+    google.check_grant(&token_requests[1]);
+    let form = String::from_utf8(token_requests[1].body.to_vec()).expect("UTF-8 form");
+    let url = reqwest::Url::parse(&format!("http://form.invalid/?{form}")).expect("form");
+    let assertion = url
+        .query_pairs()
+        .find(|(key, _)| key == "assertion")
+        .map(|(_, value)| value.into_owned())
+        .expect("assertion");
+    let (_, claims, _, _) = split_jws(&assertion);
+    assert_eq!(claims["iat"], START + 3599 - 59);
 }
