@@ -939,8 +939,12 @@ async fn anna_with_app(sesam: &TestServer) -> (User, AppClient) {
 /// the app answering, to the page the login returns to.
 async fn passwordless(browser: &Browser, app: &AppClient, username: &str) -> Page {
     assert_eq!(start_login(browser, username).await, "/login/wait");
-    let code = code_on(&browser.get("/login/wait").await);
+    let wait = browser.get("/login/wait").await;
+    let code = code_on(&wait);
     let pending = app.pending().await.unwrap();
+    // The page says who logs in to which service, as the app does.
+    let who = format!("Login som {username} til {}", pending[0].service);
+    assert!(wait.body.contains(&who), "{who} not in {}", wait.body);
     assert_eq!(
         app.answer(&pending[0].id, &Answer::Code(code))
             .await

@@ -119,6 +119,8 @@ pub struct WaitPage {
     pub expires_in: i64,
     /// "Other ways to log in": the code display instead of the app, on a step-up.
     pub other_factor: Option<&'static str>,
+    /// Who is logging in to which service, as the app shows it too.
+    pub who: String,
 }
 
 /// How a challenge ended, and the ways forward.

@@ -127,6 +127,20 @@ pub async fn show(
     match challenge.state {
         ChallengeState::Pending => {
             let code = challenge.code.to_string();
+            // A login names its user in the flow; a step-up's user is the signed-in one.
+            let username = match flow.username().filter(|u| !u.is_empty()) {
+                Some(u) => u.to_owned(),
+                None => state
+                    .store
+                    .get_user(&sesam_core::UserId(challenge.user_id.clone()))
+                    .await?
+                    .username
+                    .to_string(),
+            };
+            let who = t
+                .get("wait.who")
+                .replace("{user}", &username)
+                .replace("{service}", &challenge.context.service);
             let page = WaitPage {
                 chrome: Chrome::new(lang, "/login/wait"),
                 csrf,
@@ -148,6 +162,7 @@ pub async fn show(
                 offer_password: !step_up,
                 expires_in: (challenge.expires_at.0 - state.now().0).max(0),
                 other_factor,
+                who,
             };
             render(StatusCode::OK, &page)
         }
