@@ -6,6 +6,7 @@ mod harness;
 
 mod admin;
 mod app_api;
+mod branding;
 mod browser;
 mod cli;
 mod directory;

@@ -89,6 +89,16 @@ pub struct Settings {
     pub psd2_mode: bool,
     /// The organisation's time zone (an IANA name) for the times people read.
     pub time_zone: String,
+    /// The colour of buttons and links as `#rrggbb`; empty for Sesam's own. White text must
+    /// stay readable on it (4.5:1), so darker colours only.
+    pub accent_colour: String,
+    /// Where the login pages' "Help" and "Privacy" links go; empty for no link.
+    pub help_url: String,
+    pub privacy_url: String,
+    /// A short notice on every page ("Planned maintenance on Saturday"), per language; empty
+    /// for none.
+    pub login_notice_da: String,
+    pub login_notice_en: String,
 }
 
 impl Default for Settings {
@@ -114,6 +124,11 @@ impl Default for Settings {
             first_device_with_password: false,
             psd2_mode: false,
             time_zone: "Europe/Copenhagen".into(),
+            accent_colour: String::new(),
+            help_url: String::new(),
+            privacy_url: String::new(),
+            login_notice_da: String::new(),
+            login_notice_en: String::new(),
         }
     }
 }
@@ -157,6 +172,110 @@ fn int_in<T: FromStr + PartialOrd + fmt::Display + Copy>(
     Ok(n)
 }
 
+const MAX_URL_CHARS: usize = 500;
+const MAX_NOTICE_CHARS: usize = 300;
+
+/// `#rrggbb` (lower-cased), dark enough that white button text on it has WCAG's 4.5:1.
+fn accent_colour(key: &str, value: &str) -> Result<String, SettingsError> {
+    let v = value.trim().to_ascii_lowercase();
+    if v.is_empty() {
+        return Ok(v);
+    }
+    let hex = v.strip_prefix('#').unwrap_or("");
+    let channels: Option<Vec<u8>> = (hex.len() == 6 && hex.is_ascii())
+        .then(|| {
+            (0..3)
+                .map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    let Some(rgb) = channels else {
+        return Err(bad(
+            key,
+            format!("{:?} is not a colour like #0b5cad", value.trim()),
+        ));
+    };
+    let ratio = readable_contrast(&rgb);
+    if ratio < 4.5 {
+        return Err(bad(
+            key,
+            format!(
+                "#{hex} is too light: white text on it, or it on the page, reaches only {ratio:.1}:1 \
+                 contrast where 4.5:1 is needed; choose a darker colour"
+            ),
+        ));
+    }
+    Ok(format!("#{hex}"))
+}
+
+/// The page's background behind links outside the white card (sesam.css `body`).
+const PAGE_BACKGROUND: [u8; 3] = [0xf3, 0xf5, 0xf8];
+
+/// WCAG 2.1's relative luminance of an sRGB colour.
+fn luminance(rgb: &[u8]) -> f64 {
+    let linear = |c: u8| {
+        let c = f64::from(c) / 255.0;
+        if c <= 0.03928 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * linear(rgb[0]) + 0.7152 * linear(rgb[1]) + 0.0722 * linear(rgb[2])
+}
+
+/// The lower of the colour's contrast with white (button text, the card) and with the page's
+/// background (the links below the card).
+fn readable_contrast(rgb: &[u8]) -> f64 {
+    let dark = luminance(rgb) + 0.05;
+    let white = 1.05 / dark;
+    let page = (luminance(&PAGE_BACKGROUND) + 0.05) / dark;
+    white.min(page)
+}
+
+/// An absolute http(s) address for a link people follow, or empty.
+fn link(key: &str, value: &str) -> Result<String, SettingsError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    if v.chars().count() > MAX_URL_CHARS {
+        return Err(bad(key, format!("longer than {MAX_URL_CHARS} characters")));
+    }
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !host.contains('@')
+    });
+    if !host_ok
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"'`".contains(c))
+    {
+        return Err(bad(
+            key,
+            format!("{v:?} is not a web address like https://www.example.dk/help"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// One line of plain text, or empty.
+fn notice(key: &str, value: &str) -> Result<String, SettingsError> {
+    let v = value.trim();
+    if v.chars().count() > MAX_NOTICE_CHARS {
+        return Err(bad(
+            key,
+            format!("longer than {MAX_NOTICE_CHARS} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(bad(key, "must be one line of text"));
+    }
+    Ok(v.to_owned())
+}
+
 /// How a setting is typed in: the portal draws the matching control, `set` checks it (a
 /// test keeps the two in step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +309,13 @@ impl SettingInput {
             "organisation_name" => SettingInput::Text { max_chars: 200 },
             "organisation_cvr" => SettingInput::Text { max_chars: 8 },
             "time_zone" => SettingInput::Text { max_chars: 64 },
+            "accent_colour" => SettingInput::Text { max_chars: 7 },
+            "help_url" | "privacy_url" => SettingInput::Text {
+                max_chars: MAX_URL_CHARS,
+            },
+            "login_notice_da" | "login_notice_en" => SettingInput::Text {
+                max_chars: MAX_NOTICE_CHARS,
+            },
             "min_pin_length" => number(4, 32, "digits"),
             "lockout_max_failures" => number(1, 1000, ""),
             "lockout_window_seconds" | "lockout_duration_seconds" => number(1, DAY, "seconds"),
@@ -227,6 +353,11 @@ impl Settings {
         "first_device_with_password",
         "psd2_mode",
         "time_zone",
+        "accent_colour",
+        "help_url",
+        "privacy_url",
+        "login_notice_da",
+        "login_notice_en",
     ];
 
     /// Applies one stored or typed-in value, checking it.
@@ -292,6 +423,11 @@ impl Settings {
                 }
                 self.time_zone = zone.to_owned()
             }
+            "accent_colour" => self.accent_colour = accent_colour(key, value)?,
+            "help_url" => self.help_url = link(key, value)?,
+            "privacy_url" => self.privacy_url = link(key, value)?,
+            "login_notice_da" => self.login_notice_da = notice(key, value)?,
+            "login_notice_en" => self.login_notice_en = notice(key, value)?,
             "challenge_lifetime_seconds" => {
                 self.challenge_lifetime_seconds = int_in(key, value, 30, 600)?
             }
@@ -342,6 +478,11 @@ impl Settings {
             "first_device_with_password" => self.first_device_with_password.to_string(),
             "psd2_mode" => self.psd2_mode.to_string(),
             "time_zone" => self.time_zone.clone(),
+            "accent_colour" => self.accent_colour.clone(),
+            "help_url" => self.help_url.clone(),
+            "privacy_url" => self.privacy_url.clone(),
+            "login_notice_da" => self.login_notice_da.clone(),
+            "login_notice_en" => self.login_notice_en.clone(),
             other => return Err(SettingsError::UnknownKey(other.to_owned())),
         })
     }
@@ -397,6 +538,75 @@ mod tests {
                 SettingInput::Text { .. } => {}
             }
         }
+    }
+
+    #[test]
+    fn accent_colours_must_keep_white_text_readable() {
+        let mut s = Settings::default();
+        s.set("accent_colour", " #0B5CAD ").unwrap();
+        assert_eq!(s.accent_colour, "#0b5cad");
+        s.set("accent_colour", "").unwrap();
+        assert_eq!(s.accent_colour, "");
+        s.set("accent_colour", "#000000").unwrap();
+        for bad in [
+            "#ffff00",
+            "#ffffff",
+            "#77aaff",
+            "0b5cad",
+            "#0b5ca",
+            "#0b5cadd",
+            "#gggggg",
+            "red",
+            "#ØØØØØØ",
+        ] {
+            let err = s.set("accent_colour", bad).unwrap_err().to_string();
+            assert!(err.contains("accent_colour"), "{bad}: {err}");
+            assert_eq!(s.accent_colour, "#000000", "{bad} changed the colour");
+        }
+        // Black is 19.2:1 against the grey page (21:1 on white), Sesam's own blue passes, a mid
+        // grey does not, nor a colour that passes on white only (4.7:1 there, 4.3:1 on grey).
+        assert!((readable_contrast(&[0, 0, 0]) - 19.23).abs() < 0.01);
+        assert!(s.set("accent_colour", "#737373").is_err());
+        assert!(readable_contrast(&[0x0b, 0x5c, 0xad]) >= 4.5);
+        assert!(readable_contrast(&[0x99, 0x99, 0x99]) < 4.5);
+    }
+
+    #[test]
+    fn help_and_privacy_links_are_web_addresses_only() {
+        let mut s = Settings::default();
+        s.set("help_url", " https://www.aarhus.dk/hjaelp ").unwrap();
+        assert_eq!(s.help_url, "https://www.aarhus.dk/hjaelp");
+        s.set("privacy_url", "http://intra.example/privacy?x=1#a")
+            .unwrap();
+        let long = format!("https://example.dk/{}", "a".repeat(500));
+        for bad in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "//example.dk",
+            "https://",
+            "https://user@evil.example",
+            "https://example.dk/a b",
+            "https://example.dk/\"onmouseover=",
+            "ftp://example.dk",
+            long.as_str(),
+        ] {
+            assert!(s.set("help_url", bad).is_err(), "{bad}");
+            assert_eq!(s.help_url, "https://www.aarhus.dk/hjaelp");
+        }
+        s.set("help_url", "").unwrap();
+        assert_eq!(s.help_url, "");
+    }
+
+    #[test]
+    fn notices_are_one_short_line() {
+        let mut s = Settings::default();
+        s.set("login_notice_da", " Planlagt vedligehold lørdag ")
+            .unwrap();
+        assert_eq!(s.login_notice_da, "Planlagt vedligehold lørdag");
+        assert!(s.set("login_notice_en", "two\nlines").is_err());
+        assert!(s.set("login_notice_en", &"x".repeat(301)).is_err());
+        assert!(s.set("login_notice_en", &"ø".repeat(300)).is_ok());
+        assert_eq!(s.login_notice_da, "Planlagt vedligehold lørdag");
     }
 
     #[test]

@@ -31,10 +31,11 @@ const CONFIG_CHANNEL: &str = "sesam_config";
 pub(crate) struct Shared {
     /// Raised by every change; a read that started under an older generation does not fill
     /// the cache, so a change racing a read is never hidden behind the read's old value.
-    generation: AtomicU64,
+    pub(crate) generation: AtomicU64,
     settings: RwLock<Option<(Instant, Settings)>>,
     saml_sps: RwLock<HashMap<String, (Instant, SamlSp)>>,
     oidc_clients: RwLock<HashMap<String, (Instant, OidcClient)>>,
+    pub(crate) logo: RwLock<Option<(Instant, Option<std::sync::Arc<crate::Logo>>)>>,
     /// When each replay table was last purged, per [`Purge`].
     purged: [AtomicI64; 3],
     /// Told the name of every audit event written (the server counts logins with it).
@@ -49,7 +50,7 @@ pub(crate) enum Purge {
     SamlParticipants = 2,
 }
 
-fn fresh<T: Clone>(entry: Option<&(Instant, T)>) -> Option<T> {
+pub(crate) fn fresh<T: Clone>(entry: Option<&(Instant, T)>) -> Option<T> {
     entry
         .filter(|(at, _)| at.elapsed() < MAX_AGE)
         .map(|(_, v)| v.clone())
@@ -66,6 +67,9 @@ impl Shared {
         }
         if let Ok(mut m) = self.oidc_clients.write() {
             m.clear();
+        }
+        if let Ok(mut l) = self.logo.write() {
+            *l = None;
         }
     }
 }

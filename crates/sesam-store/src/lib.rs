@@ -4,6 +4,7 @@
 
 mod admin;
 mod audit;
+mod branding;
 mod cache;
 mod challenges;
 mod devices;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 
 pub use admin::AuditFilter;
 pub use audit::{AuditEntry, AuditEvent, AuditObserver};
+pub use branding::Logo;
 pub use cache::{ConfigListener, MAX_AGE as CONFIG_CACHE_MAX_AGE};
 pub use challenges::ChallengeListener;
 pub use devices::{DeviceChange, DeviceRecord, NewDevice};

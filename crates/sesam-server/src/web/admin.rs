@@ -175,6 +175,8 @@ struct SettingsPage {
     preview: Option<PreviewView>,
     saved: bool,
     error: Option<String>,
+    /// Why the last logo upload was refused (a text key).
+    logo_error: Option<&'static str>,
 }
 
 /// One setting as a typed control.
@@ -242,6 +244,16 @@ const GROUPS: &[(&str, &[&str])] = &[
             "organisation_cvr",
             "time_zone",
             "saml_want_signed_requests",
+        ],
+    ),
+    (
+        "branding",
+        &[
+            "accent_colour",
+            "help_url",
+            "privacy_url",
+            "login_notice_da",
+            "login_notice_en",
         ],
     ),
 ];
@@ -315,6 +327,10 @@ fn settings_page(chrome: Chrome, csrf: String, s: &Settings) -> SettingsPage {
                         "admin.settings.group.sessions",
                         "admin.settings.group.sessions_help",
                     ),
+                    "branding" => (
+                        "admin.settings.group.branding",
+                        "admin.settings.group.branding_help",
+                    ),
                     _ => (
                         "admin.settings.group.organisation",
                         "admin.settings.group.organisation_help",
@@ -327,6 +343,7 @@ fn settings_page(chrome: Chrome, csrf: String, s: &Settings) -> SettingsPage {
         preview: None,
         saved: false,
         error: None,
+        logo_error: None,
     }
 }
 
@@ -382,6 +399,23 @@ pub async fn show_settings(
     );
     page.saved = q.saved.is_some();
     render(StatusCode::OK, &page)
+}
+
+/// The settings page saying why a logo was refused (the caller sets the status).
+pub async fn settings_with_logo_problem(
+    state: &AppState,
+    admin: &Admin,
+    lang: Lang,
+    problem: crate::web::branding::LogoProblem,
+) -> Result<Response, AppError> {
+    let settings = state.store.load_settings().await?;
+    let mut page = settings_page(
+        Chrome::new(lang, "/admin/settings"),
+        csrf::token(&admin.0.session).await?,
+        &settings,
+    );
+    page.logo_error = Some(problem.text_key());
+    render(StatusCode::BAD_REQUEST, &page)
 }
 
 /// The submitted form as settings, checked; the error is the first bad field's key and

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_services;
 pub mod agent;
 pub mod auth;
+pub mod branding;
 pub mod cookies;
 pub mod csrf;
 pub mod demo;
@@ -135,6 +136,8 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             "/admin/services/oidc/{id}/{action}",
             post(admin_services::client_action),
         )
+        .route("/admin/branding/logo", post(branding::upload_logo))
+        .route("/admin/branding/logo/remove", post(branding::remove_logo))
         .route("/admin/audit", get(admin::audit_log))
         .route("/admin/audit.csv", get(admin::audit_csv))
         .route("/demo", get(demo::show))
@@ -142,6 +145,10 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/demo/activation", post(demo::activation))
         .route("/demo/phone", get(demo::phone))
         .layer(axum::middleware::from_fn(moved::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            branding::scope,
+        ))
         .layer(sessions)
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
@@ -189,6 +196,8 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(crate::metrics::serve))
         .route("/static/{file}", get(ops::static_file))
+        .route("/branding/logo", get(branding::logo))
+        .route("/branding/theme.css", get(branding::theme))
         .route_layer(track())
         .nest("/api/app/v1", crate::api::router().route_layer(track()))
         .fallback(error::not_found)

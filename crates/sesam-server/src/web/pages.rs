@@ -14,12 +14,19 @@ pub struct Chrome {
     pub lang: &'static str,
     pub other_lang: &'static str,
     pub switch_href: String,
+    /// The organisation's name, logo, colours and links for the frame.
+    pub brand: std::sync::Arc<crate::web::branding::Brand>,
+    /// The organisation's notice in this page's language; empty for none.
+    pub notice: String,
 }
 
 impl Chrome {
     /// `path` is where the language switch returns to.
     pub fn new(lang: Lang, path: &str) -> Chrome {
+        let brand = crate::web::branding::current();
         Chrome {
+            notice: brand.notice(lang).to_owned(),
+            brand,
             t: lang.catalog(),
             lang: lang.code(),
             other_lang: lang.other().code(),
