@@ -133,6 +133,70 @@ async fn assert_fits(client: &Client, name: &str) {
         scroll <= inner,
         "{name}: {scroll} px wide on a {inner} px screen (tests/artifacts/phone-{name}.png)"
     );
+    assert_accessible(client, &format!("phone {name}")).await;
+}
+
+/// axe-core's script from its npm package (`npm ci --prefix tests/axe`); `None` with a loud
+/// note locally, a failure under CI.
+fn axe_script() -> Option<&'static str> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/axe/node_modules/axe-core/axe.min.js");
+        match std::fs::read_to_string(&path) {
+            Ok(script) => Some(script),
+            Err(e) => {
+                assert!(
+                    std::env::var("CI").map_or(true, |v| v != "true"),
+                    "CI=true but axe-core is missing at {}: {e} (npm ci --prefix tests/axe)",
+                    path.display()
+                );
+                eprintln!(
+                    "SKIPPED LOUDLY: axe-core is not installed (npm ci --prefix tests/axe): pages were not checked for accessibility"
+                );
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// axe-core finds no WCAG 2.1 A/AA violation on the page as it is now.
+async fn assert_accessible(client: &Client, name: &str) {
+    let Some(script) = axe_script() else {
+        return;
+    };
+    client
+        .execute(&format!("{script}\nreturn typeof window.axe;"), vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{name}: axe-core did not load: {e}"));
+    let found = client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } })
+                 .then((r) => done({ checked: r.passes.length, violations: r.violations.map((v) =>
+                   v.id + " (" + v.impact + "): " + v.nodes.map((n) => n.target.join(" ")).join(", ")) }))
+                 .catch((e) => done({ checked: 0, violations: ["axe failed: " + e] }));"#,
+            vec![],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: axe-core did not run: {e}"));
+    let violations: Vec<String> = found["violations"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|x| x.as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![format!("no answer: {found}")]);
+    assert!(
+        violations.is_empty(),
+        "{name}: axe-core found WCAG 2.1 A/AA violations: {violations:#?}"
+    );
+    assert!(
+        found["checked"].as_u64().unwrap_or(0) > 0,
+        "{name}: axe-core checked nothing: {found}"
+    );
 }
 
 fn artifacts() -> PathBuf {
@@ -207,6 +271,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let code = text_of(&computer, "#demo-activation-code").await;
     assert_eq!(code.len(), 11, "{code}");
     screenshot(&computer, "demo-service.png").await;
+    assert_accessible(&computer, "demo-service").await;
 
     // The phone enrols with it through the real app API.
     phone.goto(&format!("{base}/demo/phone")).await.unwrap();
@@ -227,6 +292,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let enrolled_as = text_of(&phone, "#enrolled #username").await;
     assert_eq!(enrolled_as, "anna");
     screenshot(&phone, "phone-enrolled.png").await;
+    assert_accessible(&phone, "phone-enrolled").await;
 
     // The computer logs in: username first, then the code.
     computer
@@ -243,6 +309,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         .await
         .unwrap();
     screenshot(&computer, "login-username.png").await;
+    assert_accessible(&computer, "login-username").await;
     username.send_keys("anna").await.unwrap();
     computer
         .find(Locator::Css("form[action='/login'] button[type=submit]"))
@@ -254,6 +321,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let shown = text_of(&computer, "#code").await;
     assert_eq!(shown.len(), 2, "{shown}");
     screenshot(&computer, "login-wait.png").await;
+    assert_accessible(&computer, "login-wait").await;
     // Note when "Approved" appears and when the page is left (sessionStorage outlives it).
     computer
         .execute(
@@ -311,6 +379,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         "\"Approved\" was on screen {held} ms: too short for a screen reader to announce"
     );
     screenshot(&computer, "login-result.png").await;
+    assert_accessible(&computer, "login-result").await;
     assert!(sesam
         .audit_events("anna")
         .await
@@ -332,6 +401,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         computer.goto(&format!("{base}{path}")).await.unwrap();
         text_of(&computer, css).await;
         screenshot(&computer, file).await;
+        assert_accessible(&computer, file).await;
     }
     computer
         .goto(&format!("{base}/admin/settings"))
@@ -354,6 +424,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let count = text_of(&computer, "#preview-count").await;
     assert!(count.contains("1 / 3") || count.contains("1 /"), "{count}");
     screenshot(&computer, "admin-settings-preview.png").await;
+    assert_accessible(&computer, "admin-settings-preview").await;
     computer
         .goto(&format!("{base}/admin/users?q=anna"))
         .await
@@ -367,6 +438,7 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         .unwrap();
     text_of(&computer, "#status").await;
     screenshot(&computer, "admin-user.png").await;
+    assert_accessible(&computer, "admin-user").await;
 
     admin_rolls_out_passwordless_and_registers_a_saml_sp(&sesam, &computer).await;
     oidc_client_is_registered_and_a_password_login_reaches_it(&sesam, &computer).await;
@@ -733,3 +805,200 @@ async fn every_page_fits_a_390_px_phone() {
     phone.close().await.unwrap();
     sesam.stop().await;
 }
+
+/// README's "First steps as an administrator", followed literally in Chromium: the printed
+/// one-time password, a password of one's own, `sesam device activation-code --user admin`,
+/// the app enrolled with that code, the portal link on the account page, the 2-digit number
+/// into the app, the portal; then the organisation's name and logo set there show on the pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_follows_the_readme_into_the_portal() {
+    let Some(path) = chromedriver_or_skip() else {
+        return;
+    };
+    let readme = include_str!("../../README.md");
+    for step in [
+        "## First steps as an administrator",
+        "one-time password for the user `admin`",
+        "`sesam device activation-code --user admin`",
+        "\"Admin portal\"",
+    ] {
+        assert!(readme.contains(step), "README no longer says {step:?}");
+    }
+    let db = TestDb::sqlite();
+    let sesam = TestServer::start(&db).await;
+    // Step 1: the first start printed this (it is also on the operator's terminal).
+    let one_time = sesam
+        .server
+        .initial_admin_password
+        .clone()
+        .expect("a first start makes the admin's one-time password");
+    let base = sesam.url("");
+    let driver = start_driver(&path).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let computer = browser(&driver, &profiles.path().join("first-admin")).await;
+
+    // Step 2: log in as admin with it and choose a password of one's own.
+    computer.goto(&format!("{base}/login")).await.unwrap();
+    assert_accessible(&computer, "first-admin login").await;
+    type_into(&computer, "#username", "admin").await;
+    click(&computer, "form[action='/login'] button[type=submit]").await;
+    type_into(&computer, "#password", &one_time).await;
+    assert_accessible(&computer, "first-admin password").await;
+    click(&computer, "form button[type=submit]").await;
+    type_into(&computer, "#current", &one_time).await;
+    assert_accessible(&computer, "first-admin change password").await;
+    type_into(&computer, "#new", "Rolig-Morgen-Kaffe-42").await;
+    type_into(&computer, "#repeat", "Rolig-Morgen-Kaffe-42").await;
+    click(&computer, "form button[type=submit]").await;
+    let portal_link = match computer
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#admin-portal"))
+        .await
+    {
+        Ok(link) => link,
+        Err(e) => panic!(
+            "the account page links an admin to the portal ({e}); at {}: {}",
+            computer.current_url().await.unwrap(),
+            computer.source().await.unwrap_or_default()
+        ),
+    };
+    let link_text = portal_link.text().await.unwrap();
+    assert!(
+        link_text.starts_with("Admin portal"),
+        "the link says what the README says: {link_text}"
+    );
+    screenshot(&computer, "first-admin-account.png").await;
+    assert_accessible(&computer, "first-admin account").await;
+
+    // Step 3: the activation code from the CLI, on the same database, into the app.
+    let out = Command::new(env!("CARGO_BIN_EXE_sesam"))
+        .args(["device", "activation-code", "--user", "admin"])
+        .env_remove("SESAM_CONFIG")
+        .env("SESAM_DATABASE_URL", &db.url)
+        .output()
+        .expect("run sesam");
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = printed
+        .split_whitespace()
+        .find(|w| w.len() == 11 && w.as_bytes()[5] == b'-')
+        .unwrap_or_else(|| panic!("no activation code in {printed:?}"))
+        .to_owned();
+    let (app, _) = sesam_app::AppClient::enroll(&base, &code, sesam_app::EnrolOptions::default())
+        .await
+        .expect("the app enrols with the printed code");
+
+    // Step 4: the portal link; the portal asks for the app; the number goes into the app.
+    portal_link.click().await.unwrap();
+    let shown = text_of(&computer, "#code").await;
+    assert_eq!(shown.len(), 2, "{shown}");
+    screenshot(&computer, "first-admin-step-up.png").await;
+    assert_accessible(&computer, "first-admin step-up wait").await;
+    let pending = app.pending().await.unwrap();
+    assert_eq!(pending.len(), 1, "one request reaches the admin's app");
+    let answer = app
+        .answer(&pending[0].id, &sesam_app::Answer::Code(shown))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, "approved");
+    computer
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#fig-users"))
+        .await
+        .expect("the portal opens after the app approved");
+    assert!(computer.current_url().await.unwrap().path() == "/admin");
+    screenshot(&computer, "first-admin-portal.png").await;
+    assert_accessible(&computer, "first-admin portal").await;
+
+    // Step 5: the organisation's name and logo, set in the portal, on every page.
+    computer
+        .goto(&format!("{base}/admin/settings"))
+        .await
+        .unwrap();
+    type_into(&computer, "#s-organisation_name", "Aarhus Kommune").await;
+    type_into(&computer, "#s-accent_colour", "#7a1f5c").await;
+    type_into(&computer, "#s-help_url", "https://www.aarhus.dk/hjaelp").await;
+    type_into(
+        &computer,
+        "#s-login_notice_en",
+        "Planned maintenance Saturday 8-10",
+    )
+    .await;
+    click(&computer, "#settings-submit").await;
+    text_of(&computer, "#preview-count").await;
+    click(&computer, "#settings-submit").await;
+    text_of(&computer, "#saved").await;
+    let logo = profiles.path().join("logo.png");
+    std::fs::write(&logo, LOGO_PNG).unwrap();
+    computer
+        .find(Locator::Css("#logo-file"))
+        .await
+        .unwrap()
+        .send_keys(&logo.display().to_string())
+        .await
+        .unwrap();
+    click(&computer, "#logo-submit").await;
+    computer
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#logo-preview"))
+        .await
+        .expect("the settings page shows the uploaded logo");
+    assert_accessible(&computer, "settings with logo").await;
+    computer.goto(&format!("{base}/account")).await.unwrap();
+    let drawn = computer
+        .execute(
+            r#"const img = document.getElementById("brand-logo");
+               return img ? [img.complete, img.naturalWidth, img.alt, document.getElementById("brand").textContent.trim()] : null;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        drawn,
+        serde_json::json!([true, 120, "", "Aarhus Kommune"]),
+        "the logo loads from /branding/logo, beside the organisation's name"
+    );
+    let accent = computer
+        .execute(
+            r#"return [getComputedStyle(document.querySelector("button")).backgroundColor,
+                       document.getElementById("site-notice").textContent,
+                       document.getElementById("help-link").href];"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        accent,
+        serde_json::json!([
+            "rgb(122, 31, 92)",
+            "Planned maintenance Saturday 8-10",
+            "https://www.aarhus.dk/hjaelp"
+        ]),
+        "the accent colour, the notice and the help link are on the page"
+    );
+    screenshot(&computer, "first-admin-branded-account.png").await;
+    assert_accessible(&computer, "branded account").await;
+    computer.close().await.unwrap();
+    sesam.stop().await;
+}
+
+/// A real 120×40 PNG: a dark red block with a white stripe.
+const LOGO_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x78, 0x00, 0x00, 0x00, 0x28, 0x08, 0x02, 0x00, 0x00, 0x00, 0xba, 0x88, 0xa9,
+    0x72, 0x00, 0x00, 0x00, 0x61, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0xed, 0xd8, 0x31, 0x11, 0x00,
+    0x20, 0x0c, 0x04, 0xc1, 0x38, 0x89, 0x31, 0x94, 0x60, 0x3e, 0x58, 0xa0, 0xc8, 0x04, 0x8a, 0xfd,
+    0x39, 0x05, 0x5b, 0x7e, 0xec, 0x5c, 0x1a, 0x28, 0x10, 0x80, 0x06, 0x2d, 0xd0, 0xa0, 0x41, 0x53,
+    0x00, 0x0d, 0x5a, 0xa0, 0x41, 0x83, 0xa6, 0x00, 0x1a, 0xb4, 0x9a, 0xa1, 0xcb, 0xae, 0x07, 0x1a,
+    0x34, 0x68, 0xd0, 0xa0, 0x41, 0x83, 0x06, 0x0d, 0x1a, 0x34, 0x68, 0xd0, 0xa0, 0x41, 0x83, 0xfe,
+    0x1f, 0x5a, 0xde, 0x3b, 0xd0, 0x02, 0x0d, 0x1a, 0xb4, 0x40, 0x83, 0x16, 0x68, 0xd0, 0xa0, 0x05,
+    0x1a, 0xb4, 0x40, 0x3f, 0xeb, 0x00, 0x7d, 0x5a, 0x78, 0xd6, 0x22, 0x44, 0x58, 0x71, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
