@@ -1,6 +1,7 @@
 //! Test databases, a real server on a random port, and a cookie-keeping browser.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::{redirect, Client, StatusCode};
@@ -215,6 +216,79 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.stop().await.expect("server stops");
     }
+}
+
+/// A PostgreSQL test database, which must exist under CI; `None` (said loudly) locally
+/// without SESAM_TEST_DATABASE_URL.
+pub async fn required_postgres(what: &str) -> Option<TestDb> {
+    match TestDb::postgres().await {
+        Some(db) => Some(db),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but SESAM_TEST_DATABASE_URL is not set: {what} must run")
+        }
+        None => {
+            eprintln!("SKIPPED LOUDLY: SESAM_TEST_DATABASE_URL is not set, so {what} did not run");
+            None
+        }
+    }
+}
+
+/// A real `sesam` process, so it can be killed without any chance to clean up.
+pub struct Process {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Process {
+    pub async fn start(db_url: &str, port: u16) -> Process {
+        Self::start_with(db_url, port, &[]).await
+    }
+
+    /// With extra `SESAM_*` variables.
+    pub async fn start_with(db_url: &str, port: u16, extra: &[(&str, &str)]) -> Process {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sesam"))
+            .arg("serve")
+            .envs(extra.iter().copied())
+            .env_remove("SESAM_CONFIG")
+            .env("SESAM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SESAM_DATABASE_URL", db_url)
+            .env("SESAM_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sesam");
+        let process = Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", process.base)).await {
+                if r.status() == StatusCode::OK {
+                    return process;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("sesam did not become ready on port {port}");
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed.
+    pub fn kill(self) {}
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub async fn add_user(

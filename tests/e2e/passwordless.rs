@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use sesam_app::{Answer, AppClient, DeviceUpdate, EnrolOptions};
 use sesam_core::{ChallengeState, DeviceStatus};
 
-use crate::harness::{on_both_databases, Browser, Page, TestDb, TestServer};
+use crate::harness::{free_port, on_both_databases, Browser, Page, Process, TestDb, TestServer};
 
 on_both_databases!(
     the_right_code_logs_in_without_a_password_at_substantial,
@@ -613,8 +613,7 @@ async fn the_event_stream_reports_the_answer(db: TestDb) {
 /// A re-reads on its own only every 60 s here, so the event can only come from B's NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_on_another_node_reaches_the_waiting_browser() {
-    let Some(db) = TestDb::postgres().await else {
-        eprintln!("SESAM_TEST_DATABASE_URL is not set: two-node case skipped");
+    let Some(db) = crate::harness::required_postgres("the two-node case").await else {
         return;
     };
     let clock = sesam_core::ManualClock::starting_now();
@@ -672,58 +671,6 @@ async fn an_answer_on_another_node_reaches_the_waiting_browser() {
     );
     a.stop().await;
     b.stop().await;
-}
-
-/// A real `sesam` process, so it can be killed without any chance to clean up.
-struct Process {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(db_url: &str, port: u16) -> Process {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sesam"))
-            .arg("serve")
-            .env_remove("SESAM_CONFIG")
-            .env("SESAM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SESAM_DATABASE_URL", db_url)
-            .env("SESAM_LOG_LEVEL", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start sesam");
-        let process = Process {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        for _ in 0..200 {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", process.base)).await {
-                if r.status() == StatusCode::OK {
-                    return process;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("sesam did not become ready on port {port}");
-    }
-
-    /// SIGKILL: no graceful shutdown, nothing flushed.
-    fn kill(self) {}
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 on_both_databases!(a_login_survives_the_server_being_killed_while_the_browser_waits);

@@ -25,4 +25,25 @@ impl StoreError {
             _ => StoreError::Database(e),
         }
     }
+
+    /// The database cannot be reached just now (down, restarting, the network or the pool):
+    /// worth a 503 and a retry, not a 500. Everything else is a fault.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception) and 57P01..57P03 (the server is
+            // shutting down, restarting or not yet accepting connections).
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
 }

@@ -29,6 +29,14 @@ impl ApiError {
 
 impl From<sesam_store::StoreError> for ApiError {
     fn from(e: sesam_store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "app API request failed: database unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Sesam cannot reach its database just now. Try again in a moment.",
+            );
+        }
         tracing::error!(error = %e, "app API request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -40,6 +48,9 @@ impl From<sesam_store::StoreError> for ApiError {
 
 impl From<crate::service::ServiceError> for ApiError {
     fn from(e: crate::service::ServiceError) -> Self {
+        if let crate::service::ServiceError::Store(e) = e {
+            return e.into();
+        }
         tracing::error!(error = %e, "app API request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -54,10 +65,17 @@ impl IntoResponse for ApiError {
         if self.status.is_client_error() {
             tracing::debug!(status = %self.status, error = self.error, "app API request refused");
         }
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({ "error": self.error, "message": self.message })),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::web::error::UNAVAILABLE_RETRY_SECONDS.into(),
+            );
+        }
+        response
     }
 }

@@ -345,9 +345,20 @@ async fn get_device(
 struct DeviceUpdateBody {
     #[serde(default, deserialize_with = "present")]
     push: Option<Option<PushBody>>,
+    #[serde(default, deserialize_with = "not_null")]
     app_version: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
     pin_length: Option<i64>,
+    #[serde(default, deserialize_with = "not_null")]
     display_name: Option<String>,
+}
+
+/// A field that may be left out but not sent as `null`, which would mean nothing (only
+/// `push` has a meaning for null). As the OpenAPI document says.
+fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// Tells `"push": null` (remove the token) from no `push` at all (leave it).
@@ -479,8 +490,13 @@ async fn answer_challenge(
     let body: AnswerBody = parse_body(&request.body)?;
     let answer = match (body.code, body.decision.as_deref()) {
         (Some(code), None) => {
-            if code.len() > 8 {
-                return Err(ApiError::bad_request("invalid_answer", "code must be the two digits shown in the browser."));
+            // Exactly as the OpenAPI document says: two digits, 10 to 99. Anything else is
+            // not an answer, so it leaves the challenge pending rather than ending it.
+            if code.parse::<sesam_core::TwoDigitCode>().is_err() || code.len() != 2 {
+                return Err(ApiError::bad_request(
+                    "invalid_answer",
+                    "code must be the two digits shown in the browser, 10 to 99.",
+                ));
             }
             Answer::Code(code)
         }

@@ -22,13 +22,23 @@ pub enum AppError {
     /// Too many requests from one address; retry after this many seconds.
     #[error("too many requests")]
     TooManyRequests(u64),
+    /// The database cannot be reached just now; the login is kept, so a retry continues it.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+/// Seconds a client is asked to wait when the database is away.
+pub const UNAVAILABLE_RETRY_SECONDS: u64 = 5;
+
 impl From<sesam_store::StoreError> for AppError {
     fn from(e: sesam_store::StoreError) -> Self {
-        AppError::Internal(e.to_string())
+        if e.is_unavailable() {
+            AppError::Unavailable(e.to_string())
+        } else {
+            AppError::Internal(e.to_string())
+        }
     }
 }
 
@@ -39,6 +49,7 @@ impl From<crate::service::ServiceError> for AppError {
             crate::service::ServiceError::Flow(_) => {
                 AppError::BadRequest("this step does not follow from where the login is")
             }
+            crate::service::ServiceError::Store(e) => e.into(),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -46,7 +57,13 @@ impl From<crate::service::ServiceError> for AppError {
 
 impl From<tower_sessions::session::Error> for AppError {
     fn from(e: tower_sessions::session::Error) -> Self {
-        AppError::Internal(format!("session: {e}"))
+        match e {
+            // The session store is the database; when it fails, the database is away.
+            tower_sessions::session::Error::Store(e) => {
+                AppError::Unavailable(format!("session: {e}"))
+            }
+            other => AppError::Internal(format!("session: {other}")),
+        }
     }
 }
 
@@ -74,6 +91,10 @@ impl IntoResponse for AppError {
             AppError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "media_type"),
             AppError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many"),
+            AppError::Unavailable(detail) => {
+                tracing::warn!(%detail, "request failed: database unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             AppError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
@@ -89,6 +110,7 @@ impl IntoResponse for AppError {
             "too_large" => ("error.too_large.title", "error.too_large.body"),
             "media_type" => ("error.media_type.title", "error.media_type.body"),
             "too_many" => ("error.too_many.title", "error.too_many.body"),
+            "unavailable" => ("error.unavailable.title", "error.unavailable.body"),
             _ => ("error.internal.title", "error.internal.body"),
         };
         let page = ErrorPage {
@@ -101,7 +123,12 @@ impl IntoResponse for AppError {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => status.into_response(),
         };
-        if let AppError::TooManyRequests(seconds) = self {
+        let retry_after = match self {
+            AppError::TooManyRequests(seconds) => Some(seconds),
+            AppError::Unavailable(_) => Some(UNAVAILABLE_RETRY_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());

@@ -111,6 +111,7 @@ fn too_many(kind: Kind, seconds: u64) -> Response {
             .into_response(),
         Kind::AppApi => (
             StatusCode::TOO_MANY_REQUESTS,
+            [(header::CACHE_CONTROL, "no-store")],
             Json(serde_json::json!({ "error": "rate_limited", "message": message })),
         )
             .into_response(),
