@@ -37,7 +37,7 @@ fn ios() -> EnrolOptions {
 }
 
 /// A pending code challenge with a known code, made through the core and the store.
-async fn challenge_with_code(
+pub(crate) async fn challenge_with_code(
     sesam: &TestServer,
     user: &User,
     devices: &[&str],
@@ -884,6 +884,10 @@ async fn pushes_go_to_the_outbox_and_a_failed_push_does_not_stop_the_challenge(d
     .await
     .unwrap();
     assert_eq!(started.unreached, 0);
+    assert_eq!(
+        started.pushes.await.unwrap(),
+        vec![challenges::PushOutcome::Delivered]
+    );
     let pushes = sesam.store().outbox_pushes().await.unwrap();
     assert_eq!(
         pushes,
@@ -966,11 +970,19 @@ async fn pushes_go_to_the_outbox_and_a_failed_push_does_not_stop_the_challenge(d
     )
     .await
     .unwrap();
-    assert_eq!(started.unreached, 1);
+    assert_eq!(started.unreached, 0, "the device has a push address");
+    assert_eq!(
+        started.pushes.await.unwrap(),
+        vec![challenges::PushOutcome::RetryScheduled],
+        "an unreachable provider is tried again later"
+    );
     assert!(sesam
         .audit_events("anna")
         .await
-        .contains(&"push.failed".to_string()));
+        .contains(&"push.retry_scheduled".to_string()));
+    let queued = sesam.store().push_retries().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0.challenge_id, started.challenge.id);
     let pulled = app.pending().await.unwrap();
     assert_eq!(pulled.len(), 1, "the app can still pull the challenge");
     assert_eq!(pulled[0].id, started.challenge.id);

@@ -94,7 +94,15 @@ pub enum Delivery {
     Delivered,
     /// Apple or Google say the token is no longer valid (or it cannot be one): the caller removes it.
     TokenInvalid,
-    /// Anything else, with a reason fit for the log (no token, no key).
+    /// The provider could not take it just now (5xx, 429, a timeout, a lost connection) even
+    /// after this call's own retries: worth trying again later, after `retry_after` seconds
+    /// if the provider said so.
+    Unavailable {
+        reason: String,
+        retry_after: Option<u64>,
+    },
+    /// Refused for good (a 4xx, a bad key, a TLS failure: a configuration error), with a
+    /// reason fit for the log (no token, no key). Trying again would not help.
     Failed(String),
 }
 
@@ -212,6 +220,9 @@ impl Pusher {
             Delivery::Delivered => tracing::info!(provider, %token, challenge, "push delivered"),
             Delivery::TokenInvalid => {
                 tracing::warn!(provider, %token, challenge, "push token is no longer valid")
+            }
+            Delivery::Unavailable { reason, .. } => {
+                tracing::warn!(provider, %token, challenge, %reason, "push provider unavailable")
             }
             Delivery::Failed(reason) => {
                 tracing::warn!(provider, %token, challenge, %reason, "push failed")

@@ -64,7 +64,10 @@ where
     tokio::time::sleep(backoff).await;
     match attempt().await {
         Attempt::Final(delivery) => delivery,
-        Attempt::Transient(reason) => Delivery::Failed(reason),
+        Attempt::Transient(reason) => Delivery::Unavailable {
+            reason,
+            retry_after: None,
+        },
     }
 }
 

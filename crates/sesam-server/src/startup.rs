@@ -152,8 +152,9 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<
     let relay = tokio::spawn({
         let store = store.clone();
         let challenges = crate::challenges::relay_notifications(state.clone());
+        let push_retries = crate::challenges::retry_pushes(state.clone());
         async move {
-            tokio::join!(challenges, relay_config_changes(store));
+            tokio::join!(challenges, relay_config_changes(store), push_retries);
         }
     });
     let (app, cleanup) = match store.session_store() {

@@ -12,6 +12,7 @@ mod directory;
 mod error;
 mod keys;
 mod oidc;
+mod push_retries;
 mod saml;
 mod settings;
 mod throttle;
@@ -37,6 +38,7 @@ pub use error::StoreError;
 pub use oidc::{
     CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,
 };
+pub use push_retries::PushRetry;
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
 pub use throttle::{Attempt, ThrottleState};
 pub use totp::TotpRecord;
@@ -158,7 +160,10 @@ impl Store {
             Backend::Postgres => Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    // Connections are quick to get on a healthy database; when it is away
+                    // (a restart, a failover) a request should hear so in seconds, as a 503,
+                    // rather than hang (tests/e2e/failover.rs).
+                    .acquire_timeout(Duration::from_secs(3))
                     .connect(url)
                     .await?,
             ),
