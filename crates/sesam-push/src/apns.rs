@@ -13,7 +13,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::transport::{self, at_most_twice, clip, Attempt, Clock, Tuning};
+use crate::transport::{self, clip, with_retries, Attempt, Clock, Tuning};
 use crate::{Delivery, Notification, Provider, PushError};
 
 /// Apple asks for a new provider token at most every 20 and at least every 60 minutes.
@@ -118,7 +118,7 @@ impl Apns {
             "challenge_id": n.challenge_id,
         })
         .to_string();
-        at_most_twice(self.tuning.retry_backoff, || {
+        with_retries(Provider::Apns, &self.tuning, || {
             self.attempt(&url, &n.challenge_id, body.clone())
         })
         .await
@@ -151,6 +151,7 @@ impl Apns {
         if status.is_success() {
             return Attempt::Final(Delivery::Delivered);
         }
+        let headers = response.headers().clone();
         let reason = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice::<ApnsRejection>(&bytes)
                 .map(|rejection| rejection.reason)
@@ -173,6 +174,7 @@ impl Apns {
                 self.provider_token.forget();
                 Attempt::Final(Delivery::Failed(described))
             }
+            (429, _) => Attempt::rate_limited(&headers, &self.tuning.clock, described),
             (code, _) if code >= 500 => Attempt::Transient(described),
             _ => Attempt::Final(Delivery::Failed(described)),
         }

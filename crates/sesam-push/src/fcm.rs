@@ -11,7 +11,7 @@ use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::transport::{self, at_most_twice, clip, Attempt, Clock, Tuning};
+use crate::transport::{self, clip, with_retries, Attempt, Clock, Tuning};
 use crate::{Delivery, Notification, Provider, PushError};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -144,7 +144,7 @@ impl Fcm {
             }
         })
         .to_string();
-        at_most_twice(self.tuning.retry_backoff, || self.attempt(body.clone())).await
+        with_retries(Provider::Fcm, &self.tuning, || self.attempt(body.clone())).await
     }
 
     async fn attempt(&self, body: String) -> Attempt {
@@ -171,6 +171,7 @@ impl Fcm {
         if status.is_success() {
             return Attempt::Final(Delivery::Delivered);
         }
+        let headers = response.headers().clone();
         let rejection = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice::<FcmRejection>(&bytes).ok(),
             Err(_) => None,
@@ -199,7 +200,9 @@ impl Fcm {
             }
             None => format!("fcm answered {status}"),
         };
-        if status.is_server_error() {
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            Attempt::rate_limited(&headers, &self.tuning.clock, described)
+        } else if status.is_server_error() {
             Attempt::Transient(described)
         } else {
             Attempt::Final(Delivery::Failed(described))

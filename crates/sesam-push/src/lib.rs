@@ -199,7 +199,8 @@ impl Pusher {
         })
     }
 
-    /// Sends one push. Never panics; at most one retry, each attempt bounded by a timeout.
+    /// Sends one push. Never panics; a few bounded retries (see `transport`), each attempt
+    /// bounded by a timeout.
     pub async fn send(&self, to: &PushToken, n: &Notification) -> Delivery {
         let delivery = match &*self.mode {
             Mode::Outbox(outbox) => match outbox.record(to, n).await {

@@ -9,7 +9,7 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 
 use super::{
-    manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Reply, Seen,
+    gaps, manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Reply, Seen,
 };
 use crate::transport::Tuning;
 use crate::{ApnsConfig, Delivery, Provider, PushError, PushToken, Pusher};
@@ -180,21 +180,15 @@ async fn server_error_then_success_is_delivered_after_two_requests() {
 }
 
 #[tokio::test]
-async fn two_server_errors_fail_after_two_requests() {
+async fn two_server_errors_then_success_is_delivered_on_the_third_request() {
     let apple = apple().await;
     apple
         .mock
         .status(500, r#"{"reason":"InternalServerError"}"#);
     apple.mock.status(503, r#"{"reason":"ServiceUnavailable"}"#);
-    apple.mock.status(200, "{}");
 
-    let delivery = apple.push().await;
-
-    assert_eq!(
-        delivery,
-        Delivery::Failed("apns answered 503 Service Unavailable: ServiceUnavailable".to_owned())
-    );
-    assert_eq!(apple.mock.pushes().len(), 2, "one retry, not more");
+    assert_eq!(apple.push().await, Delivery::Delivered);
+    assert_eq!(apple.mock.pushes().len(), 3);
 }
 
 #[tokio::test]
@@ -307,7 +301,7 @@ async fn unreachable_service_fails_with_a_reason() {
 
     let delivery = pusher.send(&to_device(), &notification()).await;
 
-    let Delivery::Failed(reason) = delivery else {
+    let Delivery::Unavailable { reason, .. } = delivery else {
         panic!("expected a failure, got {delivery:?}");
     };
     assert!(reason.starts_with("apns "), "{reason}");
@@ -375,6 +369,24 @@ async fn apple_over_tls(alpn: Alpn, trust_test_ca: bool) -> Apple {
     let (mock, base_url) = Mock::start_tls(alpn).await;
     let ca = trust_test_ca.then(|| test_ca().ca_pem.clone());
     apple_at(mock, base_url, ca, quick_tuning())
+}
+
+/// Apple over TLS with ALPN h2 and the test CA trusted: the production client configuration.
+async fn apple_https(tuning: Tuning) -> Apple {
+    let (mock, base_url) = Mock::start_tls(Alpn::H2AndHttp1).await;
+    apple_at(mock, base_url, Some(test_ca().ca_pem.clone()), tuning)
+}
+
+impl Apple {
+    /// The requests the mock saw, each checked to have come over h2 with a valid JWT.
+    fn h2_pushes(&self) -> Vec<Seen> {
+        let pushes = self.mock.pushes();
+        for seen in &pushes {
+            assert_eq!(seen.version, Version::HTTP_2, "APNs is spoken to over h2");
+            self.verified_jwt(seen);
+        }
+        pushes
+    }
 }
 
 #[tokio::test]
@@ -455,4 +467,194 @@ fn ca_file_without_a_certificate_is_rejected_at_start_up() {
         );
         assert!(err.to_string().contains("apns_ca_file"), "{err}");
     }
+}
+
+#[tokio::test]
+async fn https_410_unregistered_means_token_invalid() {
+    let apple = apple_https(quick_tuning()).await;
+    apple.mock.status(
+        410,
+        r#"{"reason":"Unregistered","timestamp":1700000000000}"#,
+    );
+
+    assert_eq!(apple.push().await, Delivery::TokenInvalid);
+    assert_eq!(apple.h2_pushes().len(), 1, "a dead token is not retried");
+}
+
+#[tokio::test]
+async fn https_400_bad_device_token_means_token_invalid() {
+    let apple = apple_https(quick_tuning()).await;
+    apple.mock.status(400, r#"{"reason":"BadDeviceToken"}"#);
+
+    assert_eq!(apple.push().await, Delivery::TokenInvalid);
+    assert_eq!(apple.h2_pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn https_429_with_a_short_retry_after_waits_that_long_then_delivers() {
+    let apple = apple_https(quick_tuning()).await;
+    apple.mock.reply(Reply::WithHeaders(
+        429,
+        vec![("retry-after", "1".to_owned())],
+        r#"{"reason":"TooManyRequests"}"#.to_owned(),
+    ));
+
+    assert_eq!(apple.push().await, Delivery::Delivered);
+
+    let pushes = apple.h2_pushes();
+    assert_eq!(pushes.len(), 2);
+    let gap = gaps(&pushes)[0];
+    // Not the 20 ms backoff: the wait Apple asked for.
+    assert!(
+        gap >= Duration::from_secs(1),
+        "second request after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_429_with_a_long_retry_after_fails_at_once_without_sleeping() {
+    let apple = apple_https(quick_tuning()).await;
+    apple.mock.reply(Reply::WithHeaders(
+        429,
+        vec![("retry-after", "3600".to_owned())],
+        r#"{"reason":"TooManyRequests"}"#.to_owned(),
+    ));
+    let started = std::time::Instant::now();
+
+    let Delivery::Unavailable {
+        reason,
+        retry_after: Some(3600),
+    } = apple.push().await
+    else {
+        panic!("a wait beyond max_retry_after must fail the push");
+    };
+
+    assert!(
+        reason.starts_with("rate limited by apns, retry after 3600 s"),
+        "{reason}"
+    );
+    assert!(reason.contains("TooManyRequests"), "{reason}");
+    assert_eq!(apple.h2_pushes().len(), 1, "only one request");
+    // max_retry_after is 2 s here: finishing sooner means nothing was slept.
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn https_429_with_retry_after_as_an_http_date_is_read_against_the_clock() {
+    const NOW: u64 = 1_700_000_000;
+    let (clock, _) = manual_clock(NOW);
+    let apple = apple_https(Tuning {
+        clock,
+        ..quick_tuning()
+    })
+    .await;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(NOW + 600);
+    apple.mock.reply(Reply::WithHeaders(
+        429,
+        vec![("retry-after", httpdate::fmt_http_date(at))],
+        r#"{"reason":"TooManyRequests"}"#.to_owned(),
+    ));
+
+    let Delivery::Unavailable { reason, .. } = apple.push().await else {
+        panic!("ten minutes is beyond max_retry_after");
+    };
+
+    assert!(
+        reason.starts_with("rate limited by apns, retry after 600 s"),
+        "{reason}"
+    );
+    assert_eq!(apple.h2_pushes().len(), 1);
+}
+
+#[tokio::test]
+async fn https_429_is_waited_for_once_only() {
+    let apple = apple_https(quick_tuning()).await;
+    for _ in 0..2 {
+        apple.mock.reply(Reply::WithHeaders(
+            429,
+            vec![("retry-after", "0".to_owned())],
+            r#"{"reason":"TooManyRequests"}"#.to_owned(),
+        ));
+    }
+
+    let Delivery::Unavailable { reason, .. } = apple.push().await else {
+        panic!("a second 429 ends the push");
+    };
+
+    assert!(
+        reason.starts_with("rate limited by apns, retry after 0 s"),
+        "{reason}"
+    );
+    assert_eq!(apple.h2_pushes().len(), 2);
+}
+
+#[tokio::test]
+async fn https_503_always_fails_after_exactly_three_requests_with_growing_pauses() {
+    let backoff = Duration::from_millis(150);
+    let apple = apple_https(Tuning {
+        retry_backoff: backoff,
+        ..quick_tuning()
+    })
+    .await;
+    for _ in 0..3 {
+        apple.mock.status(503, r#"{"reason":"ServiceUnavailable"}"#);
+    }
+    // A fourth request would be answered 200 and turn the failure into a delivery.
+
+    let delivery = apple.push().await;
+
+    assert_eq!(
+        delivery,
+        Delivery::Unavailable {
+            reason: "apns answered 503 Service Unavailable: ServiceUnavailable".to_owned(),
+            retry_after: None,
+        }
+    );
+    let pushes = apple.h2_pushes();
+    assert_eq!(pushes.len(), 3, "exactly three attempts");
+    let gaps = gaps(&pushes);
+    assert!(gaps[0] >= backoff, "first pause {:?}", gaps[0]);
+    assert!(gaps[1] >= backoff * 2, "second pause {:?}", gaps[1]);
+}
+
+#[tokio::test]
+async fn https_503_then_200_is_delivered_after_two_requests() {
+    let apple = apple_https(quick_tuning()).await;
+    apple.mock.status(503, r#"{"reason":"ServiceUnavailable"}"#);
+
+    assert_eq!(apple.push().await, Delivery::Delivered);
+    let pushes = apple.h2_pushes();
+    assert_eq!(pushes.len(), 2);
+    assert_eq!(
+        pushes[0].body, pushes[1].body,
+        "the retry sends the same push"
+    );
+}
+
+#[tokio::test]
+async fn https_provider_that_never_answers_fails_after_three_timed_out_requests() {
+    let timeout = Duration::from_millis(400);
+    let apple = apple_https(Tuning {
+        request_timeout: timeout,
+        ..quick_tuning()
+    })
+    .await;
+    for _ in 0..3 {
+        apple.mock.reply(Reply::Hang(Duration::from_secs(3600)));
+    }
+    let started = std::time::Instant::now();
+
+    let Delivery::Unavailable { reason, .. } = apple.push().await else {
+        panic!("a provider that never answers must fail the push");
+    };
+
+    assert!(reason.contains("timed out"), "{reason}");
+    assert_eq!(
+        apple.h2_pushes().len(),
+        3,
+        "each attempt timed out, then no more"
+    );
+    // Bounded by the attempts' timeouts and pauses, with room for a slow machine.
+    let bound = timeout * 3 + Duration::from_millis(20 + 40) + Duration::from_secs(3);
+    assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
 }

@@ -1,16 +1,19 @@
 //! FCM sender against a mock that is both Google's OAuth token endpoint and the v1 send API.
 //! The token endpoint checks the JWT-bearer grant with the public half of a service account key made here.
 
-use std::sync::OnceLock;
-
 use axum::http::Method;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
 use rsa::signature::Verifier as _;
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
+use std::sync::OnceLock;
 
-use super::{manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Seen};
+use std::time::{Duration, Instant};
+
+use super::{
+    gaps, manual_clock, notification, quick_tuning, split_jws, test_ca, Alpn, Mock, Reply, Seen,
+};
 use crate::transport::Tuning;
 use crate::{Delivery, FcmConfig, Provider, PushError, PushToken, Pusher};
 
@@ -379,4 +382,141 @@ async fn access_token_is_renewed_a_minute_before_it_expires() {
         .expect("assertion");
     let (_, claims, _, _) = split_jws(&assertion);
     assert_eq!(claims["iat"], START + 3599 - 59);
+}
+
+/// Google over TLS with ALPN h2 and the test CA trusted, for the send API and the token endpoint.
+async fn google_https(tuning: Tuning) -> Google {
+    let (mock, base_url) = Mock::start_tls(Alpn::H2AndHttp1).await;
+    google_tuned(mock, base_url, Some(test_ca().ca_pem.clone()), tuning)
+}
+
+impl Google {
+    /// The sends the mock saw, each checked to have come over h2 with the cached access token.
+    fn h2_pushes(&self) -> Vec<Seen> {
+        let pushes = self.mock.pushes();
+        for seen in &pushes {
+            assert_eq!(seen.version, axum::http::Version::HTTP_2, "ALPN chose h2");
+            assert_eq!(seen.header("authorization"), "Bearer ya29.access-1");
+        }
+        assert_eq!(
+            self.mock.token_requests().len(),
+            1,
+            "one token for all attempts"
+        );
+        pushes
+    }
+}
+
+const UNAVAILABLE: &str = r#"{"error":{"code":503,"status":"UNAVAILABLE","message":"try again"}}"#;
+const QUOTA_EXCEEDED: &str = r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"QUOTA_EXCEEDED"}]}}"#;
+
+#[tokio::test]
+async fn https_unregistered_means_token_invalid() {
+    let google = google_https(quick_tuning()).await;
+    google.mock.status(404, UNREGISTERED);
+
+    assert_eq!(google.push().await, Delivery::TokenInvalid);
+    assert_eq!(google.h2_pushes().len(), 1, "a dead token is not retried");
+}
+
+#[tokio::test]
+async fn https_429_with_a_short_retry_after_waits_that_long_then_delivers() {
+    let google = google_https(quick_tuning()).await;
+    google.mock.reply(Reply::WithHeaders(
+        429,
+        vec![("retry-after", "1".to_owned())],
+        QUOTA_EXCEEDED.to_owned(),
+    ));
+
+    assert_eq!(google.push().await, Delivery::Delivered);
+
+    let pushes = google.h2_pushes();
+    assert_eq!(pushes.len(), 2);
+    let gap = gaps(&pushes)[0];
+    assert!(
+        gap >= Duration::from_secs(1),
+        "second request after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn https_429_with_a_long_retry_after_fails_at_once_without_sleeping() {
+    let google = google_https(quick_tuning()).await;
+    google.mock.reply(Reply::WithHeaders(
+        429,
+        vec![("retry-after", "3600".to_owned())],
+        QUOTA_EXCEEDED.to_owned(),
+    ));
+    let started = Instant::now();
+
+    let Delivery::Unavailable {
+        reason,
+        retry_after: Some(3600),
+    } = google.push().await
+    else {
+        panic!("a wait beyond max_retry_after must fail the push");
+    };
+
+    assert!(
+        reason.starts_with("rate limited by fcm, retry after 3600 s"),
+        "{reason}"
+    );
+    assert!(reason.contains("QUOTA_EXCEEDED"), "{reason}");
+    assert_eq!(google.h2_pushes().len(), 1, "only one request");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn https_503_always_fails_after_exactly_three_requests() {
+    let google = google_https(quick_tuning()).await;
+    for _ in 0..3 {
+        google.mock.status(503, UNAVAILABLE);
+    }
+
+    let delivery = google.push().await;
+
+    assert_eq!(
+        delivery,
+        Delivery::Unavailable {
+            reason: "fcm answered 503 Service Unavailable: UNAVAILABLE try again".to_owned(),
+            retry_after: None,
+        }
+    );
+    assert_eq!(google.h2_pushes().len(), 3, "exactly three attempts");
+}
+
+#[tokio::test]
+async fn https_503_then_200_is_delivered_after_two_requests() {
+    let google = google_https(quick_tuning()).await;
+    google.mock.status(503, UNAVAILABLE);
+
+    assert_eq!(google.push().await, Delivery::Delivered);
+    assert_eq!(google.h2_pushes().len(), 2);
+}
+
+#[tokio::test]
+async fn https_provider_that_never_answers_fails_after_three_timed_out_requests() {
+    let timeout = Duration::from_millis(400);
+    let google = google_https(Tuning {
+        request_timeout: timeout,
+        ..quick_tuning()
+    })
+    .await;
+    for _ in 0..3 {
+        google.mock.reply(Reply::Hang(Duration::from_secs(3600)));
+    }
+    let started = Instant::now();
+
+    let Delivery::Unavailable { reason, .. } = google.push().await else {
+        panic!("a provider that never answers must fail the push");
+    };
+
+    assert!(reason.starts_with("fcm timed out"), "{reason}");
+    assert_eq!(
+        google.h2_pushes().len(),
+        3,
+        "each attempt timed out, then no more"
+    );
+    let bound = timeout * 3 + Duration::from_millis(20 + 40) + Duration::from_secs(3);
+    assert!(started.elapsed() < bound, "took {:?}", started.elapsed());
 }

@@ -4,11 +4,12 @@
 mod apns;
 mod fcm;
 mod pusher;
+mod transport;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -27,6 +28,8 @@ pub(crate) struct Seen {
     pub(crate) path: String,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// When the mock had read it, to measure the client's pauses between attempts.
+    pub(crate) at: Instant,
 }
 
 impl Seen {
@@ -46,6 +49,8 @@ impl Seen {
 #[derive(Clone)]
 pub(crate) enum Reply {
     Status(u16, String),
+    /// A status with extra response headers (`Retry-After`).
+    WithHeaders(u16, Vec<(&'static str, String)>, String),
     /// Answers only after this long, to make the client time out.
     Hang(Duration),
 }
@@ -187,6 +192,7 @@ async fn record(State(mock): State<Mock>, request: Request) -> Response {
         path: path.clone(),
         headers: parts.headers,
         body,
+        at: Instant::now(),
     });
 
     if path == "/token" {
@@ -209,6 +215,17 @@ async fn record(State(mock): State<Mock>, request: Request) -> Response {
         Some(Reply::Status(status, body)) => {
             let status = StatusCode::from_u16(status).expect("status");
             (status, [("content-type", "application/json")], body).into_response()
+        }
+        Some(Reply::WithHeaders(status, headers, body)) => {
+            let status = StatusCode::from_u16(status).expect("status");
+            let mut response =
+                (status, [("content-type", "application/json")], body).into_response();
+            for (name, value) in headers {
+                response
+                    .headers_mut()
+                    .insert(name, value.parse().expect("header value"));
+            }
+            response
         }
         Some(Reply::Hang(pause)) => {
             tokio::time::sleep(pause).await;
@@ -336,8 +353,16 @@ pub(crate) fn quick_tuning() -> Tuning {
         request_timeout: Duration::from_millis(700),
         connect_timeout: Duration::from_millis(700),
         retry_backoff: Duration::from_millis(20),
+        max_retry_after: Duration::from_secs(2),
         ..Tuning::default()
     }
+}
+
+/// The pauses between the requests the mock saw, in order.
+pub(crate) fn gaps(seen: &[Seen]) -> Vec<Duration> {
+    seen.windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect()
 }
 
 /// A clock the test moves by hand; returns it with the handle that sets it.
