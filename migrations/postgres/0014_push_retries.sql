@@ -4,7 +4,7 @@
 CREATE TABLE push_retries (
     challenge_id TEXT NOT NULL REFERENCES challenges (id) ON DELETE CASCADE,
     device_id    TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-    attempts     INTEGER NOT NULL,
+    attempts     BIGINT NOT NULL,
     due_at       BIGINT NOT NULL,
     last_error   TEXT NOT NULL,
     PRIMARY KEY (challenge_id, device_id)
