@@ -198,6 +198,17 @@ async fn an_update_that_makes_the_device_ineligible_shows_why(db: TestDb) {
     let page = browser.get("/account/devices").await;
     assert!(page.body.contains("data-eligible=\"false\""));
     assert!(page.body.contains("2.9.0"), "the page says why");
+    // Not for passwordless, but it still approves a step-up; without a push address the
+    // page says the app must be opened.
+    assert!(page.body.contains("data-step-up=\"true\""), "{}", page.body);
+    assert!(page.body.contains("data-notifications=\"false\""));
+    assert!(
+        page.body.contains("open the app to see them")
+            || page.body.contains("åbn app&#x27;en for at se dem")
+            || page.body.contains("åbn app&#39;en for at se dem"),
+        "{}",
+        page.body
+    );
 
     let back = app
         .update_device(&DeviceUpdate {
@@ -210,6 +221,9 @@ async fn an_update_that_makes_the_device_ineligible_shows_why(db: TestDb) {
         .unwrap();
     assert!(back.passwordless.eligible);
     assert_eq!(back.push_provider.as_deref(), Some("fcm"));
+    let page = browser.get("/account/devices").await;
+    assert!(page.body.contains("data-notifications=\"true\""));
+    assert!(page.body.contains("data-eligible=\"true\""));
 
     for bad in [
         serde_json::json!({"app_version": "three"}),

@@ -29,6 +29,10 @@ pub struct DeviceRow {
     pub app_version: String,
     pub eligible: bool,
     pub reasons: String,
+    /// May approve the step-up after a password (any active phone app).
+    pub step_up: bool,
+    /// Has a push address, so login requests arrive as notifications.
+    pub notifications: bool,
     pub last_used: String,
 }
 
@@ -75,6 +79,8 @@ impl DeviceRow {
                 .map(|r| reason_text(t, r))
                 .collect::<Vec<_>>()
                 .join("; "),
+            step_up: d.device.can_approve_step_up(),
+            notifications: d.push_token.is_some(),
             last_used: d
                 .last_used_at
                 .map(|at| format_time(at, &settings.time_zone))
