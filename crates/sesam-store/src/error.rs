@@ -47,3 +47,28 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_database_out_of_reach_is_unavailable() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        for away in [
+            sqlx::Error::Io(io),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+        ] {
+            assert!(StoreError::Database(away).is_unavailable());
+        }
+        for fault in [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Database(sqlx::Error::ColumnNotFound("x".into())),
+            StoreError::Conflict("user".into()),
+            StoreError::Corrupt("row".into()),
+        ] {
+            assert!(!fault.is_unavailable(), "{fault}");
+        }
+    }
+}
