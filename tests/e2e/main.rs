@@ -21,5 +21,6 @@ mod pages;
 mod passwordless;
 mod pushes;
 mod saml;
+mod scim;
 mod store;
 mod totp;

@@ -59,6 +59,22 @@ enum Command {
     /// The organisation's directory (LDAP / Active Directory).
     #[command(subcommand)]
     Directory(DirectoryCommand),
+    /// SCIM 2.0 provisioning clients (an HR system, Entra ID) and their bearer tokens.
+    #[command(subcommand)]
+    ScimClient(ScimClientCommand),
+}
+
+#[derive(Subcommand)]
+enum ScimClientCommand {
+    /// Register a provisioning client; prints its bearer token (shown only now).
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    /// List the clients (their tokens are kept only as hashes).
+    List,
+    /// Remove a client; its token stops working at once.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -402,6 +418,10 @@ async fn run(command: Option<Command>, mut config: Config) -> anyhow::Result<()>
             let store = startup::open_existing_store(&config).await?;
             oidc_client_command(&store, clock.as_ref(), cmd).await
         }
+        Command::ScimClient(cmd) => {
+            let store = startup::open_existing_store(&config).await?;
+            scim_client_command(&store, clock.as_ref(), cmd).await
+        }
         Command::Sp(cmd) => {
             let store = startup::open_existing_store(&config).await?;
             sp_command(&store, clock.as_ref(), cmd).await
@@ -541,6 +561,44 @@ async fn user_command(store: &Store, clock: &dyn Clock, cmd: UserCommand) -> any
             let user = find(username).await?;
             crate::service::account::unlock_user(store, &user, "cli", None, clock.now()).await?;
             println!("unlocked {}", user.username);
+        }
+    }
+    Ok(())
+}
+
+async fn scim_client_command(
+    store: &Store,
+    clock: &dyn Clock,
+    cmd: ScimClientCommand,
+) -> anyhow::Result<()> {
+    use crate::service::scim;
+    let now = clock.now();
+    match cmd {
+        ScimClientCommand::Add { name } => {
+            let (client, token) = match scim::add_client(store, &name, "cli", now).await {
+                Ok(done) => done,
+                Err(crate::service::ServiceError::Store(sesam_store::StoreError::Conflict(_))) => {
+                    bail!("a SCIM client named {} exists already", name.trim())
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("name:  {}", client.name);
+            println!("token: {token}\n(shown only now; Sesam keeps only a hash)");
+            println!("SCIM base URL: {{public_url}}/scim/v2");
+        }
+        ScimClientCommand::List => {
+            for c in store.list_scim_clients().await? {
+                let since = jiff::Timestamp::from_second(c.created_at)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                println!("{:<32} since {since}", c.name);
+            }
+        }
+        ScimClientCommand::Remove { name } => {
+            if !scim::remove_client(store, &name, "cli", now).await? {
+                bail!("no SCIM client {name}");
+            }
+            println!("removed {name}; its token no longer works");
         }
     }
     Ok(())

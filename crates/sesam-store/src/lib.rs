@@ -14,6 +14,7 @@ mod keys;
 mod oidc;
 mod push_retries;
 mod saml;
+mod scim;
 mod settings;
 mod throttle;
 mod totp;
@@ -40,6 +41,7 @@ pub use oidc::{
 };
 pub use push_retries::PushRetry;
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
+pub use scim::{RoleFlag, ScimClient, ScimProfile, ScimUser, ScimUserFilter};
 pub use throttle::{Attempt, ThrottleState};
 pub use totp::TotpRecord;
 pub use users::NewUser;

@@ -11,6 +11,7 @@ pub mod app;
 pub mod directory;
 pub mod login;
 pub mod saml;
+pub mod scim;
 pub mod totp;
 
 use sesam_core::flow::{Effect, FlowError};

@@ -1,5 +1,5 @@
 //! The per-address flood guard on the endpoints an outsider can call in a loop: the OIDC
-//! and SAML endpoints, the app API and the login pages. It answers 429 with `Retry-After`,
+//! and SAML endpoints, the app API, SCIM and the login pages. It answers 429 with `Retry-After`,
 //! in the format the caller reads (OAuth JSON, the app API's JSON, or a page).
 //!
 //! It is in memory, per node: it holds off floods, not careful guessing. Guessing is held by
@@ -63,12 +63,15 @@ enum Kind {
     OAuth,
     AppApi,
     Page,
+    /// SCIM provisioning clients read SCIM's error format.
+    Scim,
 }
 
 fn kind(path: &str) -> Option<Kind> {
     match path {
         "/token" | "/revoke" | "/userinfo" => Some(Kind::OAuth),
         p if p.starts_with("/api/app/") => Some(Kind::AppApi),
+        p if p.starts_with("/scim/") => Some(Kind::Scim),
         "/authorize" | "/authorize/continue" | "/end_session" => Some(Kind::Page),
         "/saml/metadata" => None,
         p if p.starts_with("/saml/") => Some(Kind::Page),
@@ -113,6 +116,20 @@ fn too_many(kind: Kind, seconds: u64) -> Response {
             StatusCode::TOO_MANY_REQUESTS,
             [(header::CACHE_CONTROL, "no-store")],
             Json(serde_json::json!({ "error": "rate_limited", "message": message })),
+        )
+            .into_response(),
+        Kind::Scim => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, crate::web::scim::CONTENT_TYPE),
+            ],
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": "429",
+                "detail": message,
+            })
+            .to_string(),
         )
             .into_response(),
         Kind::Page => return AppError::TooManyRequests(seconds).into_response(),
@@ -185,6 +202,7 @@ mod tests {
         assert_eq!(kind("/token"), Some(Kind::OAuth));
         assert_eq!(kind("/api/app/v1/challenges"), Some(Kind::AppApi));
         assert_eq!(kind("/saml/sso"), Some(Kind::Page));
+        assert_eq!(kind("/scim/v2/Users"), Some(Kind::Scim));
         assert_eq!(kind("/login/password"), Some(Kind::Page));
         assert_eq!(kind("/login"), Some(Kind::Page));
         assert_eq!(kind("/loginx"), None);

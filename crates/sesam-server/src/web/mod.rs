@@ -20,6 +20,7 @@ pub mod ops;
 pub mod pages;
 pub mod protocol;
 pub mod saml;
+pub mod scim;
 pub mod streams;
 pub mod totp;
 pub mod wait;
@@ -200,6 +201,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/branding/theme.css", get(branding::theme))
         .route_layer(track())
         .nest("/api/app/v1", crate::api::router().route_layer(track()))
+        .nest("/scim/v2", scim::router().route_layer(track()))
         .fallback(error::not_found)
         // A body that trickles in is cut off; the handlers' own size caps still apply.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
