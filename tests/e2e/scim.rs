@@ -504,6 +504,16 @@ async fn discovery_endpoints_describe_the_server(db: TestDb) {
     sesam.stop().await;
 }
 
+/// What is wrong, method, path (`ID`: the user's id), body, status, scimType.
+type Case = (
+    &'static str,
+    Method,
+    &'static str,
+    Vec<u8>,
+    u16,
+    Option<&'static str>,
+);
+
 async fn bad_requests_get_scim_errors_and_change_nothing(db: TestDb) {
     let sesam = TestServer::start(&db).await;
     let scim = Scim::new(&sesam, "hr").await;
@@ -551,7 +561,7 @@ async fn bad_requests_get_scim_errors_and_change_nothing(db: TestDb) {
     .unwrap());
     assert_error(&other.get("/Users").await, 401, None);
 
-    let cases: Vec<(&str, Method, &str, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("bad JSON", Method::POST, "/Users", b"{\"schemas\": [".to_vec(), 400, Some("invalidSyntax")),
         ("not an object", Method::POST, "/Users", b"[1, 2]".to_vec(), 400, Some("invalidSyntax")),
         ("no schemas", Method::POST, "/Users", json!({"userName": "x"}).to_string().into_bytes(), 400, Some("invalidSyntax")),
@@ -721,3 +731,77 @@ async fn scim_clients_are_made_and_revoked_from_the_command_line() {
     );
     sesam.stop().await;
 }
+
+/// The admin portal's services page makes a client (its token shown once) and revokes it.
+async fn scim_clients_are_managed_in_the_portal(db: TestDb) {
+    let sesam = TestServer::start(&db).await;
+    let (browser, _app) = crate::admin::admin_browser(&sesam).await;
+    let page = browser.get("/admin/services").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("id=\"scim-none\""), "{}", page.body);
+    let csrf = page.csrf();
+
+    let forged = browser
+        .post_form("/admin/services/scim", &[("name", "Entra ID")])
+        .await;
+    assert!(forged.status.is_client_error(), "{}", forged.status);
+    assert!(sesam.store().list_scim_clients().await.unwrap().is_empty());
+
+    let made = browser
+        .post_form(
+            "/admin/services/scim",
+            &[("csrf", &csrf), ("name", "Entra ID")],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let start = made
+        .body
+        .find("id=\"scim-token\">")
+        .expect("the token is shown")
+        + 16;
+    let token = made.body[start..start + 43].to_owned();
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: sesam.url("/scim/v2"),
+        token: token.clone(),
+    };
+    assert_eq!(scim.get("/Users").await.status, StatusCode::OK);
+    let again = browser.get("/admin/services").await;
+    assert!(again.body.contains("Entra ID"));
+    assert!(!again.body.contains(&token), "the token is shown only once");
+
+    let twice = browser
+        .post_form(
+            "/admin/services/scim",
+            &[("csrf", &csrf), ("name", "Entra ID")],
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert!(twice.body.contains("id=\"scim-problem\""));
+    let blank = browser
+        .post_form("/admin/services/scim", &[("csrf", &csrf), ("name", "  ")])
+        .await;
+    assert_eq!(blank.status, StatusCode::BAD_REQUEST);
+    assert_eq!(sesam.store().list_scim_clients().await.unwrap().len(), 1);
+
+    let removed = browser
+        .post_form(
+            "/admin/services/scim/remove",
+            &[("csrf", &csrf), ("name", "Entra ID")],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert_error(&scim.get("/Users").await, 401, None);
+    let entries = sesam
+        .store()
+        .list_audit(Some("Entra ID"), 10)
+        .await
+        .unwrap();
+    assert!(entries
+        .iter()
+        .any(|e| e.event == "scim.client.added" && e.actor.as_deref() == Some("boss")));
+    assert!(entries.iter().any(|e| e.event == "scim.client.removed"));
+    sesam.stop().await;
+}
+
+on_both_databases!(scim_clients_are_managed_in_the_portal);

@@ -40,6 +40,35 @@ struct ServicesPage {
     /// Why the last metadata upload was refused.
     sp_problem: Option<String>,
     attributes: &'static [&'static str],
+    scim: ScimSection,
+}
+
+/// The SCIM provisioning clients on the services page.
+#[derive(Default)]
+struct ScimSection {
+    clients: Vec<sesam_store::ScimClient>,
+    /// A client just made: its name, and its token, shown once.
+    made_name: String,
+    token: Option<String>,
+    /// Why the last client was not made (a catalog key).
+    problem: Option<&'static str>,
+}
+
+async fn scim_section(
+    state: &AppState,
+    made: Option<(String, String)>,
+    problem: Option<&'static str>,
+) -> Result<ScimSection, AppError> {
+    let (made_name, token) = match made {
+        Some((name, token)) => (name, Some(token)),
+        None => (String::new(), None),
+    };
+    Ok(ScimSection {
+        clients: state.store.list_scim_clients().await?,
+        made_name,
+        token,
+        problem,
+    })
 }
 
 #[derive(Template)]
@@ -176,6 +205,7 @@ async fn services_page(
     status: StatusCode,
     form: ClientForm,
     problems: Vec<String>,
+    scim: ScimSection,
 ) -> Result<Response, AppError> {
     let page = ServicesPage {
         chrome: Chrome::new(lang, "/admin/services"),
@@ -185,6 +215,7 @@ async fn services_page(
         problems,
         sp_problem: None,
         attributes: &crate::saml::RELEASABLE,
+        scim,
     };
     render(status, &page)
 }
@@ -201,8 +232,72 @@ pub async fn services(
         StatusCode::OK,
         ClientForm::default(),
         Vec::new(),
+        scim_section(&state, None, None).await?,
     )
     .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScimClientForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    name: String,
+}
+
+/// Makes a SCIM provisioning client; the page then shows its token once.
+pub async fn create_scim_client(
+    State(state): State<AppState>,
+    admin: Admin,
+    lang: Lang,
+    StrictForm(form): StrictForm<ScimClientForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&admin.0.session, form.csrf.as_deref()).await?;
+    let actor = admin.0.user.username.as_str();
+    let (status, made, problem) = match crate::service::scim::add_client(
+        &state.store,
+        &form.name,
+        actor,
+        state.now(),
+    )
+    .await
+    {
+        Ok((client, token)) => (StatusCode::OK, Some((client.name, token)), None),
+        Err(crate::service::ServiceError::Store(sesam_store::StoreError::Conflict(_))) => {
+            (StatusCode::CONFLICT, None, Some("admin.scim.taken"))
+        }
+        Err(crate::service::ServiceError::Internal(_)) => {
+            (StatusCode::BAD_REQUEST, None, Some("admin.scim.bad_name"))
+        }
+        Err(e) => return Err(AppError::Internal(e.to_string())),
+    };
+    let scim = scim_section(&state, made, problem).await?;
+    services_page(
+        &state,
+        &admin,
+        lang,
+        status,
+        ClientForm::default(),
+        Vec::new(),
+        scim,
+    )
+    .await
+}
+
+/// Revokes a SCIM client's token at once.
+pub async fn remove_scim_client(
+    State(state): State<AppState>,
+    admin: Admin,
+    StrictForm(form): StrictForm<ScimClientForm>,
+) -> Result<Response, AppError> {
+    csrf::verify(&admin.0.session, form.csrf.as_deref()).await?;
+    let actor = admin.0.user.username.as_str();
+    if !crate::service::scim::remove_client(&state.store, &form.name, actor, state.now())
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+    {
+        return Err(AppError::NotFound);
+    }
+    Ok(Redirect::to("/admin/services#scim").into_response())
 }
 
 pub async fn create_client(
@@ -235,6 +330,7 @@ pub async fn create_client(
                 StatusCode::BAD_REQUEST,
                 form,
                 problems,
+                scim_section(&state, None, None).await?,
             )
             .await
         }
@@ -516,6 +612,7 @@ pub async fn add_sp(
             problems: Vec::new(),
             sp_problem: Some(problem),
             attributes: &crate::saml::RELEASABLE,
+            scim: scim_section(&state, None, None).await?,
         };
         render(StatusCode::BAD_REQUEST, &page)
     };

@@ -125,6 +125,14 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/admin/services", get(admin_services::services))
         .route("/admin/services/oidc", post(admin_services::create_client))
         .route(
+            "/admin/services/scim",
+            post(admin_services::create_scim_client),
+        )
+        .route(
+            "/admin/services/scim/remove",
+            post(admin_services::remove_scim_client),
+        )
+        .route(
             "/admin/services/saml",
             get(admin_services::sp).post(admin_services::save_sp),
         )
