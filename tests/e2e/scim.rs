@@ -421,11 +421,71 @@ async fn groups_are_the_roles(db: TestDb) {
     let user = scim.get(&format!("/Users/{}", bo.id.0)).await;
     assert_eq!(user.body["groups"][0]["value"], "pilot");
 
+    // A provisioning token cannot make an administrator, nor change, lock or delete one.
+    let grant = scim
+        .json(
+            Method::PATCH,
+            "/Groups/admins",
+            json!({
+                "schemas": [PATCH],
+                "Operations": [{ "op": "add", "path": "members", "value": [{ "value": bo.id.0 }] }],
+            }),
+        )
+        .await;
+    assert_error(&grant, 403, None);
+    assert!(!sesam.store().get_user(&bo.id).await.unwrap().is_admin);
+    let boss = sesam
+        .add_user("boss", "Boss Admin", "correct horse battery")
+        .await;
+    sesam
+        .store()
+        .set_role_flag(&boss.id, sesam_store::RoleFlag::Admin, true, sesam.now())
+        .await
+        .unwrap();
+    let before = sesam.store().get_user(&boss.id).await.unwrap();
+    let at = format!("/Users/{}", boss.id.0);
+    let takeover = [
+        scim.json(
+            Method::PATCH,
+            &at,
+            json!({
+                "schemas": [PATCH],
+                "Operations": [{ "op": "replace", "path": "password", "value": "attacker-chosen-pw-1" }],
+            }),
+        )
+        .await,
+        scim.json(
+            Method::PATCH,
+            &at,
+            json!({
+                "schemas": [PATCH],
+                "Operations": [{ "op": "replace", "path": "active", "value": false }],
+            }),
+        )
+        .await,
+        scim.json(
+            Method::PUT,
+            &at,
+            json!({ "schemas": [USER], "userName": "boss", "active": false }),
+        )
+        .await,
+        scim.send(Method::DELETE, &at, None).await,
+    ];
+    for answer in &takeover {
+        assert_error(answer, 403, None);
+    }
+    let after = sesam.store().get_user(&boss.id).await.unwrap();
+    assert_eq!(
+        (after.is_admin, after.status, after.password_hash),
+        (before.is_admin, before.status, before.password_hash),
+        "the administrator is as before"
+    );
+
     // An unknown member changes nothing, not even the known one sent with it.
     let bad = scim
         .json(
             Method::PATCH,
-            "/Groups/admins",
+            "/Groups/password-only",
             json!({
                 "schemas": [PATCH],
                 "Operations": [{ "op": "add", "path": "members",
@@ -434,7 +494,7 @@ async fn groups_are_the_roles(db: TestDb) {
         )
         .await;
     assert_error(&bad, 400, Some("invalidValue"));
-    assert!(!sesam.store().get_user(&bo.id).await.unwrap().is_admin);
+    assert!(!sesam.store().get_user(&bo.id).await.unwrap().password_only);
 
     let remove = scim
         .json(

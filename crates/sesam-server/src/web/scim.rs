@@ -96,6 +96,23 @@ impl ScimError {
     fn value(detail: impl Into<String>) -> Self {
         Self::bad("invalidValue", detail)
     }
+    /// Administrators are not provisioned: a provisioning token (an HR system's) must not
+    /// be able to make an administrator, nor take over or lock out one.
+    fn administrators() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "administrators are managed in Sesam's admin portal, not by provisioning",
+        )
+    }
+}
+
+/// Refuses a change to an administrator through SCIM (see [`ScimError::administrators`]).
+fn not_an_administrator(user: &ScimUser) -> Result<(), ScimError> {
+    if user.user.is_admin {
+        return Err(ScimError::administrators());
+    }
+    Ok(())
 }
 
 impl IntoResponse for ScimError {
@@ -719,6 +736,7 @@ async fn replace_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let before = find(&state, &id).await?;
+    not_an_administrator(&before)?;
     let body = read_object(&headers, body).await?;
     if let Some(sent) = find_key(&body, "id").and_then(Value::as_str) {
         if sent != before.user.id.0 {
@@ -786,6 +804,7 @@ async fn patch_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let before = find(&state, &id).await?;
+    not_an_administrator(&before)?;
     let body = read_object(&headers, body).await?;
     let mut draft = Draft::of(&before);
     for op in operations(&body)? {
@@ -817,6 +836,7 @@ async fn delete_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let user = find(&state, &id).await?;
+    not_an_administrator(&user)?;
     if !service::delete_user(&state.store, &client, &user, state.now(), ip.text()).await? {
         return Err(ScimError::not_found(format!("no user {id}")));
     }
@@ -946,6 +966,9 @@ async fn patch_group(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let g = group(&id)?;
+    if g.1 == RoleFlag::Admin {
+        return Err(ScimError::administrators());
+    }
     let body = read_object(&headers, body).await?;
     let mut changes: Vec<(String, bool)> = Vec::new();
     for op in operations(&body)? {
