@@ -83,6 +83,9 @@ pub enum Refused {
     Taken(String),
     /// SCIM does not see the user (never there, or deleted through SCIM).
     NotFound,
+    /// Administrators are not provisioned: a provisioning token (an HR system's) must not
+    /// make an administrator, nor take over or lock out one.
+    Administrator,
 }
 
 fn event(name: &str, client: &ScimClient, subject: &str, ip: &Option<String>) -> AuditEvent {
@@ -138,6 +141,9 @@ pub async fn update_user(
     now: UnixTime,
     ip: Option<String>,
 ) -> Result<Result<ScimUser, Refused>, ServiceError> {
+    if before.user.is_admin {
+        return Ok(Err(Refused::Administrator));
+    }
     let id = &before.user.id;
     let mut after = match store.set_scim_profile(id, profile, now).await {
         Ok(user) => user,
@@ -198,9 +204,12 @@ pub async fn delete_user(
     user: &ScimUser,
     now: UnixTime,
     ip: Option<String>,
-) -> Result<bool, ServiceError> {
+) -> Result<Result<(), Refused>, ServiceError> {
+    if user.user.is_admin {
+        return Ok(Err(Refused::Administrator));
+    }
     if !store.scim_delete_user(&user.user.id, now).await? {
-        return Ok(false);
+        return Ok(Err(Refused::NotFound));
     }
     store
         .append_audit(
@@ -214,7 +223,7 @@ pub async fn delete_user(
             now,
         )
         .await?;
-    Ok(true)
+    Ok(Ok(()))
 }
 
 /// Adds a user to one of the role groups or takes them out; audited when it changed.
@@ -226,7 +235,10 @@ pub async fn set_role(
     on: bool,
     now: UnixTime,
     ip: Option<String>,
-) -> Result<bool, ServiceError> {
+) -> Result<Result<bool, Refused>, ServiceError> {
+    if role.0 == RoleFlag::Admin {
+        return Ok(Err(Refused::Administrator));
+    }
     let u = &user.user;
     let has = match role.0 {
         RoleFlag::Admin => u.is_admin,
@@ -234,10 +246,10 @@ pub async fn set_role(
         RoleFlag::PasswordOnly => u.password_only,
     };
     if has == on {
-        return Ok(true);
+        return Ok(Ok(true));
     }
     if !store.set_role_flag(&u.id, role.0, on, now).await? {
-        return Ok(false);
+        return Ok(Ok(false));
     }
     let what = if on { "granted" } else { "removed" };
     store
@@ -247,5 +259,5 @@ pub async fn set_role(
             now,
         )
         .await?;
-    Ok(true)
+    Ok(Ok(true))
 }

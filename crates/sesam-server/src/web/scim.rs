@@ -96,23 +96,6 @@ impl ScimError {
     fn value(detail: impl Into<String>) -> Self {
         Self::bad("invalidValue", detail)
     }
-    /// Administrators are not provisioned: a provisioning token (an HR system's) must not
-    /// be able to make an administrator, nor take over or lock out one.
-    fn administrators() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            None,
-            "administrators are managed in Sesam's admin portal, not by provisioning",
-        )
-    }
-}
-
-/// Refuses a change to an administrator through SCIM (see [`ScimError::administrators`]).
-fn not_an_administrator(user: &ScimUser) -> Result<(), ScimError> {
-    if user.user.is_admin {
-        return Err(ScimError::administrators());
-    }
-    Ok(())
 }
 
 impl IntoResponse for ScimError {
@@ -673,6 +656,11 @@ fn refused(why: Refused) -> ScimError {
             format!("{what} already exists (userName or externalId)"),
         ),
         Refused::NotFound => ScimError::not_found("no such user"),
+        Refused::Administrator => ScimError::new(
+            StatusCode::FORBIDDEN,
+            None,
+            "administrators are managed in Sesam's admin portal, not by provisioning",
+        ),
     }
 }
 
@@ -736,7 +724,6 @@ async fn replace_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let before = find(&state, &id).await?;
-    not_an_administrator(&before)?;
     let body = read_object(&headers, body).await?;
     if let Some(sent) = find_key(&body, "id").and_then(Value::as_str) {
         if sent != before.user.id.0 {
@@ -804,7 +791,6 @@ async fn patch_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let before = find(&state, &id).await?;
-    not_an_administrator(&before)?;
     let body = read_object(&headers, body).await?;
     let mut draft = Draft::of(&before);
     for op in operations(&body)? {
@@ -836,10 +822,9 @@ async fn delete_user(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let user = find(&state, &id).await?;
-    not_an_administrator(&user)?;
-    if !service::delete_user(&state.store, &client, &user, state.now(), ip.text()).await? {
-        return Err(ScimError::not_found(format!("no user {id}")));
-    }
+    service::delete_user(&state.store, &client, &user, state.now(), ip.text())
+        .await?
+        .map_err(refused)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -966,9 +951,6 @@ async fn patch_group(
 ) -> Answer {
     let client = client(&state, &headers).await?;
     let g = group(&id)?;
-    if g.1 == RoleFlag::Admin {
-        return Err(ScimError::administrators());
-    }
     let body = read_object(&headers, body).await?;
     let mut changes: Vec<(String, bool)> = Vec::new();
     for op in operations(&body)? {
@@ -1019,7 +1001,8 @@ async fn patch_group(
             state.now(),
             ip.text(),
         )
-        .await?;
+        .await?
+        .map_err(refused)?;
     }
     Ok(scim_json(
         StatusCode::OK,
