@@ -29,20 +29,7 @@ async fn a_login_waiting_on_a_killed_node_completes_on_the_other() {
     let Some(db) = required_postgres("failover between two sesam processes").await else {
         return;
     };
-    let store = db.store().await;
-    let now = sesam_core::Clock::now(&sesam_core::SystemClock);
-    store.set_setting("passwordless", "on", now).await.unwrap();
-    let anna = crate::harness::add_user(
-        &store,
-        "anna",
-        "Anna Andersen",
-        "correct horse battery",
-        now,
-    )
-    .await;
-    let code = sesam_server::activation::issue(&store, &anna.id, now)
-        .await
-        .unwrap();
+    let (store, code) = crate::harness::anna_ready_to_enrol(&db).await;
 
     let reread = [("SESAM_CHALLENGE_REREAD_SECONDS", "2")];
     let a = Process::start_with(&db.url, free_port(), &reread).await;

@@ -218,6 +218,26 @@ impl TestServer {
     }
 }
 
+/// For the tests that run real `sesam` processes: passwordless on, the user anna, and an
+/// activation code for her first app. Returns the store they were written through.
+pub async fn anna_ready_to_enrol(db: &TestDb) -> (Store, String) {
+    let store = db.store().await;
+    let now = Clock::now(&sesam_core::SystemClock);
+    store.set_setting("passwordless", "on", now).await.unwrap();
+    let anna = add_user(
+        &store,
+        "anna",
+        "Anna Andersen",
+        "correct horse battery",
+        now,
+    )
+    .await;
+    let code = sesam_server::activation::issue(&store, &anna.id, now)
+        .await
+        .unwrap();
+    (store, code)
+}
+
 /// A PostgreSQL test database, which must exist under CI; `None` (said loudly) locally
 /// without SESAM_TEST_DATABASE_URL.
 pub async fn required_postgres(what: &str) -> Option<TestDb> {

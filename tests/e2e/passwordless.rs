@@ -676,20 +676,7 @@ async fn an_answer_on_another_node_reaches_the_waiting_browser() {
 on_both_databases!(a_login_survives_the_server_being_killed_while_the_browser_waits);
 
 async fn a_login_survives_the_server_being_killed_while_the_browser_waits(db: TestDb) {
-    let store = db.store().await;
-    let now = sesam_core::Clock::now(&sesam_core::SystemClock);
-    store.set_setting("passwordless", "on", now).await.unwrap();
-    let anna = crate::harness::add_user(
-        &store,
-        "anna",
-        "Anna Andersen",
-        "correct horse battery",
-        now,
-    )
-    .await;
-    let code = sesam_server::activation::issue(&store, &anna.id, now)
-        .await
-        .unwrap();
+    let (store, code) = crate::harness::anna_ready_to_enrol(&db).await;
 
     let port = free_port();
     let first = Process::start(&db.url, port).await;
