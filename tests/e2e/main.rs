@@ -18,6 +18,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod pages;
+mod passkeys;
 mod passwordless;
 mod pushes;
 mod saml;

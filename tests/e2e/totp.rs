@@ -39,7 +39,7 @@ async fn start(db: &TestDb) -> TestServer {
 }
 
 /// Anna with the app, logged in passwordless (Substantial) in the returned browser.
-async fn anna_at_substantial(sesam: &TestServer) -> (User, Browser, AppClient) {
+pub(crate) async fn anna_at_substantial(sesam: &TestServer) -> (User, Browser, AppClient) {
     sesam
         .store()
         .set_setting("passwordless", "on", sesam.now())
@@ -290,11 +290,16 @@ async fn the_user_chooses_app_or_code_and_the_browser_remembers(db: TestDb) {
     assert!(wait.body.contains("id=\"other-factor\""), "{}", wait.body);
     assert_eq!(app.pending().await.unwrap().len(), 1);
 
-    // Bad choices change nothing: an unknown factor, no CSRF token.
+    // Bad choices change nothing: an unknown factor, a passkey anna does not have, no
+    // CSRF token.
     for (fields, status) in [
         (
-            vec![("csrf", wait.csrf()), ("factor", "passkey".to_owned())],
+            vec![("csrf", wait.csrf()), ("factor", "key".to_owned())],
             StatusCode::BAD_REQUEST,
+        ),
+        (
+            vec![("csrf", wait.csrf()), ("factor", "passkey".to_owned())],
+            StatusCode::CONFLICT,
         ),
         (
             vec![("csrf", wait.csrf()), ("factor", "x".repeat(5000))],

@@ -13,6 +13,9 @@ pub enum Factor {
     /// Something the user has: a code display (TOTP authenticator) gave the current code.
     /// Counts only together with the password; alone it proves nothing.
     Totp,
+    /// A passkey (WebAuthn) with user verification: the authenticator holds the key and
+    /// checked the user's PIN or biometrics, two factors in one, bound to this server's name.
+    Passkey,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -26,10 +29,14 @@ pub enum AssuranceLevel {
 impl AssuranceLevel {
     /// The level a set of factors gives. High is never claimed by these factors. Password
     /// and code display are two factors of different categories (knows, has): Substantial
-    /// together; a code display alone is no login.
+    /// together; a code display alone is no login. The app and a passkey, each unlocked by
+    /// PIN or biometrics, are Substantial alone.
     pub fn from_factors(factors: &[Factor]) -> Option<AssuranceLevel> {
         let password = factors.contains(&Factor::Password);
-        if factors.contains(&Factor::App) || (password && factors.contains(&Factor::Totp)) {
+        if factors.contains(&Factor::App)
+            || factors.contains(&Factor::Passkey)
+            || (password && factors.contains(&Factor::Totp))
+        {
             Some(AssuranceLevel::Substantial)
         } else if password {
             Some(AssuranceLevel::Low)
@@ -120,6 +127,19 @@ mod tests {
         assert_eq!(
             AssuranceLevel::from_factors(&[Factor::Totp, Factor::Password]),
             Some(AssuranceLevel::Substantial)
+        );
+    }
+
+    #[test]
+    fn a_passkey_with_user_verification_is_substantial_alone() {
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Passkey]),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::Password, Factor::Passkey]),
+            Some(AssuranceLevel::Substantial),
+            "never High: the factors here stop at Substantial"
         );
     }
 

@@ -94,6 +94,15 @@ pub enum Step {
     /// PSD2 mode: the password for this username was wrong, which is not said yet; the code
     /// page is shown as after a right one, and any code ends in "details were wrong".
     TotpHidden { username: String },
+    /// The passkey page: the browser is asked for an assertion of one of the user's passkeys,
+    /// as the login (`Login`) or after the password (`StepUp`).
+    Passkey {
+        username: String,
+        purpose: ChallengePurpose,
+        /// The relying party's state of this ceremony (its challenge), opaque to the flow:
+        /// kept server-side, used once.
+        ceremony: String,
+    },
     /// Logged in; see [`LoginFlow::login`].
     Done,
     /// The login cannot reach the level the service asked for.
@@ -175,6 +184,18 @@ pub enum Event {
     },
     /// PSD2 mode: the password was wrong; the login goes on to the code page as if not.
     PasswordFailedHidden,
+    /// The browser is asked for a passkey: as the login (the username is pending), or as the
+    /// second factor after a password.
+    PasskeyAsked {
+        purpose: ChallengePurpose,
+        ceremony: String,
+    },
+    /// The browser's assertion verified against a passkey of `user` (user verification
+    /// included), for the ceremony this flow waits for.
+    PasskeyProven {
+        user: UserFacts,
+        sid: String,
+    },
     /// PSD2 mode: the two-factor login ends, for the password or the code; the password
     /// page says only that one or more details were wrong.
     DetailsWrong {
@@ -204,6 +225,8 @@ pub enum Next {
     StartStepUp,
     /// Ask for the code display's current code.
     AskTotp,
+    /// Ask the browser for a passkey.
+    AskPasskey,
     /// The level cannot be reached: tell the service (if one waits) or show why.
     LevelUnreachable,
     /// Go to this local path: the service's resume path or the account page.
@@ -254,7 +277,8 @@ impl LoginFlow {
         match &self.step {
             Step::Password { username }
             | Step::Challenge { username, .. }
-            | Step::TotpHidden { username } => Some(username),
+            | Step::TotpHidden { username }
+            | Step::Passkey { username, .. } => Some(username),
             _ => None,
         }
     }
@@ -266,6 +290,16 @@ impl LoginFlow {
                 purpose,
                 ..
             } => Some((challenge_id, *purpose)),
+            _ => None,
+        }
+    }
+
+    /// The passkey ceremony this browser waits for.
+    pub fn passkey_ceremony(&self) -> Option<(&str, ChallengePurpose)> {
+        match &self.step {
+            Step::Passkey {
+                ceremony, purpose, ..
+            } => Some((ceremony, *purpose)),
             _ => None,
         }
     }
@@ -386,6 +420,8 @@ impl LoginFlow {
                 match branch {
                     // The use-case layer starts the challenge and reports it.
                     LoginBranch::Passwordless => Next::Wait,
+                    // The use-case layer starts the ceremony and reports it.
+                    LoginBranch::Passkey => Next::AskPasskey,
                     LoginBranch::Password => Next::ShowPassword,
                     LoginBranch::PasswordlessPaused => {
                         self.notice = Some(Notice::PasswordlessPaused);
@@ -398,7 +434,8 @@ impl LoginFlow {
                 purpose,
             } => {
                 let username = match (&self.step, purpose, &self.login) {
-                    (Step::Password { username }, ChallengePurpose::Login, None) => {
+                    (Step::Password { username }, ChallengePurpose::Login, None)
+                    | (Step::Passkey { username, .. }, ChallengePurpose::Login, None) => {
                         username.clone()
                     }
                     (Step::Challenge { username, .. }, _, _) => username.clone(),
@@ -428,6 +465,14 @@ impl LoginFlow {
                     purpose: ChallengePurpose::Login,
                 } => {
                     effects.push(Effect::CancelChallenge(challenge_id));
+                    self.step = Step::Password { username };
+                    Next::ShowPassword
+                }
+                Step::Passkey {
+                    username,
+                    purpose: ChallengePurpose::Login,
+                    ..
+                } => {
                     self.step = Step::Password { username };
                     Next::ShowPassword
                 }
@@ -539,6 +584,64 @@ impl LoginFlow {
                 effects.push(Effect::RotateSession);
                 effects.push(Effect::Audit("login.totp.succeeded"));
                 self.continuation(settings, true)
+            }
+            Event::PasskeyAsked { purpose, ceremony } => {
+                let username = match (&self.step, purpose, &self.login) {
+                    (
+                        Step::Password { username }
+                        | Step::Passkey { username, .. }
+                        | Step::Challenge { username, .. },
+                        ChallengePurpose::Login,
+                        None,
+                    ) => username.clone(),
+                    (_, ChallengePurpose::StepUp, Some(login)) if !login.has(Factor::Passkey) => {
+                        String::new()
+                    }
+                    _ => return Err(FlowError::OutOfOrder("a passkey for no pending login")),
+                };
+                self.cancel_pending(&mut effects);
+                self.step = Step::Passkey {
+                    username,
+                    purpose,
+                    ceremony,
+                };
+                Next::AskPasskey
+            }
+            Event::PasskeyProven { user, sid } => {
+                let Some((_, purpose)) = self.passkey_ceremony() else {
+                    return Err(FlowError::OutOfOrder("no passkey was asked for"));
+                };
+                match (purpose, self.login.as_mut()) {
+                    (ChallengePurpose::StepUp, Some(login)) => {
+                        if login.user_id != user.user_id {
+                            return Err(FlowError::OtherUser);
+                        }
+                        login.factors.push(ProvenFactor {
+                            factor: Factor::Passkey,
+                            at: now.0,
+                        });
+                        effects.push(Effect::Audit("login.step_up.succeeded"));
+                    }
+                    (ChallengePurpose::Login, None) => {
+                        self.login = Some(Login {
+                            user_id: user.user_id.clone(),
+                            factors: vec![ProvenFactor {
+                                factor: Factor::Passkey,
+                                at: now.0,
+                            }],
+                            auth_time: now.0,
+                            sid,
+                            epoch: user.epoch,
+                            must_change_password: user.must_change_password,
+                        });
+                        effects.push(Effect::Audit("login.passkey.succeeded"));
+                    }
+                    _ => return Err(FlowError::OutOfOrder("a passkey for another kind of login")),
+                }
+                self.step = Step::Done;
+                self.notice = None;
+                effects.push(Effect::RotateSession);
+                self.continuation(settings, user.can_step_up)
             }
             Event::PasswordFailedHidden => match self.step.clone() {
                 Step::Password { username } | Step::TotpHidden { username }
@@ -655,6 +758,8 @@ pub enum SecondFactor {
     App,
     /// A code display (TOTP).
     Totp,
+    /// A passkey (WebAuthn, user verification required).
+    Passkey,
 }
 
 impl SecondFactor {
@@ -662,6 +767,7 @@ impl SecondFactor {
         match self {
             SecondFactor::App => "app",
             SecondFactor::Totp => "totp",
+            SecondFactor::Passkey => "passkey",
         }
     }
 
@@ -669,24 +775,30 @@ impl SecondFactor {
         match s {
             "app" => Some(SecondFactor::App),
             "totp" => Some(SecondFactor::Totp),
+            "passkey" => Some(SecondFactor::Passkey),
             _ => None,
         }
     }
 }
 
 /// The order a step-up offers the factors the user has: the one this browser chose last,
-/// where the user still has it, then the strongest first (the app: a key bound to the phone
-/// and a code the user carries over, where a code display's six digits can be phished).
+/// where the user still has it, then the strongest first: a passkey (bound to this server's
+/// name, so a look-alike site gets nothing), then the app (a key bound to the phone and a
+/// code the user carries over), then a code display (six digits that can be phished).
 pub fn second_factor_order(
+    has_passkey: bool,
     has_app: bool,
     has_totp: bool,
     chosen_before: Option<SecondFactor>,
 ) -> Vec<SecondFactor> {
-    let mut order: Vec<SecondFactor> =
-        [(SecondFactor::App, has_app), (SecondFactor::Totp, has_totp)]
-            .into_iter()
-            .filter_map(|(f, has)| has.then_some(f))
-            .collect();
+    let mut order: Vec<SecondFactor> = [
+        (SecondFactor::Passkey, has_passkey),
+        (SecondFactor::App, has_app),
+        (SecondFactor::Totp, has_totp),
+    ]
+    .into_iter()
+    .filter_map(|(f, has)| has.then_some(f))
+    .collect();
     if let Some(i) = chosen_before.and_then(|c| order.iter().position(|f| *f == c)) {
         let chosen = order.remove(i);
         order.insert(0, chosen);
@@ -1091,19 +1203,223 @@ mod tests {
         );
     }
 
+    fn passkey_asked(flow: &mut LoginFlow, s: &Settings, purpose: ChallengePurpose) -> Transition {
+        flow.apply(
+            Event::PasskeyAsked {
+                purpose,
+                ceremony: "ceremony-1".into(),
+            },
+            s,
+            UnixTime(105),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_passkey_alone_logs_in_at_substantial() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        flow.apply(
+            Event::ServiceAsked {
+                request: request(AssuranceLevel::Substantial),
+                hint: None,
+            },
+            &s,
+            UnixTime(90),
+        )
+        .unwrap();
+        let t = flow
+            .apply(
+                Event::UsernameGiven {
+                    username: "anna".into(),
+                    branch: LoginBranch::Passkey,
+                },
+                &s,
+                UnixTime(100),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::AskPasskey);
+        let t = passkey_asked(&mut flow, &s, ChallengePurpose::Login);
+        assert_eq!(t.next, Next::AskPasskey);
+        assert_eq!(
+            flow.passkey_ceremony(),
+            Some(("ceremony-1", ChallengePurpose::Login))
+        );
+        assert_eq!(flow.username(), Some("anna"));
+        let t = flow
+            .apply(
+                Event::PasskeyProven {
+                    user: facts(false, false),
+                    sid: "sid".into(),
+                },
+                &s,
+                UnixTime(120),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/saml/sso/continue".into()));
+        assert!(t.effects.contains(&Effect::RotateSession));
+        assert!(t
+            .effects
+            .contains(&Effect::Audit("login.passkey.succeeded")));
+        let login = flow.login.as_ref().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(login.auth_time, 120);
+        assert_eq!(flow.passkey_ceremony(), None, "a ceremony counts once");
+        let again = flow.apply(
+            Event::PasskeyProven {
+                user: facts(false, false),
+                sid: "sid".into(),
+            },
+            &s,
+            UnixTime(121),
+        );
+        assert_eq!(
+            again,
+            Err(FlowError::OutOfOrder("no passkey was asked for"))
+        );
+    }
+
+    #[test]
+    fn a_passkey_steps_up_a_password_login_of_the_same_user_only() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        at_password(&mut flow, &s);
+        proven(&mut flow, &s, facts(false, true));
+        passkey_asked(&mut flow, &s, ChallengePurpose::StepUp);
+        let mallory = UserFacts {
+            user_id: "u2".into(),
+            ..facts(false, true)
+        };
+        let other = flow.apply(
+            Event::PasskeyProven {
+                user: mallory,
+                sid: "sid".into(),
+            },
+            &s,
+            UnixTime(130),
+        );
+        assert_eq!(other, Err(FlowError::OtherUser));
+        assert_eq!(
+            flow.login.as_ref().unwrap().level(),
+            Some(AssuranceLevel::Low)
+        );
+        let t = flow
+            .apply(
+                Event::PasskeyProven {
+                    user: facts(false, true),
+                    sid: "sid2".into(),
+                },
+                &s,
+                UnixTime(131),
+            )
+            .unwrap();
+        assert!(t
+            .effects
+            .contains(&Effect::Audit("login.step_up.succeeded")));
+        let login = flow.login.as_ref().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(login.sid, "sid", "a step-up keeps the login's sid");
+        assert_eq!(login.auth_time, 110);
+        // A second passkey step-up of the same login has nothing to add.
+        let twice = flow.apply(
+            Event::PasskeyAsked {
+                purpose: ChallengePurpose::StepUp,
+                ceremony: "c2".into(),
+            },
+            &s,
+            UnixTime(132),
+        );
+        assert!(twice.is_err());
+    }
+
+    #[test]
+    fn a_passkey_needs_a_pending_username_or_a_login() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        let t = flow.apply(
+            Event::PasskeyAsked {
+                purpose: ChallengePurpose::Login,
+                ceremony: "c".into(),
+            },
+            &s,
+            UnixTime(1),
+        );
+        assert!(t.is_err(), "no username yet");
+        let t = flow.apply(
+            Event::PasskeyAsked {
+                purpose: ChallengePurpose::StepUp,
+                ceremony: "c".into(),
+            },
+            &s,
+            UnixTime(1),
+        );
+        assert!(t.is_err(), "no login to step up");
+        at_password(&mut flow, &s);
+        passkey_asked(&mut flow, &s, ChallengePurpose::Login);
+        // "Log in with password instead" leaves the ceremony behind.
+        let t = flow.apply(Event::PasswordInstead, &s, UnixTime(2)).unwrap();
+        assert_eq!(t.next, Next::ShowPassword);
+        assert_eq!(
+            flow.step,
+            Step::Password {
+                username: "anna".into()
+            }
+        );
+        assert!(flow
+            .apply(
+                Event::PasskeyProven {
+                    user: facts(false, false),
+                    sid: "s".into()
+                },
+                &s,
+                UnixTime(3)
+            )
+            .is_err());
+        assert!(flow.login.is_none());
+    }
+
     #[test]
     fn the_strongest_second_factor_first_unless_the_browser_chose_another() {
-        use SecondFactor::{App, Totp};
-        assert_eq!(second_factor_order(true, true, None), vec![App, Totp]);
-        assert_eq!(second_factor_order(true, true, Some(Totp)), vec![Totp, App]);
-        assert_eq!(second_factor_order(true, true, Some(App)), vec![App, Totp]);
+        use SecondFactor::{App, Passkey, Totp};
+        assert_eq!(
+            second_factor_order(false, true, true, None),
+            vec![App, Totp]
+        );
+        assert_eq!(
+            second_factor_order(false, true, true, Some(Totp)),
+            vec![Totp, App]
+        );
+        assert_eq!(
+            second_factor_order(false, true, true, Some(App)),
+            vec![App, Totp]
+        );
+        assert_eq!(
+            second_factor_order(true, true, true, None),
+            vec![Passkey, App, Totp],
+            "a passkey cannot be phished: first"
+        );
+        assert_eq!(
+            second_factor_order(true, true, true, Some(Totp)),
+            vec![Totp, Passkey, App]
+        );
         // A choice the user no longer has is no choice.
-        assert_eq!(second_factor_order(true, false, Some(Totp)), vec![App]);
-        assert_eq!(second_factor_order(false, true, Some(App)), vec![Totp]);
-        assert!(second_factor_order(false, false, Some(App)).is_empty());
+        assert_eq!(
+            second_factor_order(false, true, false, Some(Totp)),
+            vec![App]
+        );
+        assert_eq!(
+            second_factor_order(false, false, true, Some(App)),
+            vec![Totp]
+        );
+        assert_eq!(
+            second_factor_order(true, false, false, Some(App)),
+            vec![Passkey]
+        );
+        assert!(second_factor_order(false, false, false, Some(App)).is_empty());
         assert_eq!(SecondFactor::parse("totp"), Some(Totp));
         assert_eq!(SecondFactor::parse(App.as_str()), Some(App));
-        assert_eq!(SecondFactor::parse("passkey"), None);
+        assert_eq!(SecondFactor::parse("passkey"), Some(Passkey));
+        assert_eq!(SecondFactor::parse("key"), None);
         assert_eq!(SecondFactor::parse("TOTP"), None);
     }
 

@@ -1,6 +1,7 @@
 //! The decision at the username step: passwordless or the password form.
 
 use crate::device::Device;
+use crate::flow::SecondFactor;
 use crate::settings::{PasswordlessMode, Settings};
 use crate::user::User;
 
@@ -8,18 +9,24 @@ use crate::user::User;
 pub enum LoginBranch {
     Password,
     Passwordless,
+    /// A passkey: passwordless without the phone's app.
+    Passkey,
     /// Would be passwordless, but the user reported a push as fraud ("this was not me"):
     /// the password, with a notice that says why.
     PasswordlessPaused,
 }
 
 /// Passwordless only when the organisation offers it to this user, the user is active, not
-/// password-only and has not reported a push as fraud, and at least one device is eligible. Unknown users (`None`) get the
-/// password form like everyone else who does not qualify.
+/// password-only and has not reported a push as fraud, and has a passkey or at least one
+/// eligible device. A passkey comes first (it cannot be phished), unless this browser chose
+/// the app last time and the app can do it. Unknown users (`None`) get the password form
+/// like everyone else who does not qualify.
 pub fn choose_login_branch(
     settings: &Settings,
     user: Option<&User>,
     devices: &[Device],
+    has_passkey: bool,
+    chosen_before: Option<SecondFactor>,
 ) -> LoginBranch {
     let Some(user) = user else {
         return LoginBranch::Password;
@@ -29,17 +36,17 @@ pub fn choose_login_branch(
         PasswordlessMode::Pilot => user.in_pilot,
         PasswordlessMode::On => true,
     };
-    if offered
-        && user.is_active()
-        && !user.password_only
-        && devices.iter().any(|d| d.is_passwordless_capable(settings))
-    {
+    let app = devices.iter().any(|d| d.is_passwordless_capable(settings));
+    if !(offered && user.is_active() && !user.password_only && (app || has_passkey)) {
+        return LoginBranch::Password;
+    }
+    if user.passwordless_locked {
         // Saying "paused" tells no more than the wait page would: this user has the app.
-        if user.passwordless_locked {
-            LoginBranch::PasswordlessPaused
-        } else {
-            LoginBranch::Passwordless
-        }
+        LoginBranch::PasswordlessPaused
+    } else if has_passkey && !(app && chosen_before == Some(SecondFactor::App)) {
+        LoginBranch::Passkey
+    } else if app {
+        LoginBranch::Passwordless
     } else {
         LoginBranch::Password
     }
@@ -93,7 +100,7 @@ mod tests {
     fn default_settings_always_give_the_password_form() {
         let s = Settings::default();
         assert_eq!(
-            choose_login_branch(&s, Some(&user()), &[phone()]),
+            choose_login_branch(&s, Some(&user()), &[phone()], false, None),
             LoginBranch::Password
         );
     }
@@ -101,7 +108,7 @@ mod tests {
     #[test]
     fn on_with_an_eligible_phone_is_passwordless() {
         assert_eq!(
-            choose_login_branch(&on(), Some(&user()), &[phone()]),
+            choose_login_branch(&on(), Some(&user()), &[phone()], false, None),
             LoginBranch::Passwordless
         );
     }
@@ -109,9 +116,12 @@ mod tests {
     #[test]
     fn everyone_else_gets_the_password_form() {
         let s = on();
-        assert_eq!(choose_login_branch(&s, None, &[]), LoginBranch::Password);
         assert_eq!(
-            choose_login_branch(&s, Some(&user()), &[]),
+            choose_login_branch(&s, None, &[], false, None),
+            LoginBranch::Password
+        );
+        assert_eq!(
+            choose_login_branch(&s, Some(&user()), &[], false, None),
             LoginBranch::Password
         );
         let robot = User {
@@ -119,7 +129,7 @@ mod tests {
             ..user()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&robot), &[phone()]),
+            choose_login_branch(&s, Some(&robot), &[phone()], false, None),
             LoginBranch::Password
         );
         let locked = User {
@@ -127,7 +137,7 @@ mod tests {
             ..user()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&locked), &[phone()]),
+            choose_login_branch(&s, Some(&locked), &[phone()], false, None),
             LoginBranch::Password
         );
         let reported = User {
@@ -135,7 +145,7 @@ mod tests {
             ..user()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&reported), &[phone()]),
+            choose_login_branch(&s, Some(&reported), &[phone()], false, None),
             LoginBranch::PasswordlessPaused,
             "a fraud report pauses passwordless, and the password page says so"
         );
@@ -144,7 +154,7 @@ mod tests {
             ..reported.clone()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&reported_without_app), &[phone()]),
+            choose_login_branch(&s, Some(&reported_without_app), &[phone()], false, None),
             LoginBranch::Password,
             "no notice where passwordless would not be offered anyway"
         );
@@ -153,7 +163,47 @@ mod tests {
             ..phone()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&user()), &[old]),
+            choose_login_branch(&s, Some(&user()), &[old], false, None),
+            LoginBranch::Password
+        );
+    }
+
+    #[test]
+    fn a_passkey_comes_first_unless_this_browser_chose_the_app() {
+        let s = on();
+        assert_eq!(
+            choose_login_branch(&s, Some(&user()), &[], true, None),
+            LoginBranch::Passkey,
+            "a passkey alone is passwordless"
+        );
+        assert_eq!(
+            choose_login_branch(&s, Some(&user()), &[phone()], true, None),
+            LoginBranch::Passkey
+        );
+        assert_eq!(
+            choose_login_branch(&s, Some(&user()), &[phone()], true, Some(SecondFactor::App)),
+            LoginBranch::Passwordless
+        );
+        assert_eq!(
+            choose_login_branch(&s, Some(&user()), &[], true, Some(SecondFactor::App)),
+            LoginBranch::Passkey,
+            "the app chosen before, but there is none that can do it"
+        );
+        assert_eq!(
+            choose_login_branch(&Settings::default(), Some(&user()), &[], true, None),
+            LoginBranch::Password,
+            "passwordless switched off: a passkey is a second factor only"
+        );
+        let robot = User {
+            password_only: true,
+            ..user()
+        };
+        assert_eq!(
+            choose_login_branch(&s, Some(&robot), &[], true, None),
+            LoginBranch::Password
+        );
+        assert_eq!(
+            choose_login_branch(&s, None, &[], false, None),
             LoginBranch::Password
         );
     }
@@ -165,7 +215,7 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&user()), &[phone()]),
+            choose_login_branch(&s, Some(&user()), &[phone()], false, None),
             LoginBranch::Password
         );
         let pilot = User {
@@ -173,7 +223,7 @@ mod tests {
             ..user()
         };
         assert_eq!(
-            choose_login_branch(&s, Some(&pilot), &[phone()]),
+            choose_login_branch(&s, Some(&pilot), &[phone()], false, None),
             LoginBranch::Passwordless
         );
     }

@@ -50,7 +50,9 @@ pub struct Preview {
 /// The one reason `user` would get the password form under `settings`, or `None` when the
 /// user would log in passwordless.
 pub fn blocker(settings: &Settings, user: &User, devices: &[Device]) -> Option<Blocker> {
-    if choose_login_branch(settings, Some(user), devices) == LoginBranch::Passwordless {
+    // The app's passwordless: what switching it on means for the organisation's phones.
+    if choose_login_branch(settings, Some(user), devices, false, None) == LoginBranch::Passwordless
+    {
         return None;
     }
     Some(match settings.passwordless {

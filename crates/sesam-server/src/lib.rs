@@ -14,6 +14,7 @@ pub mod i18n;
 pub mod metrics;
 pub mod oidc;
 pub mod outbound;
+pub mod passkey;
 pub mod password;
 pub mod push;
 pub mod saml;

@@ -26,6 +26,8 @@ pub struct Inner {
     /// Ids of challenges that changed on this node.
     pub challenge_events: tokio::sync::broadcast::Sender<String>,
     pub oidc: crate::oidc::OidcProvider,
+    /// The WebAuthn relying party of `public_url`; none when its host is no domain name.
+    pub passkeys: Option<Arc<crate::passkey::RelyingParty>>,
     pub saml: crate::saml::SamlIdp,
     /// Turns true when the server begins to shut down (event streams end on it).
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -54,6 +56,13 @@ impl AppState {
         let (challenge_events, _) = tokio::sync::broadcast::channel(1024);
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let passkeys = match crate::passkey::RelyingParty::new(&config.public_url, "Sesam") {
+            Ok(rp) => Some(Arc::new(rp)),
+            Err(reason) => {
+                tracing::info!(%reason, "passkeys are not offered");
+                None
+            }
+        };
         let counted = Arc::clone(&metrics);
         // One observer per store: a second server on the same store keeps the first's.
         let _ = store.observe_audit(Arc::new(move |event: &str| counted.audit_event(event)));
@@ -73,6 +82,7 @@ impl AppState {
             challenge_events,
             oidc,
             saml,
+            passkeys,
         }))
     }
     /// Begins the shutdown: the listener stops accepting, event streams end.

@@ -12,6 +12,7 @@ mod directory;
 mod error;
 mod keys;
 mod oidc;
+mod passkeys;
 mod push_retries;
 mod saml;
 mod scim;
@@ -39,6 +40,7 @@ pub use error::StoreError;
 pub use oidc::{
     CodeUse, NewOidcClient, NewToken, OidcClient, OidcGrant, StoredCode, StoredToken, TokenKind,
 };
+pub use passkeys::{NewPasskey, PasskeyRecord};
 pub use push_retries::PushRetry;
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
 pub use scim::{RoleFlag, ScimClient, ScimProfile, ScimUser, ScimUserFilter};

@@ -30,7 +30,7 @@ pub struct Moved {
     pub rotate: bool,
 }
 
-fn new_sid() -> String {
+pub(crate) fn new_sid() -> String {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     uuid::Builder::from_random_bytes(bytes)
@@ -38,7 +38,7 @@ fn new_sid() -> String {
         .to_string()
 }
 
-fn facts(user: &User) -> UserFacts {
+pub(crate) fn facts(user: &User) -> UserFacts {
     UserFacts {
         user_id: user.id.0.clone(),
         must_change_password: user.must_change_password,
@@ -107,7 +107,16 @@ pub async fn submit_username(
         .into_iter()
         .map(|d| d.device)
         .collect();
-    let branch = choose_login_branch(&settings, user.as_ref(), &devices);
+    // Looked up for unknown names too, for the same reason.
+    let has_passkey =
+        state.passkeys.is_some() && !state.store.passkeys_of_user(&user_id).await?.is_empty();
+    let branch = choose_login_branch(
+        &settings,
+        user.as_ref(),
+        &devices,
+        has_passkey,
+        origin.chosen_factor,
+    );
     let t = flow.apply(
         Event::UsernameGiven {
             username: username.as_str().to_owned(),
@@ -120,6 +129,12 @@ pub async fn submit_username(
     let next = match (t.next, user) {
         (Next::Wait, Some(user)) => {
             start_challenge_for(state, flow, &user, ChallengePurpose::Login, origin).await?
+        }
+        (Next::AskPasskey, Some(user)) => {
+            // No readable passkey after all: the password page, where the flow already is.
+            crate::service::passkey::ask(state, flow, &user, ChallengePurpose::Login, origin)
+                .await?
+                .unwrap_or(Next::ShowPassword)
         }
         (next, _) => next,
     };
@@ -139,7 +154,8 @@ pub async fn show_password(
     let Some(username) = flow.username().map(str::to_owned) else {
         return Ok(None);
     };
-    if let Some((_, ChallengePurpose::Login)) = flow.challenge() {
+    let waits_passkey = matches!(flow.passkey_ceremony(), Some((_, ChallengePurpose::Login)));
+    if waits_passkey || matches!(flow.challenge(), Some((_, ChallengePurpose::Login))) {
         let settings = state.store.settings().await?;
         let t = flow.apply(Event::PasswordInstead, &settings, state.now())?;
         perform(state, &t.effects, &username, origin).await?;
@@ -461,39 +477,48 @@ pub async fn step_up(
     follow(state, flow, next, &user, origin).await
 }
 
-/// The other way to give the second factor than the one the current page asks for ("other
-/// ways to log in"): the code display on the app's wait page, the app on the code page. Not
-/// in PSD2 mode, where the code page must look the same after a wrong password.
+/// The other way to log in than the one the current page asks for ("other ways to log in"):
+/// the next of the user's factors in the order of [`second_factor_order`], leaving out the
+/// page's own. At a step-up: a passkey, the app or the code display; at a passwordless
+/// login: the app or a passkey (the password is always offered there). Not in PSD2 mode,
+/// where the code page must look the same after a wrong password.
 pub async fn other_second_factor(
     state: &AppState,
     flow: &mut LoginFlow,
 ) -> Result<Option<SecondFactor>, ServiceError> {
-    let other = match flow.step {
-        Step::Challenge {
-            purpose: ChallengePurpose::StepUp,
-            ..
-        } => SecondFactor::Totp,
-        Step::Totp => SecondFactor::App,
+    let (current, purpose) = match &flow.step {
+        Step::Challenge { purpose, .. } => (SecondFactor::App, *purpose),
+        Step::Totp => (SecondFactor::Totp, ChallengePurpose::StepUp),
+        Step::Passkey { purpose, .. } => (SecondFactor::Passkey, *purpose),
         _ => return Ok(None),
     };
-    let Some((user, _)) = signed_in(state, flow).await? else {
+    let settings = state.store.settings().await?;
+    if settings.psd2_mode && purpose == ChallengePurpose::StepUp {
+        return Ok(None);
+    }
+    let user = match purpose {
+        ChallengePurpose::StepUp => signed_in(state, flow).await?.map(|(u, _)| u),
+        ChallengePurpose::Login => match flow.username().and_then(|n| Username::parse(n).ok()) {
+            Some(name) => state.store.find_user_by_username(&name).await?,
+            None => None,
+        },
+    };
+    let Some(user) = user else {
         return Ok(None);
     };
-    let settings = state.store.settings().await?;
-    let has = match other {
-        SecondFactor::Totp => crate::service::totp::available(state, &user).await?,
-        SecondFactor::App => {
-            !settings.psd2_mode
-                && !devices_for(state, &user, ChallengePurpose::StepUp, &settings)
-                    .await?
-                    .is_empty()
-        }
-    };
-    Ok(has.then_some(other))
+    let has_passkey = crate::service::passkey::available(state, &user).await?;
+    let has_app = !devices_for(state, &user, purpose, &settings)
+        .await?
+        .is_empty();
+    let has_totp = purpose == ChallengePurpose::StepUp
+        && crate::service::totp::available(state, &user).await?;
+    Ok(second_factor_order(has_passkey, has_app, has_totp, None)
+        .into_iter()
+        .find(|f| *f != current))
 }
 
-/// The user takes the other way offered on the wait or code page. The choice is what the
-/// browser remembers for its next step-up. `None`: that way is not open now (no step-up
+/// The user takes the other way offered on the wait, code or passkey page. The choice is
+/// what the browser remembers for its next login. `None`: that way is not open now (nothing
 /// waits, or the user lacks that factor); nothing changed.
 pub async fn choose_second_factor(
     state: &AppState,
@@ -504,7 +529,18 @@ pub async fn choose_second_factor(
     if other_second_factor(state, flow).await? != Some(factor) {
         return Ok(None);
     }
-    let Some((user, _)) = signed_in(state, flow).await? else {
+    let purpose = match &flow.step {
+        Step::Challenge { purpose, .. } | Step::Passkey { purpose, .. } => *purpose,
+        _ => ChallengePurpose::StepUp,
+    };
+    let user = match purpose {
+        ChallengePurpose::StepUp => signed_in(state, flow).await?.map(|(u, _)| u),
+        ChallengePurpose::Login => match flow.username().and_then(|n| Username::parse(n).ok()) {
+            Some(name) => state.store.find_user_by_username(&name).await?,
+            None => None,
+        },
+    };
+    let Some(user) = user else {
         return Ok(None);
     };
     let origin = Origin {
@@ -513,14 +549,17 @@ pub async fn choose_second_factor(
     };
     match factor {
         SecondFactor::Totp => crate::service::totp::ask(state, flow, &user, &origin).await,
+        SecondFactor::Passkey => {
+            crate::service::passkey::ask(state, flow, &user, purpose, &origin).await
+        }
         SecondFactor::App => Ok(Some(
-            start_challenge_for(state, flow, &user, ChallengePurpose::StepUp, &origin).await?,
+            start_challenge_for(state, flow, &user, purpose, &origin).await?,
         )),
     }
 }
 
 /// The devices a challenge of `purpose` may go to.
-async fn devices_for(
+pub(crate) async fn devices_for(
     state: &AppState,
     user: &User,
     purpose: ChallengePurpose,
@@ -543,7 +582,7 @@ async fn devices_for(
 
 /// Starts a challenge for `user` and records it in the flow. Without a device or over the
 /// limit, a login falls back to the password and a step-up cannot reach its level.
-async fn start_challenge_for(
+pub(crate) async fn start_challenge_for(
     state: &AppState,
     flow: &mut LoginFlow,
     user: &User,
@@ -559,13 +598,27 @@ async fn start_challenge_for(
             .next)
     };
     if purpose == ChallengePurpose::StepUp {
-        // The app, or the code display: the one this browser chose last, else the app.
+        // A passkey, the app or the code display: the one this browser chose last, else
+        // the strongest.
         let has_totp = crate::service::totp::available(state, user).await?;
-        let order = second_factor_order(!devices.is_empty(), has_totp, origin.chosen_factor);
-        if order.first() == Some(&SecondFactor::Totp) {
-            if let Some(next) = crate::service::totp::ask(state, flow, user, origin).await? {
-                return Ok(next);
+        let has_passkey = crate::service::passkey::available(state, user).await?;
+        let order = second_factor_order(
+            has_passkey,
+            !devices.is_empty(),
+            has_totp,
+            origin.chosen_factor,
+        );
+        let asked = match order.first() {
+            Some(SecondFactor::Totp) => {
+                crate::service::totp::ask(state, flow, user, origin).await?
             }
+            Some(SecondFactor::Passkey) => {
+                crate::service::passkey::ask(state, flow, user, purpose, origin).await?
+            }
+            _ => None,
+        };
+        if let Some(next) = asked {
+            return Ok(next);
         }
     }
     if devices.is_empty() {

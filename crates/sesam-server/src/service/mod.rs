@@ -10,6 +10,7 @@ pub mod account;
 pub mod app;
 pub mod directory;
 pub mod login;
+pub mod passkey;
 pub mod saml;
 pub mod scim;
 pub mod totp;

@@ -94,6 +94,7 @@ pub fn path_of(next: &Next, flow: &LoginFlow) -> String {
         Next::ChangePassword => "/account/password".into(),
         Next::StartStepUp => "/login/step-up".into(),
         Next::AskTotp => "/login/totp".into(),
+        Next::AskPasskey => "/login/passkey".into(),
         // A service waits for its answer at its resume path; otherwise the explanation.
         Next::LevelUnreachable => match &flow.request {
             Some(r) if r.answers_protocol => r.resume.clone(),

@@ -68,6 +68,7 @@ async fn page(
                     Factor::Password => t.get("demo.factor.password"),
                     Factor::App => t.get("demo.factor.app"),
                     Factor::Totp => t.get("demo.factor.totp"),
+                    Factor::Passkey => t.get("demo.factor.passkey"),
                 })
                 .collect::<Vec<_>>()
                 .join(" + ");

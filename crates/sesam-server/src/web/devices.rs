@@ -47,6 +47,18 @@ pub struct DevicesPage {
     pub totp: Option<TotpRow>,
     /// A code display can be added: a TOTP key is configured and the user has none.
     pub totp_can_add: bool,
+    pub passkeys: Vec<PasskeyRow>,
+    /// Passkeys are offered (the public URL has a domain name) and the user has room.
+    pub passkey_can_add: bool,
+}
+
+/// A passkey as the devices page shows it.
+pub struct PasskeyRow {
+    pub id: String,
+    pub name: String,
+    pub transports: String,
+    pub added: String,
+    pub last_used: String,
 }
 
 /// A code display as the devices page shows it; never its secret.
@@ -134,7 +146,24 @@ pub(crate) async fn page(
                 .map(|at| format_time(at, &settings.time_zone))
                 .unwrap_or_else(|| t.get("devices.never").to_owned()),
         });
+    let passkeys: Vec<PasskeyRow> = crate::service::passkey::of_user(state, &signed_in.user.id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyRow {
+            id: p.id,
+            name: p.display_name,
+            transports: p.transports,
+            added: format_time(p.created_at, &settings.time_zone),
+            last_used: p
+                .last_used_at
+                .map(|at| format_time(at, &settings.time_zone))
+                .unwrap_or_else(|| t.get("devices.never").to_owned()),
+        })
+        .collect();
     Ok(DevicesPage {
+        passkey_can_add: state.passkeys.is_some()
+            && passkeys.len() < crate::service::passkey::MAX_PASSKEYS,
+        passkeys,
         chrome: Chrome::new(lang, "/account/devices"),
         csrf: csrf::token(&signed_in.session).await?,
         devices,

@@ -12,6 +12,9 @@ use crate::web::error::AppError;
 
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_FIELD_CHARS: usize = 1024;
+/// A browser's WebAuthn answer (`credential`) carries an attestation or a signature as
+/// base64url JSON: a few kilobytes, within the body cap.
+pub const MAX_CREDENTIAL_CHARS: usize = 12 * 1024;
 
 pub struct StrictForm<T>(pub T);
 
@@ -74,6 +77,11 @@ async fn read_capped(body: axum::body::Body) -> Result<Bytes, AppError> {
 
 fn check_fields(body: &[u8]) -> Result<(), AppError> {
     for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let limit = if pair.starts_with(b"credential=") {
+            MAX_CREDENTIAL_CHARS
+        } else {
+            MAX_FIELD_CHARS
+        };
         for part in pair.splitn(2, |b| *b == b'=') {
             let plus_as_space: Vec<u8> = part
                 .iter()
@@ -82,7 +90,7 @@ fn check_fields(body: &[u8]) -> Result<(), AppError> {
             let decoded = percent_decode(&plus_as_space)
                 .decode_utf8()
                 .map_err(|_| AppError::BadRequest("a form field is not valid UTF-8"))?;
-            if decoded.chars().count() > MAX_FIELD_CHARS {
+            if decoded.chars().count() > limit {
                 return Err(AppError::BadRequest("a form field is too long"));
             }
         }
@@ -105,5 +113,17 @@ mod tests {
         assert!(check_fields(b"username=\xff").is_err(), "raw invalid UTF-8");
         let long = format!("password={}", "a".repeat(MAX_FIELD_CHARS + 1));
         assert!(check_fields(long.as_bytes()).is_err());
+        let answer = format!("credential={}", "a".repeat(MAX_FIELD_CHARS + 1));
+        assert!(
+            check_fields(answer.as_bytes()).is_ok(),
+            "a WebAuthn answer is longer"
+        );
+        let huge = format!("credential={}", "a".repeat(MAX_CREDENTIAL_CHARS + 1));
+        assert!(check_fields(huge.as_bytes()).is_err());
+        let sneaky = format!("credentials={}", "a".repeat(MAX_FIELD_CHARS + 1));
+        assert!(
+            check_fields(sneaky.as_bytes()).is_err(),
+            "only that one field"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod moved;
 pub mod oidc;
 pub mod ops;
 pub mod pages;
+pub mod passkey;
 pub mod protocol;
 pub mod saml;
 pub mod scim;
@@ -78,6 +79,10 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             "/login/totp",
             get(totp::show_login).post(totp::submit_login),
         )
+        .route(
+            "/login/passkey",
+            get(passkey::show_login).post(passkey::submit_login),
+        )
         .route("/account", get(account::show_account))
         .route(
             "/account/password",
@@ -93,6 +98,9 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/account/totp", post(totp::start_enrolment))
         .route("/account/totp/confirm", post(totp::confirm_enrolment))
         .route("/account/totp/remove", post(totp::remove))
+        .route("/account/passkeys/new", post(passkey::start_enrolment))
+        .route("/account/passkeys", post(passkey::finish_enrolment))
+        .route("/account/passkeys/{id}/remove", post(passkey::remove))
         .route(
             "/logout",
             get(account::show_logout).post(account::submit_logout),

@@ -317,9 +317,15 @@ fn amr_of(auth: &Authenticated) -> Vec<String> {
             }
             // RFC 8176: a one-time password (the code display).
             Factor::Totp => amr.push("otp".to_owned()),
+            // A key held by the authenticator, which verified the user (PIN or biometrics;
+            // the browser does not say which): multi-factor on its own.
+            Factor::Passkey => {
+                amr.push("hwk".to_owned());
+                amr.push("user".to_owned());
+            }
         }
     }
-    if auth.factors.len() > 1 {
+    if auth.factors.len() > 1 || auth.factors.iter().any(|f| f.factor == Factor::Passkey) {
         amr.push("mfa".to_owned());
     }
     amr

@@ -32,6 +32,11 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
         include_str!("../../../../static/phone.js"),
     ),
     (
+        "passkey.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../static/passkey.js"),
+    ),
+    (
         "form-post.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../../static/form-post.js"),

@@ -43,7 +43,7 @@ pub async fn choose(
 ) -> Result<Response, AppError> {
     csrf::verify(&session, form.csrf.as_deref()).await?;
     let factor = SecondFactor::parse(&form.factor)
-        .ok_or(AppError::BadRequest("factor must be app or totp"))?;
+        .ok_or(AppError::BadRequest("factor must be app, totp or passkey"))?;
     let mut flow = auth::load(&session).await?;
     let before = flow.version;
     match service::choose_second_factor(&state, &mut flow, factor, &origin).await? {
