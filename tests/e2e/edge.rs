@@ -455,7 +455,7 @@ async fn the_portal_fetches_metadata_only_from_public_addresses(db: TestDb) {
 }
 
 /// HSTS only when the public URL is https; forms over axum's 2 MB cap get 413 like smaller
-/// oversized ones.
+/// oversized ones, with `Connection: close`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hsts_follows_the_public_url_and_every_oversized_form_is_413() {
     let db = TestDb::sqlite();
@@ -472,6 +472,8 @@ async fn hsts_follows_the_public_url_and_every_oversized_form_is_413() {
             )
             .await;
         assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE, "{size} bytes");
+        // Part of the body may be unread: the connection is not offered for reuse.
+        assert_eq!(page.headers["connection"], "close", "{size} bytes");
     }
     plain.stop().await;
 

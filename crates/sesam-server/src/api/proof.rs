@@ -13,6 +13,7 @@ use sesam_store::DeviceRecord;
 use sha2::{Digest, Sha256};
 
 use crate::api::error::ApiError;
+use crate::body::BodyError;
 use crate::state::AppState;
 
 pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
@@ -135,14 +136,19 @@ async fn read(req: Request) -> Result<(ParsedProof, String, String, Bytes), ApiE
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| uri.path().to_owned());
-    let body = axum::body::to_bytes(req.into_body(), MAX_API_BODY_BYTES)
+    let body = crate::body::read_capped(req.into_body(), MAX_API_BODY_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::new(
+        .map_err(|e| match e {
+            BodyError::TooLarge => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 format!("The body is larger than {MAX_API_BODY_BYTES} bytes."),
-            )
+            ),
+            BodyError::Broken => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "The body could not be read; send it again.",
+            ),
         })?;
     Ok((parse(&jws)?, method, path, body))
 }

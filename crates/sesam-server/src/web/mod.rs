@@ -227,6 +227,15 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
             state.clone(),
             flood::guard,
         ))
+        // After a 413 part of the body may still be unread: the connection is closed, and
+        // the client is told so, rather than reusing a connection the server is dropping.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONNECTION,
+            |r: &axum::response::Response| {
+                (r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE)
+                    .then(|| HeaderValue::from_static("close"))
+            },
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             csp,

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use sesam_core::{User, UserId, UserStatus, Username};
 use sesam_store::{RoleFlag, ScimClient, ScimProfile, ScimUser, ScimUserFilter};
 
+use crate::body::BodyError;
 use crate::password::MIN_PASSWORD_CHARS;
 use crate::service::scim::{self as service, Refused};
 use crate::service::ServiceError;
@@ -190,13 +191,16 @@ async fn read_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Valu
             ));
         }
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ScimError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            format!("the body is larger than {MAX_BODY} bytes"),
-        )
-    })?;
+    let bytes = crate::body::read_capped(body, MAX_BODY)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            ),
+            BodyError::Broken => ScimError::bad("invalidSyntax", "the body could not be read"),
+        })?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ScimError::bad(
