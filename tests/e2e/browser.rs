@@ -1002,3 +1002,163 @@ const LOGO_PNG: &[u8] = &[
     0x1a, 0xb4, 0x40, 0x3f, 0xeb, 0x00, 0x7d, 0x5a, 0x78, 0xd6, 0x22, 0x44, 0x58, 0x71, 0x00, 0x00,
     0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
+
+/// Turns on a virtual authenticator in this Chromium session (WebDriver's WebAuthn
+/// extension): a built-in, user-verifying one, as a laptop's fingerprint reader or a phone's
+/// screen lock is. Its answers go through passkey.js exactly as a real one's would.
+async fn add_virtual_authenticator(driver: &Driver, client: &Client) -> String {
+    let session = client
+        .session_id()
+        .await
+        .unwrap()
+        .expect("a WebDriver session id");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/session/{session}/webauthn/authenticator",
+            driver.url
+        ))
+        .json(&serde_json::json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let answer: serde_json::Value = r.json().await.unwrap();
+    assert!(status.is_success(), "virtual authenticator: {answer}");
+    let id = answer["value"]
+        .as_str()
+        .expect("an authenticator id")
+        .to_owned();
+    format!(
+        "{}/session/{session}/webauthn/authenticator/{id}",
+        driver.url
+    )
+}
+
+/// Passkeys in a real browser (#16): Anna, logged in with the app (Substantial), adds a
+/// passkey from the devices page; Chromium's authenticator makes it through passkey.js. She
+/// logs out, types her username, and the passkey alone logs her in at Substantial, with no
+/// password. The authenticator's own record shows the credential was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_is_added_in_the_browser_and_logs_in_without_a_password() {
+    let Some(path) = chromedriver_or_skip() else {
+        return;
+    };
+    let db = TestDb::sqlite();
+    // WebAuthn needs a domain name: the public URL is localhost, which browsers also treat as
+    // a secure origin over plain HTTP.
+    let port = crate::harness::free_port();
+    let base = format!("http://localhost:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let sesam = TestServer::start_with(
+        sesam_core::ManualClock::starting_now(),
+        test_config_with(
+            &db.url,
+            &[("SESAM_LISTEN", &listen), ("SESAM_PUBLIC_URL", &base)],
+        ),
+    )
+    .await;
+    sesam
+        .store()
+        .set_setting("passwordless", "on", sesam.now())
+        .await
+        .unwrap();
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let (app, _) = sesam.enrol(&anna, sesam_app::EnrolOptions::default()).await;
+    let driver = start_driver(&path).await;
+    let profiles = tempfile::tempdir().unwrap();
+    let client = browser(&driver, &profiles.path().join("passkey")).await;
+    let authenticator = add_virtual_authenticator(&driver, &client).await;
+
+    // A Substantial login with the app, as enrolling any factor needs.
+    let code = start_in_tab(&client, &base, "anna").await;
+    let pending = app.pending().await.unwrap();
+    app.answer(&pending[0].id, &sesam_app::Answer::Code(code))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&client, "dd#username").await, "anna");
+
+    // Devices page → "Add a passkey" → name it → the browser makes it.
+    client
+        .goto(&format!("{base}/account/devices"))
+        .await
+        .unwrap();
+    click(&client, "#add-passkey").await;
+    let name = client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#passkey-form #name"))
+        .await
+        .unwrap();
+    assert_accessible(&client, "passkey-enrol").await;
+    name.clear().await.unwrap();
+    name.send_keys("Laptop").await.unwrap();
+    click(&client, "#create-passkey").await;
+    let added = text_of(&client, "section.passkey[data-passkey='Laptop']").await;
+    assert!(added.contains("Laptop"), "{added}");
+    screenshot(&client, "passkey-added.png").await;
+    let stored = sesam.store().passkeys_of_user(&anna.id).await.unwrap();
+    assert_eq!(stored.len(), 1, "one passkey stored");
+    assert_eq!(stored[0].display_name, "Laptop");
+    assert!(stored[0].last_used_at.is_none());
+
+    // Log out; the username alone leads to the passkey, and the passkey logs in.
+    client.goto(&format!("{base}/account")).await.unwrap();
+    click(&client, "form[action='/logout'] button[type=submit]").await;
+    client.goto(&format!("{base}/login")).await.unwrap();
+    type_into(&client, "#username", "anna").await;
+    click(&client, "form[action='/login'] button[type=submit]").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#use-passkey"))
+        .await
+        .unwrap_or_else(|e| panic!("the passkey page did not come: {e}"));
+    assert_accessible(&client, "passkey-login").await;
+    screenshot(&client, "passkey-login.png").await;
+    click(&client, "#use-passkey").await;
+    assert_eq!(text_of(&client, "dd#username").await, "anna");
+    let level = client
+        .find(Locator::Css("dd#level"))
+        .await
+        .unwrap()
+        .attr("data-level")
+        .await
+        .unwrap();
+    assert_eq!(
+        level.as_deref(),
+        Some("substantial"),
+        "a passkey alone is Substantial"
+    );
+    assert!(
+        app.pending().await.unwrap().is_empty(),
+        "no push was sent for the passkey login"
+    );
+
+    // The authenticator signed twice (made it, then used it); Sesam keeps its counter.
+    let creds: serde_json::Value = reqwest::get(format!("{authenticator}/credentials"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let creds = creds["value"].as_array().expect("credentials").clone();
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    let after = sesam.store().passkeys_of_user(&anna.id).await.unwrap();
+    assert_eq!(
+        after[0].sign_count,
+        creds[0]["signCount"].as_i64().unwrap(),
+        "the stored counter is the authenticator's"
+    );
+    assert!(after[0].last_used_at.is_some(), "the login is recorded");
+    client.close().await.unwrap();
+    sesam.stop().await;
+}

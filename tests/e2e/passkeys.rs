@@ -456,6 +456,22 @@ async fn a_passkey_logs_in_without_a_password_at_substantial(db: TestDb) {
         )
         .await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
+    // Ids past the stored length, or with odd characters, are no passkey either.
+    for bad in [
+        "a".repeat(65),
+        "x".repeat(5000),
+        "%00".into(),
+        "..%2F..%2Fetc".into(),
+    ] {
+        let other = browser
+            .post_form(
+                &format!("/account/passkeys/{bad}/remove"),
+                &[("csrf", &devices.csrf())],
+            )
+            .await;
+        assert_eq!(other.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+    assert_eq!(passkeys(&sesam, &anna).await.len(), 1);
     let removed = browser.post_form(&path, &[("csrf", &devices.csrf())]).await;
     assert_eq!(
         removed.location(),

@@ -514,37 +514,15 @@ impl LoginFlow {
                 if waiting != challenge_id {
                     return Err(FlowError::OtherChallenge);
                 }
-                match (purpose, self.login.as_mut()) {
-                    (ChallengePurpose::StepUp, Some(login)) => {
-                        if login.user_id != user.user_id {
-                            return Err(FlowError::OtherUser);
-                        }
-                        if !login.has(Factor::App) {
-                            login.factors.push(ProvenFactor {
-                                factor: Factor::App,
-                                at: now.0,
-                            });
-                        }
-                        effects.push(Effect::Audit("login.step_up.succeeded"));
-                    }
-                    (ChallengePurpose::Login, None) => {
-                        self.login = Some(Login {
-                            user_id: user.user_id.clone(),
-                            factors: vec![ProvenFactor {
-                                factor: Factor::App,
-                                at: now.0,
-                            }],
-                            auth_time: now.0,
-                            sid,
-                            epoch: user.epoch,
-                            // The app proved who it is; a pending one-time password still
-                            // has to be replaced before anything continues.
-                            must_change_password: user.must_change_password,
-                        });
-                        effects.push(Effect::Audit("login.passwordless.succeeded"));
-                    }
-                    _ => return Err(FlowError::OutOfOrder("approval for another kind of login")),
-                }
+                let audit = self.prove(
+                    purpose,
+                    Factor::App,
+                    &user,
+                    sid,
+                    now,
+                    "login.passwordless.succeeded",
+                )?;
+                effects.push(Effect::Audit(audit));
                 self.step = Step::Done;
                 effects.push(Effect::RotateSession);
                 self.continuation(settings, user.can_step_up)
@@ -611,33 +589,15 @@ impl LoginFlow {
                 let Some((_, purpose)) = self.passkey_ceremony() else {
                     return Err(FlowError::OutOfOrder("no passkey was asked for"));
                 };
-                match (purpose, self.login.as_mut()) {
-                    (ChallengePurpose::StepUp, Some(login)) => {
-                        if login.user_id != user.user_id {
-                            return Err(FlowError::OtherUser);
-                        }
-                        login.factors.push(ProvenFactor {
-                            factor: Factor::Passkey,
-                            at: now.0,
-                        });
-                        effects.push(Effect::Audit("login.step_up.succeeded"));
-                    }
-                    (ChallengePurpose::Login, None) => {
-                        self.login = Some(Login {
-                            user_id: user.user_id.clone(),
-                            factors: vec![ProvenFactor {
-                                factor: Factor::Passkey,
-                                at: now.0,
-                            }],
-                            auth_time: now.0,
-                            sid,
-                            epoch: user.epoch,
-                            must_change_password: user.must_change_password,
-                        });
-                        effects.push(Effect::Audit("login.passkey.succeeded"));
-                    }
-                    _ => return Err(FlowError::OutOfOrder("a passkey for another kind of login")),
-                }
+                let audit = self.prove(
+                    purpose,
+                    Factor::Passkey,
+                    &user,
+                    sid,
+                    now,
+                    "login.passkey.succeeded",
+                )?;
+                effects.push(Effect::Audit(audit));
                 self.step = Step::Done;
                 self.notice = None;
                 effects.push(Effect::RotateSession);
@@ -711,6 +671,45 @@ impl LoginFlow {
             self.step = Step::LevelUnreachable;
         }
         Ok(Transition { next, effects })
+    }
+
+    /// A factor that can stand alone proven for what this flow waits on: a new login of
+    /// `user` (nobody is logged in yet) or the step-up of the same user. Returns the audit
+    /// event: `login_audit` for a new login, the step-up's otherwise.
+    fn prove(
+        &mut self,
+        purpose: ChallengePurpose,
+        factor: Factor,
+        user: &UserFacts,
+        sid: String,
+        now: UnixTime,
+        login_audit: &'static str,
+    ) -> Result<&'static str, FlowError> {
+        match (purpose, self.login.as_mut()) {
+            (ChallengePurpose::StepUp, Some(login)) => {
+                if login.user_id != user.user_id {
+                    return Err(FlowError::OtherUser);
+                }
+                if !login.has(factor) {
+                    login.factors.push(ProvenFactor { factor, at: now.0 });
+                }
+                Ok("login.step_up.succeeded")
+            }
+            (ChallengePurpose::Login, None) => {
+                self.login = Some(Login {
+                    user_id: user.user_id.clone(),
+                    factors: vec![ProvenFactor { factor, at: now.0 }],
+                    auth_time: now.0,
+                    sid,
+                    epoch: user.epoch,
+                    // The factor proved who it is; a pending one-time password still has to
+                    // be replaced before anything continues.
+                    must_change_password: user.must_change_password,
+                });
+                Ok(login_audit)
+            }
+            _ => Err(FlowError::OutOfOrder("a proof for another kind of login")),
+        }
     }
 
     fn cancel_pending(&mut self, effects: &mut Vec<Effect>) {

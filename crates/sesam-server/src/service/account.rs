@@ -12,6 +12,43 @@ use crate::password::MIN_PASSWORD_CHARS;
 use crate::service::{perform, Origin, ServiceError};
 use crate::state::AppState;
 
+/// An audit event for something users do to their own account.
+pub(crate) fn self_audit(user: &User, origin: &Origin, event: &str) -> AuditEvent {
+    AuditEvent::new(event)
+        .actor(user.username.as_str())
+        .subject(user.username.as_str())
+        .client_ip(origin.ip.clone())
+}
+
+/// DESIGN's rule for every new factor but the app's activation code, strictly: a Substantial
+/// login (the organisation's "first device after a password" is for the app only). When the
+/// login is less, `refused_event` is audited with the login's level and `false` comes back.
+pub(crate) async fn may_add_factor(
+    state: &AppState,
+    flow: &LoginFlow,
+    user: &User,
+    origin: &Origin,
+    refused_event: &str,
+    factor: &str,
+) -> Result<bool, ServiceError> {
+    let settings = state.store.settings().await?;
+    let login = flow.login.as_ref();
+    if login.is_some_and(|l| may_enrol(l, true, &settings) == EnrolDecision::Allowed) {
+        return Ok(true);
+    }
+    let level = login.and_then(|l| l.level()).map_or("none", |l| l.as_str());
+    state
+        .store
+        .append_audit(
+            &self_audit(user, origin, refused_event).detail(format!(
+                "the login is {level}; {factor} needs a Substantial login"
+            )),
+            state.now(),
+        )
+        .await?;
+    Ok(false)
+}
+
 pub struct PasswordChange {
     pub current: String,
     pub new: String,

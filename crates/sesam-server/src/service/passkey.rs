@@ -3,10 +3,11 @@
 //! The relying party's checks are in `crate::passkey`; the rules in the flow.
 
 use sesam_core::flow::{ChallengePurpose, Event, Next};
-use sesam_core::{may_enrol, EnrolDecision, LoginFlow, User, UserId, Username};
-use sesam_store::{AuditEvent, NewPasskey, PasskeyRecord};
+use sesam_core::{LoginFlow, User, UserId, Username};
+use sesam_store::{NewPasskey, PasskeyRecord};
 
 use crate::passkey::{Ceremony, PasskeyError, RelyingParty};
+use crate::service::account::{may_add_factor, self_audit};
 use crate::service::login::{facts, new_sid, signed_in, Moved};
 use crate::service::{perform, Origin, ServiceError};
 use crate::state::AppState;
@@ -18,13 +19,6 @@ const MAX_NAME_CHARS: usize = 64;
 
 fn rp(state: &AppState) -> Option<&RelyingParty> {
     state.passkeys.as_deref()
-}
-
-fn audit(user: &User, origin: &Origin, event: &str) -> AuditEvent {
-    AuditEvent::new(event)
-        .actor(user.username.as_str())
-        .subject(user.username.as_str())
-        .client_ip(origin.ip.clone())
 }
 
 /// Why a passkey cannot be added now.
@@ -58,26 +52,16 @@ async fn may_add(
     user: &User,
     origin: &Origin,
 ) -> Result<Result<(), Refusal>, ServiceError> {
-    let settings = state.store.settings().await?;
-    let allowed = flow
-        .login
-        .as_ref()
-        .is_some_and(|l| may_enrol(l, true, &settings) == EnrolDecision::Allowed);
-    if !allowed {
-        let level = flow
-            .login
-            .as_ref()
-            .and_then(|l| l.level())
-            .map_or("none", |l| l.as_str());
-        state
-            .store
-            .append_audit(
-                &audit(user, origin, "passkey.registration.refused").detail(format!(
-                    "the login is {level}; a passkey needs a Substantial login"
-                )),
-                state.now(),
-            )
-            .await?;
+    if !may_add_factor(
+        state,
+        flow,
+        user,
+        origin,
+        "passkey.registration.refused",
+        "a passkey",
+    )
+    .await?
+    {
         return Ok(Err(Refusal::NeedsMore));
     }
     if rp(state).is_none() {
@@ -171,7 +155,7 @@ pub async fn finish_registration(
             state
                 .store
                 .append_audit(
-                    &audit(user, origin, "passkey.registration.failed").detail(e.as_str()),
+                    &self_audit(user, origin, "passkey.registration.failed").detail(e.as_str()),
                     state.now(),
                 )
                 .await?;
@@ -201,7 +185,10 @@ pub async fn finish_registration(
     }
     state
         .store
-        .append_audit(&audit(user, origin, "passkey.registered").detail(name), now)
+        .append_audit(
+            &self_audit(user, origin, "passkey.registered").detail(name),
+            now,
+        )
         .await?;
     Ok(Ok(()))
 }
@@ -323,7 +310,7 @@ pub async fn submit(
         };
         state
             .store
-            .append_audit(&audit(&user, origin, event).detail(e.as_str()), now)
+            .append_audit(&self_audit(&user, origin, event).detail(e.as_str()), now)
             .await?;
         // A fresh challenge: the answer just refused (or a copy of it) never counts later.
         ask(state, flow, &user, purpose, origin).await?;
@@ -371,7 +358,7 @@ pub async fn remove(
     state
         .store
         .append_audit(
-            &audit(user, origin, "passkey.removed").detail(what),
+            &self_audit(user, origin, "passkey.removed").detail(what),
             state.now(),
         )
         .await?;

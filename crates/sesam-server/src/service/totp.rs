@@ -4,9 +4,10 @@
 
 use sesam_core::flow::{Event, Next, Step};
 use sesam_core::totp::{TotpCode, TotpCodeError, TotpSecret, Verdict};
-use sesam_core::{may_enrol, EnrolDecision, LoginFlow, UnixTime, User};
+use sesam_core::{LoginFlow, UnixTime, User};
 use sesam_store::{Attempt, AuditEvent, Store};
 
+use crate::service::account::{may_add_factor, self_audit};
 use crate::service::login::{signed_in, Moved};
 use crate::service::{perform, Origin, ServiceError};
 use crate::state::AppState;
@@ -54,13 +55,6 @@ impl Refusal {
     }
 }
 
-fn audit(user: &User, origin: &Origin, event: &str) -> AuditEvent {
-    AuditEvent::new(event)
-        .actor(user.username.as_str())
-        .subject(user.username.as_str())
-        .client_ip(origin.ip.clone())
-}
-
 /// DESIGN's rule for every new factor, strictly: a Substantial login. (The organisation's
 /// "first device after a password" is for the app's activation code only.)
 async fn may_add(
@@ -69,26 +63,16 @@ async fn may_add(
     user: &User,
     origin: &Origin,
 ) -> Result<Result<(), Refusal>, ServiceError> {
-    let settings = state.store.settings().await?;
-    let allowed = flow
-        .login
-        .as_ref()
-        .is_some_and(|l| may_enrol(l, true, &settings) == EnrolDecision::Allowed);
-    if !allowed {
-        let level = flow
-            .login
-            .as_ref()
-            .and_then(|l| l.level())
-            .map_or("none", |l| l.as_str());
-        state
-            .store
-            .append_audit(
-                &audit(user, origin, "totp.enrolment.refused").detail(format!(
-                    "the login is {level}; a code display needs a Substantial login"
-                )),
-                state.now(),
-            )
-            .await?;
+    if !may_add_factor(
+        state,
+        flow,
+        user,
+        origin,
+        "totp.enrolment.refused",
+        "a code display",
+    )
+    .await?
+    {
         return Ok(Err(Refusal::NeedsMore));
     }
     if key(state).is_none() {
@@ -139,7 +123,7 @@ pub async fn start_enrolment(
     }
     state
         .store
-        .append_audit(&audit(user, origin, "totp.enrolment.started"), now)
+        .append_audit(&self_audit(user, origin, "totp.enrolment.started"), now)
         .await?;
     Ok(Ok(shown(state, user, &secret).await?))
 }
@@ -211,7 +195,7 @@ pub async fn confirm_enrolment(
                 state
                     .store
                     .append_audit(
-                        &audit(user, origin, "totp.enrolled")
+                        &self_audit(user, origin, "totp.enrolled")
                             .detail("confirmed with a code on the devices page"),
                         now,
                     )
@@ -224,7 +208,7 @@ pub async fn confirm_enrolment(
     state
         .store
         .append_audit(
-            &audit(user, origin, "totp.enrolment.failed").detail(format!("{problem:?}")),
+            &self_audit(user, origin, "totp.enrolment.failed").detail(format!("{problem:?}")),
             now,
         )
         .await?;
@@ -408,7 +392,7 @@ pub async fn submit_code(
             state
                 .store
                 .append_audit(
-                    &audit(&user, origin, "login.totp.refused.locked")
+                    &self_audit(&user, origin, "login.totp.refused.locked")
                         .detail(format!("locked until {}", until.0)),
                     now,
                 )
@@ -446,7 +430,10 @@ pub async fn submit_code(
     };
     state
         .store
-        .append_audit(&audit(&user, origin, "login.totp.failed").detail(why), now)
+        .append_audit(
+            &self_audit(&user, origin, "login.totp.failed").detail(why),
+            now,
+        )
         .await?;
     if let Some(until) = state
         .store
@@ -456,7 +443,7 @@ pub async fn submit_code(
         state
             .store
             .append_audit(
-                &audit(&user, origin, "login.locked").detail(format!(
+                &self_audit(&user, origin, "login.locked").detail(format!(
                     "{} failures within {} s; locked until {}",
                     settings.lockout_max_failures, settings.lockout_window_seconds, until.0
                 )),

@@ -119,6 +119,17 @@ pub fn reason_text(t: &Catalog, reason: &Ineligibility) -> String {
 /// Shown when a password-only login tries to remove a way to log in.
 pub(crate) const REMOVE_NEEDS_MORE: &str = "devices.remove_needs_more";
 
+/// The devices page again, with why the last action was refused, under `status`.
+pub(crate) async fn refused(
+    state: &AppState,
+    signed_in: &SignedIn,
+    lang: Lang,
+    status: StatusCode,
+    key: &'static str,
+) -> Result<Response, AppError> {
+    render(status, &page(state, signed_in, lang, Some(key)).await?)
+}
+
 pub(crate) async fn page(
     state: &AppState,
     signed_in: &SignedIn,
@@ -192,8 +203,14 @@ pub async fn new_activation_code(
     let code = match enrol_device(&state, &signed_in.flow, &signed_in.user, &origin).await? {
         Enrolment::Code(code) => code,
         Enrolment::NeedsMore => {
-            let page = page(&state, &signed_in, lang, Some("devices.needs_more")).await?;
-            return render(StatusCode::FORBIDDEN, &page);
+            return refused(
+                &state,
+                &signed_in,
+                lang,
+                StatusCode::FORBIDDEN,
+                "devices.needs_more",
+            )
+            .await;
         }
     };
     let t = lang.catalog();
@@ -247,10 +264,14 @@ pub async fn rename(
     let device = own_device(&state, &signed_in, &id).await?;
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return render(
+        return refused(
+            &state,
+            &signed_in,
+            lang,
             StatusCode::BAD_REQUEST,
-            &page(&state, &signed_in, lang, Some("devices.name_invalid")).await?,
-        );
+            "devices.name_invalid",
+        )
+        .await;
     }
     let change = DeviceChange {
         display_name: Some(name.to_owned()),
@@ -274,8 +295,14 @@ pub async fn remove(
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
     let device = own_device(&state, &signed_in, &id).await?;
     if !remove_device(&state, &signed_in.flow, &signed_in.user, &device, &origin).await? {
-        let page = page(&state, &signed_in, lang, Some(REMOVE_NEEDS_MORE)).await?;
-        return render(StatusCode::FORBIDDEN, &page);
+        return refused(
+            &state,
+            &signed_in,
+            lang,
+            StatusCode::FORBIDDEN,
+            REMOVE_NEEDS_MORE,
+        )
+        .await;
     }
     Ok(Redirect::to("/account/devices").into_response())
 }

@@ -18,6 +18,7 @@ use crate::service::Origin;
 use crate::state::AppState;
 use crate::web::auth::{self, SignedIn};
 use crate::web::csrf::{self, CsrfOnly};
+use crate::web::devices;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{render, Chrome};
@@ -129,17 +130,6 @@ pub async fn submit_login(
     }
 }
 
-async fn devices_with(
-    state: &AppState,
-    signed_in: &SignedIn,
-    lang: Lang,
-    status: StatusCode,
-    key: &'static str,
-) -> Result<Response, AppError> {
-    let page = crate::web::devices::page(state, signed_in, lang, Some(key)).await?;
-    render(status, &page)
-}
-
 /// "Add a passkey": the options for the browser; the ceremony waits in the session.
 pub async fn start_enrolment(
     State(state): State<AppState>,
@@ -164,7 +154,7 @@ pub async fn start_enrolment(
             render(StatusCode::OK, &page)
         }
         Err(refusal) => {
-            devices_with(
+            devices::refused(
                 &state,
                 &signed_in,
                 lang,
@@ -208,7 +198,7 @@ pub async fn finish_enrolment(
                 | RegistrationProblem::BadName => StatusCode::BAD_REQUEST,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            devices_with(&state, &signed_in, lang, status, problem.text_key()).await
+            devices::refused(&state, &signed_in, lang, status, problem.text_key()).await
         }
     }
 }
@@ -233,12 +223,12 @@ pub async fn remove(
         return Err(AppError::NotFound);
     }
     if !service::remove(&state, &signed_in.flow, &signed_in.user, &id, &origin).await? {
-        return devices_with(
+        return devices::refused(
             &state,
             &signed_in,
             lang,
             StatusCode::FORBIDDEN,
-            crate::web::devices::REMOVE_NEEDS_MORE,
+            devices::REMOVE_NEEDS_MORE,
         )
         .await;
     }

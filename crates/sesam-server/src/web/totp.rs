@@ -19,6 +19,7 @@ use crate::service::Origin;
 use crate::state::AppState;
 use crate::web::auth::{self, SignedIn};
 use crate::web::csrf::{self, CsrfOnly};
+use crate::web::devices;
 use crate::web::error::AppError;
 use crate::web::form::StrictForm;
 use crate::web::pages::{format_time, render, Chrome, MessagePage};
@@ -189,16 +190,6 @@ fn enrol_page(
     })
 }
 
-async fn refused(
-    state: &AppState,
-    signed_in: &SignedIn,
-    lang: Lang,
-    key: &'static str,
-) -> Result<Response, AppError> {
-    let page = crate::web::devices::page(state, signed_in, lang, Some(key)).await?;
-    render(StatusCode::FORBIDDEN, &page)
-}
-
 pub async fn start_enrolment(
     State(state): State<AppState>,
     signed_in: SignedIn,
@@ -212,7 +203,16 @@ pub async fn start_enrolment(
             let csrf = csrf::token(&signed_in.session).await?;
             render(StatusCode::OK, &enrol_page(lang, csrf, pending, None)?)
         }
-        Err(refusal) => refused(&state, &signed_in, lang, refusal.text_key()).await,
+        Err(refusal) => {
+            devices::refused(
+                &state,
+                &signed_in,
+                lang,
+                StatusCode::FORBIDDEN,
+                refusal.text_key(),
+            )
+            .await
+        }
     }
 }
 
@@ -235,7 +235,14 @@ pub async fn confirm_enrolment(
     {
         Confirmation::Confirmed => Ok(Redirect::to("/account/devices").into_response()),
         Confirmation::Refused(refusal) => {
-            refused(&state, &signed_in, lang, refusal.text_key()).await
+            devices::refused(
+                &state,
+                &signed_in,
+                lang,
+                StatusCode::FORBIDDEN,
+                refusal.text_key(),
+            )
+            .await
         }
         Confirmation::Retry(pending, problem) => {
             let csrf = csrf::token(&signed_in.session).await?;
@@ -256,11 +263,12 @@ pub async fn remove(
 ) -> Result<Response, AppError> {
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
     if !service::remove_own(&state, &signed_in.flow, &signed_in.user, &origin).await? {
-        return refused(
+        return devices::refused(
             &state,
             &signed_in,
             lang,
-            crate::web::devices::REMOVE_NEEDS_MORE,
+            StatusCode::FORBIDDEN,
+            devices::REMOVE_NEEDS_MORE,
         )
         .await;
     }
