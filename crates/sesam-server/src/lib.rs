@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod api;
+pub mod applinks;
 pub mod challenges;
 pub mod cli;
 pub mod config;
