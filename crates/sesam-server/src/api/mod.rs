@@ -581,7 +581,17 @@ async fn scan(
     request: DeviceRequest,
 ) -> Result<Response, ApiError> {
     use crate::service::scan::Scanned;
-    let body: ScanBody = parse_body(&request.body)?;
+    // A JSON array would fill the struct by position: only an object is a scan request.
+    let value: serde_json::Value = parse_body(&request.body)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The JSON body must be an object: {\"payload\": \"...\"}.",
+        ));
+    }
+    let body: ScanBody = serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("The JSON body is not valid: {e}"))
+    })?;
     let payload = sesam_core::ScanPayload::parse(&body.payload).map_err(|e| {
         ApiError::bad_request(
             "invalid_payload",
