@@ -144,7 +144,7 @@
       status_wrong_code: "Wrong number",
       status_rejected: "Rejected",
       apiStatus: "API status",
-      fromLink: "Opened from the \"Open the Sesam app\" link in your browser.",
+      fromLink: "Opened from a link. Check that you started this login yourself.",
       backToBrowser: "Back to the browser",
       linkMissing: "The request from the link is no longer waiting.",
     },
@@ -227,7 +227,7 @@
       status_wrong_code: "Forkert tal",
       status_rejected: "Afvist",
       apiStatus: "API-status",
-      fromLink: "Åbnet fra linket \"Åbn Sesam-appen\" i din browser.",
+      fromLink: "Åbnet fra et link. Tjek at det er dig, der er ved at logge ind.",
       backToBrowser: "Tilbage til browseren",
       linkMissing: "Anmodningen fra linket venter ikke længere.",
     },
@@ -241,14 +241,15 @@
   const lang = chooseLanguage();
 
   // The app link from the wait page on the same phone (/app/open, which the demo sends
-  // here): the challenge to show, and the browser tab to go back to (Sesam's own path only).
+  // here): the challenge to show, and the browser tab to go back to (the wait page only).
   const LINK = (() => {
     const query = new URLSearchParams(window.location.search);
     const id = query.get("challenge") || "";
     const back = query.get("return") || "";
     return {
       id: /^[A-Za-z0-9-]{1,64}$/.test(id) ? id : null,
-      back: back.startsWith("/") && !back.startsWith("//") && !back.includes("\\") ? back : null,
+      // Only Sesam's own wait page, as docs/app-api.md tells a real app.
+      back: back === "/login/wait" ? back : null,
       reported: false,
     };
   })();

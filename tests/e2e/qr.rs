@@ -14,6 +14,7 @@ on_both_databases!(
     a_qr_login_completes_from_sesam_app,
     a_replayed_expired_or_foreign_payload_is_refused,
     bad_scan_requests_are_refused_and_change_nothing,
+    only_the_scanning_device_confirms_and_one_of_two_parallel_scans_wins,
     the_well_known_files_validate_and_the_phone_gets_the_app_link,
 );
 
@@ -229,7 +230,7 @@ async fn a_replayed_expired_or_foreign_payload_is_refused(db: TestDb) {
         "{body}"
     );
     assert_eq!(status(&other).await, "expired");
-    assert_ne!(state_of(&sesam, &old_id).await, ChallengeState::Approved);
+    assert_eq!(state_of(&sesam, &old_id).await, ChallengeState::Expired);
 
     // Another login's code: a newer login replaced it (expired), and its token under the
     // newer challenge's id is a wrong answer that ends that challenge (one attempt).
@@ -260,6 +261,40 @@ async fn a_replayed_expired_or_foreign_payload_is_refused(db: TestDb) {
     sesam.stop().await;
 }
 
+/// Anna has two devices; both get the request. Both scan at once: one scan wins, the other
+/// is told the code was used; and only the device that scanned may confirm.
+async fn only_the_scanning_device_confirms_and_one_of_two_parallel_scans_wins(db: TestDb) {
+    let sesam = server(&db).await;
+    let anna = sesam
+        .add_user("anna", "Anna Andersen", "correct horse battery")
+        .await;
+    let (phone, _) = sesam.enrol(&anna, EnrolOptions::default()).await;
+    let (tablet, _) = sesam.enrol(&anna, EnrolOptions::default()).await;
+    let browser = browser(&sesam, DESKTOP);
+    let (_, payload, id) = waiting(&browser).await;
+    let (a, b) = tokio::join!(phone.scan(&payload), tablet.scan(&payload));
+    assert!(a.is_ok() != b.is_ok(), "exactly one of two parallel scans wins");
+    let (winner, loser, lost) = match (a, b) {
+        (Ok(_), Err(e)) => (&phone, &tablet, e),
+        (Err(e), Ok(_)) => (&tablet, &phone, e),
+        _ => unreachable!(),
+    };
+    assert_eq!(refused(lost), (409, "payload_used".into()));
+    assert_eq!(
+        refused(loser.answer(&id, &Answer::ConfirmScan).await.unwrap_err()),
+        (400, "scan_required".into()),
+        "the device that did not scan cannot confirm"
+    );
+    assert_eq!(state_of(&sesam, &id).await, ChallengeState::Pending);
+    assert_eq!(
+        winner.answer(&id, &Answer::ConfirmScan).await.unwrap().status,
+        "approved"
+    );
+    assert_eq!(state_of(&sesam, &id).await, ChallengeState::Approved);
+    assert_eq!(status(&browser).await, "approved");
+    sesam.stop().await;
+}
+
 fn browser_with_desktop(sesam: &TestServer) -> Browser {
     browser(sesam, DESKTOP)
 }
@@ -285,6 +320,7 @@ async fn bad_scan_requests_are_refused_and_change_nothing(db: TestDb) {
             payload.rsplit(':').next().unwrap()
         ),
         "sesam-login:v1:../../x:abc".to_owned(),
+        format!("sesam-login:v1:{id}:{}", "A".repeat(60_000)),
     ];
     for text in &malformed {
         let (code, body) = scan_at_server_time(&sesam, &app, text).await;
@@ -307,6 +343,21 @@ async fn bad_scan_requests_are_refused_and_change_nothing(db: TestDb) {
             (code, answer["error"].as_str()),
             (400, Some("invalid_body")),
             "{body}"
+        );
+    }
+
+    // A repeated key, and arrays for the other calls too (they would fill fields by position).
+    let twice = format!(r#"{{"payload": "{payload}", "payload": "x"}}"#).into_bytes();
+    let (code, answer) = send_at(&sesam, &app, path, twice).await;
+    assert_eq!((code, answer["error"].as_str()), (400, Some("invalid_body")), "{answer}");
+    let answer_path = format!("/api/app/v1/challenges/{id}/answer");
+    for body in [json!(["42"]), json!(["42", null]), json!([null, "deny"])] {
+        let (code, answer) =
+            send_at(&sesam, &app, &answer_path, serde_json::to_vec(&body).unwrap()).await;
+        assert_eq!(
+            (code, answer["error"].as_str()),
+            (400, Some("invalid_body")),
+            "{body}: {answer}"
         );
     }
 

@@ -196,6 +196,11 @@ impl Challenge {
         match answer {
             // Whatever the state, so an app that sends it always learns the same thing.
             Answer::Approve => Err(AnswerError::CodeRequired),
+            // A scan stands in for the typed number only in a passwordless login; a step-up
+            // keeps the number (docs/login-flow.md).
+            Answer::ConfirmScan { .. } if self.kind != ChallengeKind::Code => {
+                Err(AnswerError::CodeRequired)
+            }
             Answer::ConfirmScan { scanned: false } => Err(AnswerError::ScanRequired),
             _ if self.state != ChallengeState::Pending => Err(AnswerError::NotPending(self.state)),
             _ if self.is_expired(now) => Err(AnswerError::Expired),
@@ -355,6 +360,18 @@ mod tests {
                 .state,
             ChallengeState::Approved
         );
+    }
+
+    #[test]
+    fn a_step_up_is_never_approved_by_a_scan() {
+        let c = challenge(ChallengeKind::Approve);
+        for scanned in [true, false] {
+            assert_eq!(
+                c.answer(&Answer::ConfirmScan { scanned }, UnixTime(1010)),
+                Err(AnswerError::CodeRequired),
+                "scanned: {scanned}"
+            );
+        }
     }
 
     #[test]

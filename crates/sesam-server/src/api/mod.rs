@@ -86,7 +86,16 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Every body of the app API is one JSON object. Checked before serde sees it: a JSON array
+/// would otherwise fill a struct's fields by position. (Duplicate keys are refused by the
+/// derived deserialisers.)
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The JSON body must be an object, {...}.",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("invalid_body", format!("The JSON body is not valid: {e}"))
     })
@@ -581,17 +590,7 @@ async fn scan(
     request: DeviceRequest,
 ) -> Result<Response, ApiError> {
     use crate::service::scan::Scanned;
-    // A JSON array would fill the struct by position: only an object is a scan request.
-    let value: serde_json::Value = parse_body(&request.body)?;
-    if !value.is_object() {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "The JSON body must be an object: {\"payload\": \"...\"}.",
-        ));
-    }
-    let body: ScanBody = serde_json::from_value(value).map_err(|e| {
-        ApiError::bad_request("invalid_body", format!("The JSON body is not valid: {e}"))
-    })?;
+    let body: ScanBody = parse_body(&request.body)?;
     let payload = sesam_core::ScanPayload::parse(&body.payload).map_err(|e| {
         ApiError::bad_request(
             "invalid_payload",

@@ -62,8 +62,8 @@ pub async fn scan(
         .and_then(|r| ScanToken::parse(&r.token).ok())
         .is_some_and(|stored| stored.matches(&payload.token));
     let user = state.store.get_user(&device.user_id).await?;
-    let audit = |detail: String| {
-        AuditEvent::new("challenge.scanned")
+    let audit = |event: &str, detail: String| {
+        AuditEvent::new(event)
             .actor(user.username.as_str())
             .subject(user.username.as_str())
             .client_ip(ip.clone())
@@ -86,7 +86,7 @@ pub async fn scan(
             )
             .await?
         {
-            state.store.append_audit(&audit(format!(
+            state.store.append_audit(&audit("challenge.scan_refused", format!(
                 "challenge {} by device {device_id}: a QR code of another login; ended as wrong_code",
                 challenge.id
             )), now).await?;
@@ -110,7 +110,9 @@ pub async fn scan(
     state
         .store
         .append_audit(
-            &audit(format!(
+            &audit(
+                "challenge.scanned",
+                format!(
                 "challenge {} by device {device_id}: QR code scanned",
                 challenge.id
             )),

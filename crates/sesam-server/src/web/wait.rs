@@ -142,14 +142,21 @@ pub async fn show(
                 .get("wait.who")
                 .replace("{user}", &username)
                 .replace("{service}", &challenge.context.service);
-            let payload = crate::service::scan::qr_payload(&state, &challenge).await?;
-            let qr_svg = qrcode::QrCode::new(payload.as_bytes())
-                .map(|qr| {
-                    qr.render::<qrcode::render::svg::Color>()
-                        .min_dimensions(200, 200)
-                        .build()
-                })
-                .map_err(|e| AppError::Internal(format!("qr: {e}")))?;
+            // The QR code stands in for the number in a passwordless login only; a step-up
+            // is approved by typing the number.
+            let (payload, qr_svg) = if step_up {
+                (String::new(), String::new())
+            } else {
+                let payload = crate::service::scan::qr_payload(&state, &challenge).await?;
+                let svg = qrcode::QrCode::new(payload.as_bytes())
+                    .map(|qr| {
+                        qr.render::<qrcode::render::svg::Color>()
+                            .min_dimensions(200, 200)
+                            .build()
+                    })
+                    .map_err(|e| AppError::Internal(format!("qr: {e}")))?;
+                (payload, svg)
+            };
             let user_agent = headers
                 .get(axum::http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
