@@ -144,6 +144,9 @@
       status_wrong_code: "Wrong number",
       status_rejected: "Rejected",
       apiStatus: "API status",
+      fromLink: "Opened from a link. Check that you started this login yourself.",
+      backToBrowser: "Back to the browser",
+      linkMissing: "The request from the link is no longer waiting.",
     },
     da: {
       title: "Sesam demo-telefon",
@@ -224,6 +227,9 @@
       status_wrong_code: "Forkert tal",
       status_rejected: "Afvist",
       apiStatus: "API-status",
+      fromLink: "Åbnet fra et link. Tjek at det er dig, der er ved at logge ind.",
+      backToBrowser: "Tilbage til browseren",
+      linkMissing: "Anmodningen fra linket venter ikke længere.",
     },
   };
 
@@ -233,6 +239,20 @@
     return document.documentElement.lang === "da" ? "da" : "en";
   }
   const lang = chooseLanguage();
+
+  // The app link from the wait page on the same phone (/app/open, which the demo sends
+  // here): the challenge to show, and the browser tab to go back to (the wait page only).
+  const LINK = (() => {
+    const query = new URLSearchParams(window.location.search);
+    const id = query.get("challenge") || "";
+    const back = query.get("return") || "";
+    return {
+      id: /^[A-Za-z0-9-]{1,64}$/.test(id) ? id : null,
+      // Only Sesam's own wait page, as docs/app-api.md tells a real app.
+      back: back === "/login/wait" ? back : null,
+      reported: false,
+    };
+  })();
 
   function t(key, vars) {
     const text = TEXTS[lang][key] ?? TEXTS.en[key] ?? key;
@@ -663,6 +683,10 @@
         say(t("newRequest", { service: challenge.service || t("unknown") }));
       }
     }
+    if (LINK.id && !LINK.reported) {
+      LINK.reported = true;
+      if (!seen.has(LINK.id)) say(t("linkMissing"), "error");
+    }
     for (const entry of cards.values()) {
       if (!seen.has(entry.challenge.id) && !entry.done && !entry.busy) {
         const expired = Number(entry.challenge.expires_at) <= nowSeconds();
@@ -714,6 +738,11 @@
     const title = make("h3", "request-title", isStepUp ? t("requestStepUp") : t("requestCode"));
     title.id = "request-" + n + "-title";
     card.append(title);
+    const linked = challenge.id === LINK.id;
+    if (linked) {
+      card.classList.add("linked");
+      card.append(make("p", "linked-note small", t("fromLink")));
+    }
 
     const facts = make("dl", "request-context");
     const fact = (label, value, className) => {
@@ -731,7 +760,7 @@
     const countdown = make("p", "countdown");
     card.append(countdown);
 
-    const entry = { challenge, el: card, countdown, done: false, busy: false, buttons: [], removeTimer: null };
+    const entry = { challenge, el: card, countdown, done: false, busy: false, buttons: [], removeTimer: null, linked };
 
     // Number matching for both kinds, and no Approve button: only the person at the browser
     // knows the number, so a push someone else started cannot be approved by a tired thumb.
@@ -799,7 +828,7 @@
     updateCountdown(entry);
     // Bring the first request's code field into focus, unless the user is busy elsewhere.
     const active = document.activeElement;
-    if (entry.input && cards.size === 1 && (!active || active === document.body || active.tagName === "H2")) {
+    if (entry.input && (linked || cards.size === 1) && (!active || active === document.body || active.tagName === "H2")) {
       entry.input.focus();
     }
   }
@@ -830,6 +859,13 @@
       entry.result.append(raw);
     } else {
       entry.result.append(text);
+    }
+    if (entry.linked && LINK.back) {
+      // As the real app does after an app link: back to the browser tab that waits.
+      const back = make("a", "button back-to-browser", t("backToBrowser"));
+      back.id = "back-to-browser";
+      back.href = LINK.back;
+      entry.result.append(" ", back);
     }
     entry.result.hidden = false;
     entry.countdown.hidden = true;

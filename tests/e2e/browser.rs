@@ -322,6 +322,70 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     assert_eq!(shown.len(), 2, "{shown}");
     screenshot(&computer, "login-wait.png").await;
     assert_accessible(&computer, "login-wait").await;
+    // At desktop size the QR code for another device's app; at phone size (the same page,
+    // narrowed) "Open the Sesam app" instead.
+    assert_eq!(
+        (
+            displayed(&computer, "#qr").await,
+            displayed(&computer, "#open-app").await
+        ),
+        (true, false),
+        "desktop: the QR code, not the same-phone button"
+    );
+    let qr_width = computer
+        .execute(
+            "return document.querySelector('#qr svg').getBoundingClientRect().width;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        qr_width.as_f64().unwrap_or(0.0) >= 150.0,
+        "the QR code is big enough to scan: {qr_width}"
+    );
+    computer.set_window_size(390, 844).await.unwrap();
+    computer
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("#open-app"))
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if displayed(&computer, "#open-app").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (
+            displayed(&computer, "#qr").await,
+            displayed(&computer, "#open-app").await
+        ),
+        (false, true),
+        "phone size: the same-phone button, not the QR code"
+    );
+    let href = computer
+        .find(Locator::Css("#open-app"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(href.contains("/app/open?challenge="), "{href}");
+    assert!(!href.contains(&format!("code={shown}")), "{href}");
+    screenshot(&computer, "login-wait-phone-size.png").await;
+    assert_accessible(&computer, "login-wait at phone size").await;
+    computer.set_window_size(900, 1000).await.unwrap();
+    // The demo phone plays the app the link opens: it shows that very challenge.
+    let query = href
+        .split_once("/app/open?")
+        .map(|(_, q)| q)
+        .unwrap_or_default();
+    phone
+        .goto(&format!("{base}/app/open?{query}"))
+        .await
+        .unwrap();
     // Note when "Approved" appears and when the page is left (sessionStorage outlives it).
     computer
         .execute(
@@ -341,9 +405,9 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     let input = phone
         .wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(".request input.code-input"))
+        .for_element(Locator::Css(".request.linked input.code-input"))
         .await
-        .expect("the request reaches the phone");
+        .expect("the request reaches the phone, opened by the app link");
     screenshot(&phone, "phone-request.png").await;
     input.send_keys(&shown).await.unwrap();
     phone
@@ -353,6 +417,17 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
         .click()
         .await
         .unwrap();
+
+    let back = phone
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#back-to-browser"))
+        .await
+        .expect("after the answer the phone offers the way back to the browser");
+    assert_eq!(
+        back.attr("href").await.unwrap().as_deref(),
+        Some("/login/wait")
+    );
 
     // The wait page notices by itself and the demo service shows the result.
     let level = computer
@@ -446,6 +521,17 @@ async fn a_person_logs_in_by_typing_the_code_into_the_demo_phone() {
     computer.close().await.unwrap();
     phone.close().await.unwrap();
     sesam.stop().await;
+}
+
+/// Whether the element is rendered (not `display: none` itself or through a parent).
+async fn displayed(client: &Client, css: &str) -> bool {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .is_displayed()
+        .await
+        .unwrap()
 }
 
 async fn click(client: &Client, css: &str) {

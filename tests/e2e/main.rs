@@ -21,6 +21,7 @@ mod pages;
 mod passkeys;
 mod passwordless;
 mod pushes;
+mod qr;
 mod saml;
 mod scim;
 mod store;

@@ -812,6 +812,131 @@ async fn every_app_api_answer_matches_the_openapi_document() {
         (StatusCode::CONFLICT, Some("challenge_not_pending"))
     );
 
+    // A scanned QR code: refusals first (none uses the code up), then the scan, the
+    // confirmation, and the replay.
+    let challenge =
+        challenge_with_code(&sesam, &anna, &[app.profile().device_id.as_str()], "52").await;
+    let payload = sesam_server::service::scan::qr_payload(&sesam.server.state, &challenge)
+        .await
+        .unwrap();
+    let scans = "/scans";
+    let (status, _) = api
+        .json(
+            post.clone(),
+            scans,
+            scans,
+            Auth::None,
+            &json!({"payload": payload}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .send(
+            post.clone(),
+            scans,
+            scans,
+            Auth::Device(&app),
+            Some(("text/plain", payload.clone().into_bytes())),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = api
+        .send(
+            post.clone(),
+            scans,
+            scans,
+            Auth::Raw("DeviceProof a.b.c"),
+            Some(("application/json", vec![b' '; 65 * 1024])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    for body in [
+        json!({}),
+        json!({"payload": 42}),
+        json!({"payload": null}),
+        json!({"payload": "hello"}),
+        json!({"payload": format!("{payload}\n")}),
+        json!({"payload": payload.replace("v1", "v2")}),
+        json!({"payload": payload, "code": "52"}),
+        json!([payload]),
+    ] {
+        let (status, _) = api
+            .json(post.clone(), scans, scans, Auth::Device(&app), &body)
+            .await;
+        api.agrees("POST", scans, &body, status, StatusCode::OK);
+    }
+    let unknown = format!(
+        "sesam-login:v1:{}:{}",
+        uuid::Uuid::new_v4(),
+        payload.rsplit(':').next().unwrap()
+    );
+    let (status, body) = api
+        .json(
+            post.clone(),
+            scans,
+            scans,
+            Auth::Device(&app),
+            &json!({"payload": unknown}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("challenge_not_for_device"))
+    );
+    let body = json!({"payload": payload});
+    let (status, scanned) = api
+        .json(post.clone(), scans, scans, Auth::Device(&app), &body)
+        .await;
+    api.agrees("POST", scans, &body, status, StatusCode::OK);
+    assert_eq!(
+        scanned["challenge"]["id"],
+        challenge.id.as_str(),
+        "{scanned}"
+    );
+    let (status, body) = api
+        .json(
+            post.clone(),
+            scans,
+            scans,
+            Auth::Device(&app),
+            &json!({"payload": payload}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("payload_used"))
+    );
+    let path = format!("/challenges/{}/answer", challenge.id);
+    let (status, result) = api
+        .json(
+            post.clone(),
+            template,
+            &path,
+            Auth::Device(&app),
+            &json!({"decision": "confirm_scan"}),
+        )
+        .await;
+    assert_eq!(
+        (status, result["status"].as_str()),
+        (StatusCode::OK, Some("approved"))
+    );
+    // A confirmation without a scan is refused and changes nothing.
+    let unscanned =
+        challenge_with_code(&sesam, &anna, &[app.profile().device_id.as_str()], "53").await;
+    let (status, body) = api
+        .json(
+            post.clone(),
+            template,
+            &format!("/challenges/{}/answer", unscanned.id),
+            Auth::Device(&app),
+            &json!({"decision": "confirm_scan"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("scan_required"))
+    );
+
     // Guessed activation codes end in 429.
     let mut blocked = false;
     for guess in 0..12 {
@@ -879,6 +1004,7 @@ async fn every_app_api_answer_matches_the_openapi_document() {
         (&delete, "/devices/self"),
         (&get, "/challenges"),
         (&post, template),
+        (&post, "/scans"),
     ] {
         let path = template.replace("{id}", "c1");
         let mut limited = false;

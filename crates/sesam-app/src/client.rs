@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::error::ClientError;
 use crate::model::{
     Answer, AnswerResult, ChallengeList, ChallengeView, DeviceUpdate, DeviceView, EnrolOptions,
-    EnrolmentRequest, ErrorBody,
+    EnrolmentRequest, ErrorBody, ScanRequest, ScanResult,
 };
 use crate::profile::Profile;
 use crate::proof::{
@@ -148,6 +148,16 @@ impl AppClient {
         ));
         let body = to_body(answer)?;
         let response = self.send(Method::POST, &path, Some(body)).await?;
+        read_json(response).await
+    }
+
+    /// `POST /scans`: the text of a desktop wait page's QR code. Gives the request to show;
+    /// after the user's yes, [`answer`](Self::answer) with [`Answer::ConfirmScan`].
+    pub async fn scan(&self, payload: &str) -> Result<ScanResult, ClientError> {
+        let body = to_body(&ScanRequest { payload })?;
+        let response = self
+            .send(Method::POST, &api_path("/scans"), Some(body))
+            .await?;
         read_json(response).await
     }
 

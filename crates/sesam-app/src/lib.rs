@@ -12,7 +12,7 @@ pub use client::{api_path, check_response, AppClient, API_PREFIX};
 pub use error::ClientError;
 pub use model::{
     Answer, AnswerResult, ChallengeView, DeviceUpdate, DeviceView, Eligibility, EnrolOptions,
-    EnrolmentRequest, PushRegistration,
+    EnrolmentRequest, PushRegistration, ScanResult,
 };
 pub use profile::Profile;
 pub use proof::{

@@ -42,6 +42,8 @@ enum Command {
     Pending,
     /// Answer one request.
     Answer(AnswerArgs),
+    /// Scan a login's QR code (give its text), show the request and confirm or refuse it.
+    Scan(ScanArgs),
     /// Poll for requests and answer them interactively; Ctrl-C ends.
     Watch {
         /// Seconds between polls.
@@ -124,6 +126,36 @@ impl AnswerArgs {
             Some(code) => Answer::Code(code.clone()),
             None if self.report_fraud => Answer::ReportFraud,
             None => Answer::Deny,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// The QR code's text, as a scanner reads it (`sesam-login:v1:...`).
+    payload: String,
+    /// Confirm without asking: the scan proved this phone saw the login's screen.
+    #[arg(long, conflicts_with_all = ["deny", "report_fraud"])]
+    yes: bool,
+    /// Refuse the request.
+    #[arg(long, conflicts_with = "report_fraud")]
+    deny: bool,
+    /// Refuse and report it as not you: locks passwordless sign-in for your account.
+    #[arg(long)]
+    report_fraud: bool,
+}
+
+impl ScanArgs {
+    /// The reply the flags give; `None`: ask.
+    fn answer(&self) -> Option<Answer> {
+        if self.yes {
+            Some(Answer::ConfirmScan)
+        } else if self.deny {
+            Some(Answer::Deny)
+        } else if self.report_fraud {
+            Some(Answer::ReportFraud)
+        } else {
+            None
         }
     }
 }
@@ -217,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
+        Command::Scan(args) => scan(&client(&cli.profile)?, &args, json).await,
         Command::Watch { interval } => {
             watch(&client(&cli.profile)?, Duration::from_secs(interval)).await
         }
@@ -351,6 +384,41 @@ fn describe(challenge: &ChallengeView, now: i64) -> String {
     line
 }
 
+/// Scans, shows the request, and answers it with the flags' reply or the one typed.
+async fn scan(client: &AppClient, args: &ScanArgs, json: bool) -> anyhow::Result<()> {
+    let scanned = client.scan(&args.payload).await?;
+    let challenge = &scanned.challenge;
+    if !json {
+        println!("request: {}", describe(challenge, unix_now()));
+    }
+    let answer = match args.answer() {
+        Some(answer) => answer,
+        None => {
+            let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+            loop {
+                print!("approve this login? (y: yes, n: deny, f: not me): ");
+                std::io::stdout().flush()?;
+                let Some(line) = stdin.next_line().await? else {
+                    bail!("no reply; the request was left unanswered");
+                };
+                match line.trim().to_ascii_lowercase().as_str() {
+                    "y" | "yes" => break Answer::ConfirmScan,
+                    "n" | "no" | "d" | "deny" => break Answer::Deny,
+                    "f" | "fraud" => break Answer::ReportFraud,
+                    _ => continue,
+                }
+            }
+        }
+    };
+    let result = client.answer(&challenge.id, &answer).await?;
+    if json {
+        print_json(&serde_json::json!({ "challenge": challenge, "status": result.status }))
+    } else {
+        println!("{}", result.status);
+        Ok(())
+    }
+}
+
 /// What a typed reply means; `None` asks again. An empty reply skips the request. Every
 /// request, a step-up after a password too, is approved only with the number in the browser.
 fn parse_reply(reply: &str) -> Option<Option<Answer>> {
@@ -446,6 +514,23 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scan_takes_the_payload_and_at_most_one_reply() {
+        let Command::Scan(args) = parse(&["scan", "sesam-login:v1:c1:t"]).unwrap().command else {
+            panic!("not scan")
+        };
+        assert_eq!(
+            (args.payload.as_str(), args.answer()),
+            ("sesam-login:v1:c1:t", None)
+        );
+        let Command::Scan(args) = parse(&["scan", "p", "--yes"]).unwrap().command else {
+            panic!("not scan")
+        };
+        assert_eq!(args.answer(), Some(Answer::ConfirmScan));
+        assert!(parse(&["scan", "p", "--yes", "--deny"]).is_err());
+        assert!(parse(&["scan"]).is_err());
     }
 
     #[test]

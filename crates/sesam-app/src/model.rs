@@ -177,6 +177,9 @@ pub(crate) struct ChallengeList {
 pub enum Answer {
     /// The two-digit code the browser shows: `{"code":"42"}`.
     Code(String),
+    /// `{"decision":"confirm_scan"}`: a yes after this device scanned the login's QR code
+    /// ([`AppClient::scan`](crate::AppClient::scan)); refused without that scan.
+    ConfirmScan,
     /// `{"decision":"deny"}`
     Deny,
     /// `{"decision":"report_fraud"}`: locks passwordless for the user.
@@ -188,6 +191,7 @@ impl Answer {
     pub fn decision(&self) -> Option<&'static str> {
         match self {
             Answer::Code(_) => None,
+            Answer::ConfirmScan => Some("confirm_scan"),
             Answer::Deny => Some("deny"),
             Answer::ReportFraud => Some("report_fraud"),
         }
@@ -204,6 +208,20 @@ impl Serialize for Answer {
         }
         map.end()
     }
+}
+
+/// The body of `POST /scans`: the QR code's text exactly as scanned.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ScanRequest<'a> {
+    pub payload: &'a str,
+}
+
+/// What a scan gives: the request, to show before the user confirms it, and how to approve
+/// it (`confirm_scan`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanResult {
+    pub challenge: ChallengeView,
+    pub approve_with: String,
 }
 
 /// The challenge's state after an answer: `approved`, `rejected` or `wrong_code`.

@@ -150,6 +150,12 @@ pub enum Answer {
     /// A plain "yes" without the code. Never accepted: it stays a variant so that an old app
     /// sending it is refused by the rule below, not by each edge on its own.
     Approve,
+    /// "Yes" after a scan of the browser's QR code. `scanned` says whether this device
+    /// scanned this challenge's current code (the service looks that up); the scan proved
+    /// the phone was in front of this screen, which is what the typed number proves.
+    ConfirmScan {
+        scanned: bool,
+    },
     Deny,
     ReportFraud,
 }
@@ -162,6 +168,8 @@ pub enum AnswerError {
     Expired,
     #[error("a challenge is approved only with the code shown in the browser")]
     CodeRequired,
+    #[error("a confirmation approves only after this device scanned the browser's QR code")]
+    ScanRequired,
 }
 
 /// The state an answer leads to. One attempt: a wrong code ends the challenge.
@@ -188,12 +196,19 @@ impl Challenge {
         match answer {
             // Whatever the state, so an app that sends it always learns the same thing.
             Answer::Approve => Err(AnswerError::CodeRequired),
+            // A scan stands in for the typed number only in a passwordless login; a step-up
+            // keeps the number (docs/login-flow.md).
+            Answer::ConfirmScan { .. } if self.kind != ChallengeKind::Code => {
+                Err(AnswerError::CodeRequired)
+            }
+            Answer::ConfirmScan { scanned: false } => Err(AnswerError::ScanRequired),
             _ if self.state != ChallengeState::Pending => Err(AnswerError::NotPending(self.state)),
             _ if self.is_expired(now) => Err(AnswerError::Expired),
             // Number matching for every kind, step-up included: only the person in front of
             // the browser knows the number, so a push nobody asked for cannot be approved.
             Answer::Code(typed) if self.code.matches(typed) => outcome(ChallengeState::Approved),
             Answer::Code(_) => outcome(ChallengeState::WrongCode),
+            Answer::ConfirmScan { scanned: true } => outcome(ChallengeState::Approved),
             Answer::Deny => outcome(ChallengeState::Rejected),
             Answer::ReportFraud => Ok(Outcome {
                 state: ChallengeState::Rejected,
@@ -344,6 +359,55 @@ mod tests {
                 .unwrap()
                 .state,
             ChallengeState::Approved
+        );
+    }
+
+    #[test]
+    fn a_step_up_is_never_approved_by_a_scan() {
+        let c = challenge(ChallengeKind::Approve);
+        for scanned in [true, false] {
+            assert_eq!(
+                c.answer(&Answer::ConfirmScan { scanned }, UnixTime(1010)),
+                Err(AnswerError::CodeRequired),
+                "scanned: {scanned}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_confirmation_approves_only_after_this_devices_scan() {
+        let c = challenge(ChallengeKind::Code);
+        for state in [
+            ChallengeState::Pending,
+            ChallengeState::Approved,
+            ChallengeState::Cancelled,
+        ] {
+            let c = Challenge { state, ..c.clone() };
+            assert_eq!(
+                c.answer(&Answer::ConfirmScan { scanned: false }, UnixTime(1010)),
+                Err(AnswerError::ScanRequired),
+                "{state:?}"
+            );
+        }
+        assert_eq!(
+            c.answer(&Answer::ConfirmScan { scanned: true }, UnixTime(1010))
+                .unwrap()
+                .state,
+            ChallengeState::Approved
+        );
+        assert_eq!(
+            c.answer(&Answer::ConfirmScan { scanned: true }, UnixTime(1120)),
+            Err(AnswerError::Expired),
+            "the scan does not outlive the challenge"
+        );
+        let ended = Challenge {
+            state: ChallengeState::Approved,
+            ..c
+        };
+        assert_eq!(
+            ended.answer(&Answer::ConfirmScan { scanned: true }, UnixTime(1011)),
+            Err(AnswerError::NotPending(ChallengeState::Approved)),
+            "one approval"
         );
     }
 }

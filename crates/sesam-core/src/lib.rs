@@ -9,6 +9,7 @@ pub mod device;
 pub mod flow;
 pub mod login;
 pub mod preview;
+pub mod scan;
 pub mod settings;
 pub mod totp;
 pub mod user;
@@ -26,6 +27,7 @@ pub use flow::{
 };
 pub use login::{choose_login_branch, LoginBranch};
 pub use preview::{preview, Blocker, Preview};
+pub use scan::{PayloadError, ScanPayload, ScanToken};
 pub use settings::AppVersion;
 pub use settings::{PasswordlessMode, Settings, SettingsError};
 pub use user::{is_hidden_char, User, UserId, UserStatus, Username, UsernameError};

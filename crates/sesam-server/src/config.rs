@@ -54,6 +54,8 @@ pub struct Config {
     pub allow_private_fetch: bool,
     /// Passwords of directory users are checked against LDAP / Active Directory.
     pub directory: Option<DirectoryConfig>,
+    /// The iOS and Android apps that open Sesam's "Open the Sesam app" links.
+    pub app_links: crate::applinks::AppLinks,
 }
 
 /// The organisation's directory (LDAP / Active Directory): where to find a user and how to
@@ -207,6 +209,9 @@ struct RawConfig {
     totp_key: Option<String>,
     metrics_token: Option<String>,
     allow_private_fetch: Option<bool>,
+    apple_app_ids: Option<Vec<String>>,
+    android_package: Option<String>,
+    android_cert_fingerprints: Option<Vec<String>>,
     ldap_urls: Option<Vec<String>>,
     ldap_starttls: Option<bool>,
     ldap_allow_plain: Option<bool>,
@@ -311,6 +316,9 @@ pub const KEYS: &[&str] = &[
     "totp_key",
     "metrics_token",
     "allow_private_fetch",
+    "apple_app_ids",
+    "android_package",
+    "android_cert_fingerprints",
     "ldap_urls",
     "ldap_starttls",
     "ldap_allow_plain",
@@ -493,6 +501,13 @@ impl Config {
             ));
         }
 
+        let app_links = crate::applinks::AppLinks::new(
+            raw.apple_app_ids.take().unwrap_or_default(),
+            raw.android_package.take(),
+            raw.android_cert_fingerprints.take().unwrap_or_default(),
+        )
+        .map_err(|(key, message)| invalid(key, message))?;
+
         let reread = raw.challenge_reread_seconds.unwrap_or(2);
         if !(1..=600).contains(&reread) {
             return Err(invalid(
@@ -503,6 +518,7 @@ impl Config {
 
         Ok(Config {
             directory,
+            app_links,
             challenge_reread_seconds: reread as u64,
             push,
             listen,
@@ -560,6 +576,15 @@ impl Config {
 
 /// A scraper's token is a secret like a password: long enough not to be guessed.
 const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
+/// A list in one environment variable: comma- or space-separated.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split([',', ' '])
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 fn env_name(key: &str) -> String {
     format!("SESAM_{}", key.to_uppercase())
@@ -636,6 +661,9 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                 raw.allow_private_fetch =
                     Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
             }
+            "apple_app_ids" => raw.apple_app_ids = Some(list(&value)),
+            "android_package" => raw.android_package = Some(value.clone()),
+            "android_cert_fingerprints" => raw.android_cert_fingerprints = Some(list(&value)),
             "ldap_urls" => {
                 raw.ldap_urls = Some(
                     value
@@ -817,6 +845,43 @@ fn parse_bool(v: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn app_links_come_from_the_environment_and_bad_ones_stop_the_start() {
+        let fp = vec!["0A"; 32].join(":");
+        let c = Config::load(
+            None,
+            env(&[
+                (
+                    "SESAM_APPLE_APP_IDS",
+                    "ABCDE12345.dk.sesam.app,ABCDE12345.dk.sesam.beta",
+                ),
+                ("SESAM_ANDROID_PACKAGE", "dk.sesam.app"),
+                ("SESAM_ANDROID_CERT_FINGERPRINTS", &fp),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.app_links.apple_app_ids.len(), 2);
+        assert_eq!(c.app_links.android_cert_fingerprints, vec![fp.clone()]);
+        assert_eq!(
+            Config::load(None, env(&[])).unwrap().app_links,
+            crate::applinks::AppLinks::default()
+        );
+        let e = Config::load(None, env(&[("SESAM_APPLE_APP_IDS", "dk.sesam.app")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("apple_app_ids:"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[
+                ("SESAM_ANDROID_PACKAGE", "dk.sesam.app"),
+                ("SESAM_ANDROID_CERT_FINGERPRINTS", &fp.to_lowercase()),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("android_cert_fingerprints:"), "{e}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

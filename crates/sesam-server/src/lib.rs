@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod api;
+pub mod applinks;
 pub mod body;
 pub mod challenges;
 pub mod cli;

@@ -15,6 +15,7 @@ mod oidc;
 mod passkeys;
 mod push_retries;
 mod saml;
+mod scans;
 mod scim;
 mod settings;
 mod throttle;
@@ -43,6 +44,7 @@ pub use oidc::{
 pub use passkeys::{NewPasskey, PasskeyRecord};
 pub use push_retries::PushRetry;
 pub use saml::{NewSamlSp, SamlParticipant, SamlSp};
+pub use scans::ScanRecord;
 pub use scim::{RoleFlag, ScimClient, ScimProfile, ScimUser, ScimUserFilter};
 pub use throttle::{Attempt, ThrottleState};
 pub use totp::TotpRecord;

@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/devices/self"),
     ("get", "/challenges"),
     ("post", "/challenges/{id}/answer"),
+    ("post", "/scans"),
 ];
 
 pub fn router() -> Router<AppState> {
@@ -42,6 +43,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/challenges", get(list_challenges))
         .route("/challenges/{id}/answer", post(answer_challenge))
+        .route("/scans", post(scan))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -84,7 +86,16 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Every body of the app API is one JSON object. Checked before serde sees it: a JSON array
+/// would otherwise fill a struct's fields by position. (Duplicate keys are refused by the
+/// derived deserialisers.)
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "The JSON body must be an object, {...}.",
+        ));
+    }
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad_request("invalid_body", format!("The JSON body is not valid: {e}"))
     })
@@ -502,12 +513,14 @@ async fn answer_challenge(
         }
         // Parsed, not rejected here: the core refuses it, for every kind of challenge.
         (None, Some("approve")) => Answer::Approve,
+        // The service looks up whether this device scanned the challenge's QR code.
+        (None, Some("confirm_scan")) => Answer::ConfirmScan { scanned: false },
         (None, Some("deny")) => Answer::Deny,
         (None, Some("report_fraud")) => Answer::ReportFraud,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_answer",
-                "Send exactly one of {\"code\": \"NN\"} or {\"decision\": \"deny\" | \"report_fraud\"}.",
+                "Send exactly one of {\"code\": \"NN\"} or {\"decision\": \"confirm_scan\" | \"deny\" | \"report_fraud\"}.",
             ))
         }
     };
@@ -525,6 +538,10 @@ async fn answer_challenge(
         Answered::Refused(AnswerError::CodeRequired) => return Err(ApiError::bad_request(
             "code_required",
             "A plain approve is not accepted: send {\"code\": \"NN\"} with the 2-digit code shown in the browser.",
+        )),
+        Answered::Refused(AnswerError::ScanRequired) => return Err(ApiError::bad_request(
+            "scan_required",
+            "confirm_scan approves only after this device scanned the QR code of this login (POST /scans). Otherwise send {\"code\": \"NN\"}.",
         )),
         Answered::Refused(AnswerError::Expired) => {
             return Err(ApiError::new(
@@ -557,4 +574,52 @@ async fn answer_challenge(
         _ => "rejected",
     };
     Ok(Json(serde_json::json!({ "status": status })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScanBody {
+    payload: String,
+}
+
+/// The QR code of a desktop wait page, scanned by the app: on success this device holds the
+/// scan and may approve with `{"decision": "confirm_scan"}`.
+async fn scan(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    request: DeviceRequest,
+) -> Result<Response, ApiError> {
+    use crate::service::scan::Scanned;
+    let body: ScanBody = parse_body(&request.body)?;
+    let payload = sesam_core::ScanPayload::parse(&body.payload).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_payload",
+            format!("This is not a Sesam login QR code: {e}."),
+        )
+    })?;
+    match crate::service::scan::scan(&state, &request.device, &payload, ip.text()).await? {
+        Scanned::Taken(challenge) => Ok(Json(serde_json::json!({
+            "challenge": ChallengeView::from(*challenge),
+            "approve_with": "confirm_scan",
+        }))
+        .into_response()),
+        Scanned::NotForDevice => Err(ApiError::unauthorized(
+            "challenge_not_for_device",
+            "This QR code is not for a login of this device's user.",
+        )),
+        Scanned::WrongToken => Err(ApiError::bad_request(
+            "wrong_payload",
+            "This QR code does not belong to the login it names. For safety that login was stopped; start it again.",
+        )),
+        Scanned::AlreadyUsed => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "payload_used",
+            "This QR code was already scanned. Each code is used once; start the login again for a new one.",
+        )),
+        Scanned::Expired => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "payload_expired",
+            "This QR code has expired or its login has ended. Start the login again.",
+        )),
+    }
 }

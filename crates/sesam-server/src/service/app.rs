@@ -41,6 +41,13 @@ pub async fn answer_challenge(
         return Ok(Answered::NotForDevice);
     };
     let now = state.now();
+    // A confirmation counts only for the device that scanned this challenge's QR code.
+    let answer = match answer {
+        Answer::ConfirmScan { .. } => &Answer::ConfirmScan {
+            scanned: crate::service::scan::scanned_by(state, &challenge.id, device_id).await?,
+        },
+        other => other,
+    };
     let outcome = match challenge.answer(answer, now) {
         Ok(outcome) => outcome,
         Err(e) => return Ok(Answered::Refused(e)),

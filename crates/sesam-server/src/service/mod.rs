@@ -12,6 +12,7 @@ pub mod directory;
 pub mod login;
 pub mod passkey;
 pub mod saml;
+pub mod scan;
 pub mod scim;
 pub mod totp;
 

@@ -30,9 +30,26 @@ pub fn summarise(user_agent: &str) -> (Option<String>, Option<String>) {
     (browser.map(str::to_owned), os.map(str::to_owned))
 }
 
+/// A phone's browser, by the usual User-Agent markers (tablets count: the app is on them
+/// too). A hint for which way in the wait page puts first; the page's CSS decides by size too.
+pub fn is_phone(user_agent: &str) -> bool {
+    ["iPhone", "iPad", "iPod", "Android", "Mobile"]
+        .iter()
+        .any(|m| user_agent.contains(m))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::summarise;
+    use super::{is_phone, summarise};
+
+    #[test]
+    fn phones_are_told_from_computers() {
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
+        let android = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36";
+        let desktop = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36";
+        assert!(is_phone(iphone) && is_phone(android));
+        assert!(!is_phone(desktop) && !is_phone(""));
+    }
 
     #[test]
     fn common_browsers_are_named() {

@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_services;
 pub mod agent;
+pub mod applinks;
 pub mod auth;
 pub mod branding;
 pub mod cookies;
@@ -75,6 +76,7 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/login/retry", post(wait::retry))
         .route("/login/step-up", get(wait::step_up))
         .route("/login/unreachable", get(wait::unreachable))
+        .route(crate::applinks::OPEN_PATH, get(applinks::open))
         .route(
             "/login/totp",
             get(totp::show_login).post(totp::submit_login),
@@ -209,6 +211,11 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .merge(pages)
         .merge(oidc_api)
         .route("/saml/metadata", get(saml::metadata))
+        .route(
+            "/.well-known/apple-app-site-association",
+            get(applinks::apple),
+        )
+        .route("/.well-known/assetlinks.json", get(applinks::android))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(crate::metrics::serve))

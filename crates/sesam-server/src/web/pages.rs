@@ -128,6 +128,14 @@ pub struct WaitPage {
     pub other_factor: Option<&'static str>,
     /// Who is logging in to which service, as the app shows it too.
     pub who: String,
+    /// The QR code (SVG) another device's app scans; the page shows it at desktop size.
+    pub qr_svg: String,
+    /// The QR code's text, for a test or a scanner that reads the page.
+    pub qr_payload: String,
+    /// "Open the Sesam app" on this phone: the link the app claims (challenge id, return URL).
+    pub app_link: String,
+    /// The User-Agent says phone: the app link comes first whatever the window's size.
+    pub on_phone: bool,
 }
 
 /// How a challenge ended, and the ways forward.

@@ -112,6 +112,7 @@ pub async fn show(
     State(state): State<AppState>,
     session: Session,
     lang: Lang,
+    headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let Some((mut flow, purpose, challenge)) = current(&state, &session).await? else {
         return Ok(Redirect::to("/login").into_response());
@@ -141,7 +142,30 @@ pub async fn show(
                 .get("wait.who")
                 .replace("{user}", &username)
                 .replace("{service}", &challenge.context.service);
+            // The QR code stands in for the number in a passwordless login only; a step-up
+            // is approved by typing the number.
+            let (payload, qr_svg) = if step_up {
+                (String::new(), String::new())
+            } else {
+                let payload = crate::service::scan::qr_payload(&state, &challenge).await?;
+                let svg = qrcode::QrCode::new(payload.as_bytes())
+                    .map(|qr| {
+                        qr.render::<qrcode::render::svg::Color>()
+                            .min_dimensions(200, 200)
+                            .build()
+                    })
+                    .map_err(|e| AppError::Internal(format!("qr: {e}")))?;
+                (payload, svg)
+            };
+            let user_agent = headers
+                .get(axum::http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let page = WaitPage {
+                qr_svg,
+                qr_payload: payload,
+                app_link: crate::web::applinks::open_link(&state.config.public_url, &challenge.id),
+                on_phone: crate::web::agent::is_phone(user_agent),
                 chrome: Chrome::new(lang, "/login/wait"),
                 csrf,
                 title: t.get(if step_up {
