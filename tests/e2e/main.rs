@@ -26,3 +26,4 @@ mod saml;
 mod scim;
 mod store;
 mod totp;
+mod upstream;

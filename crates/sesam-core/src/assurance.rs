@@ -16,6 +16,9 @@ pub enum Factor {
     /// A passkey (WebAuthn) with user verification: the authenticator holds the key and
     /// checked the user's PIN or biometrics, two factors in one, bound to this server's name.
     Passkey,
+    /// An upstream eID (MitID through an OpenID Connect broker) proved the user, at this
+    /// level: the lower of what Sesam is configured to count it as and the upstream's `acr`.
+    Upstream(AssuranceLevel),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -31,9 +34,11 @@ impl AssuranceLevel {
     /// and code display are two factors of different categories (knows, has): Substantial
     /// together; a code display alone is no login. The app and a passkey, each unlocked by
     /// PIN or biometrics, are Substantial alone.
+    /// An upstream eID login counts at the level it carries (the only way to High); the
+    /// login's level is the highest of what the upstream and the local factors give.
     pub fn from_factors(factors: &[Factor]) -> Option<AssuranceLevel> {
         let password = factors.contains(&Factor::Password);
-        if factors.contains(&Factor::App)
+        let local = if factors.contains(&Factor::App)
             || factors.contains(&Factor::Passkey)
             || (password && factors.contains(&Factor::Totp))
         {
@@ -42,7 +47,15 @@ impl AssuranceLevel {
             Some(AssuranceLevel::Low)
         } else {
             None
-        }
+        };
+        let upstream = factors
+            .iter()
+            .filter_map(|f| match f {
+                Factor::Upstream(level) => Some(*level),
+                _ => None,
+            })
+            .max();
+        local.max(upstream)
     }
 
     pub fn nsis_uri(self) -> &'static str {
@@ -140,6 +153,39 @@ mod tests {
             AssuranceLevel::from_factors(&[Factor::Password, Factor::Passkey]),
             Some(AssuranceLevel::Substantial),
             "never High: the factors here stop at Substantial"
+        );
+    }
+
+    #[test]
+    fn an_upstream_login_counts_at_its_own_level() {
+        for level in [
+            AssuranceLevel::Low,
+            AssuranceLevel::Substantial,
+            AssuranceLevel::High,
+        ] {
+            assert_eq!(
+                AssuranceLevel::from_factors(&[Factor::Upstream(level)]),
+                Some(level)
+            );
+        }
+        // A Low upstream login with the password is still Low; with the app, Substantial.
+        assert_eq!(
+            AssuranceLevel::from_factors(&[
+                Factor::Password,
+                Factor::Upstream(AssuranceLevel::Low)
+            ]),
+            Some(AssuranceLevel::Low)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[Factor::App, Factor::Upstream(AssuranceLevel::Low)]),
+            Some(AssuranceLevel::Substantial)
+        );
+        assert_eq!(
+            AssuranceLevel::from_factors(&[
+                Factor::Password,
+                Factor::Upstream(AssuranceLevel::High)
+            ]),
+            Some(AssuranceLevel::High)
         );
     }
 

@@ -107,6 +107,32 @@ pub enum Step {
     Done,
     /// The login cannot reach the level the service asked for.
     LevelUnreachable,
+    /// Sent to the upstream eID (MitID through an OpenID Connect broker); its answer must
+    /// match this attempt, once.
+    Upstream(UpstreamAttempt),
+}
+
+/// An upstream eID login this browser began: what the answer must match. Kept in the flow
+/// (so bound to this browser's session) and used once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamAttempt {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub started_at: i64,
+}
+
+/// How long an upstream login may take, from the button to the answer.
+pub const UPSTREAM_ATTEMPT_SECONDS: i64 = 600;
+
+/// An upstream identity that is linked to no local user yet, waiting for the user to prove
+/// a local password (where the organisation allows linking so).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLink {
+    /// The linking claim as stored: keyed hash, never the value itself.
+    pub subject: String,
+    pub level: AssuranceLevel,
+    pub at: i64,
 }
 
 /// A notice shown on the password page.
@@ -132,6 +158,9 @@ pub struct LoginFlow {
     /// Prefills the username (OIDC `login_hint`).
     pub hint: Option<String>,
     pub notice: Option<Notice>,
+    /// An unlinked upstream identity the next password login links to its user.
+    #[serde(default)]
+    pub upstream_link: Option<PendingLink>,
 }
 
 /// What the user is, as far as the flow needs to know.
@@ -210,6 +239,23 @@ pub enum Event {
     ServiceAnswered,
     /// The login no longer counts (user disabled, lifetime over, password changed).
     LoginLapsed,
+    /// The browser is sent to the upstream eID with this attempt.
+    UpstreamStarted(UpstreamAttempt),
+    /// The upstream's answer for `state` verified and names a linked, active user.
+    UpstreamProven {
+        state: String,
+        user: UserFacts,
+        level: AssuranceLevel,
+        sid: String,
+    },
+    /// The upstream's answer verified, but no local user is linked to it; `link` when the
+    /// organisation lets a password login link it.
+    UpstreamUnlinked {
+        state: String,
+        link: Option<PendingLink>,
+    },
+    /// The upstream refused, or its answer did not verify: the attempt is used up.
+    UpstreamFailed,
     /// "Switch user", a forced new login: what was proven no longer counts.
     SignedOut,
 }
@@ -231,6 +277,8 @@ pub enum Next {
     LevelUnreachable,
     /// Go to this local path: the service's resume path or the account page.
     Continue(String),
+    /// Send the browser to the upstream eID's authorization endpoint.
+    GoUpstream,
 }
 
 /// Work the flow asks for; the use-case layer performs it.
@@ -242,6 +290,8 @@ pub enum Effect {
     CancelChallenge(String),
     /// Write this audit event.
     Audit(&'static str),
+    /// Link this upstream identity to the user whose password was just proven.
+    LinkUpstream { user_id: String, link: PendingLink },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,6 +308,8 @@ pub enum FlowError {
     OtherChallenge,
     #[error("the approval belongs to another user than the login it would add to")]
     OtherUser,
+    #[error("the upstream answer matches no upstream login this browser began")]
+    UpstreamState,
 }
 
 const ACCOUNT: &str = "/account";
@@ -302,6 +354,35 @@ impl LoginFlow {
             } => Some((ceremony, *purpose)),
             _ => None,
         }
+    }
+
+    /// The upstream login this browser waits for, when `state` is its state (compared in
+    /// constant time) and it is not too old.
+    pub fn upstream_attempt(&self, state: &str, now: UnixTime) -> Option<&UpstreamAttempt> {
+        match &self.step {
+            Step::Upstream(attempt)
+                if bool::from(subtle::ConstantTimeEq::ct_eq(
+                    attempt.state.as_bytes(),
+                    state.as_bytes(),
+                )) && now.0 - attempt.started_at <= UPSTREAM_ATTEMPT_SECONDS =>
+            {
+                Some(attempt)
+            }
+            _ => None,
+        }
+    }
+
+    /// Uses up the attempt `state` names: the step goes back to where a login starts.
+    fn take_upstream(&mut self, state: &str, now: UnixTime) -> Result<(), FlowError> {
+        if self.upstream_attempt(state, now).is_none() {
+            return Err(FlowError::UpstreamState);
+        }
+        self.step = if self.login.is_some() {
+            Step::Done
+        } else {
+            Step::Username
+        };
+        Ok(())
     }
 
     /// PSD2 mode hides a wrong password in this login: the mode is on and the login needs
@@ -486,12 +567,29 @@ impl LoginFlow {
                 {
                     return Err(FlowError::OutOfOrder("password without a username"));
                 }
+                let mut factors = vec![ProvenFactor {
+                    factor: Factor::Password,
+                    at: now.0,
+                }];
+                effects.push(Effect::RotateSession);
+                effects.push(Effect::Audit("login.password.succeeded"));
+                // The upstream identity the user came with is linked now that the password
+                // is proven too, and its level counts for this login.
+                if let Some(link) = self.upstream_link.take() {
+                    if now.0 - link.at <= UPSTREAM_ATTEMPT_SECONDS {
+                        factors.push(ProvenFactor {
+                            factor: Factor::Upstream(link.level),
+                            at: link.at,
+                        });
+                        effects.push(Effect::LinkUpstream {
+                            user_id: user.user_id.clone(),
+                            link,
+                        });
+                    }
+                }
                 self.login = Some(Login {
                     user_id: user.user_id.clone(),
-                    factors: vec![ProvenFactor {
-                        factor: Factor::Password,
-                        at: now.0,
-                    }],
+                    factors,
                     auth_time: now.0,
                     sid,
                     epoch: user.epoch,
@@ -499,8 +597,6 @@ impl LoginFlow {
                 });
                 self.step = Step::Done;
                 self.notice = None;
-                effects.push(Effect::RotateSession);
-                effects.push(Effect::Audit("login.password.succeeded"));
                 self.continuation(settings, user.can_step_up)
             }
             Event::ChallengeApproved {
@@ -649,7 +745,88 @@ impl LoginFlow {
                 };
                 Next::Continue(ACCOUNT.to_owned())
             }
+            Event::UpstreamStarted(attempt) => {
+                self.cancel_pending(&mut effects);
+                self.step = Step::Upstream(attempt);
+                Next::GoUpstream
+            }
+            Event::UpstreamProven {
+                state,
+                user,
+                level,
+                sid,
+            } => {
+                if let Some(login) = &self.login {
+                    if login.user_id != user.user_id {
+                        return Err(FlowError::OtherUser);
+                    }
+                }
+                self.take_upstream(&state, now)?;
+                let proven = ProvenFactor {
+                    factor: Factor::Upstream(level),
+                    at: now.0,
+                };
+                match self.login.as_mut() {
+                    // A step-up through the upstream: the login keeps its sid and auth_time.
+                    Some(login) => login.factors.push(proven),
+                    None => {
+                        self.login = Some(Login {
+                            user_id: user.user_id.clone(),
+                            factors: vec![proven],
+                            auth_time: now.0,
+                            sid,
+                            epoch: user.epoch,
+                            must_change_password: user.must_change_password,
+                        })
+                    }
+                }
+                self.step = Step::Done;
+                self.notice = None;
+                self.upstream_link = None;
+                effects.push(Effect::RotateSession);
+                effects.push(Effect::Audit("login.upstream.succeeded"));
+                self.continuation(settings, user.can_step_up)
+            }
+            Event::UpstreamUnlinked { state, link } => {
+                self.take_upstream(&state, now)?;
+                match (self.login.as_mut(), link) {
+                    // Signed in with the password in this session: that is the proof the
+                    // link needs, so it is made now.
+                    (Some(login), Some(link)) if login.has(Factor::Password) => {
+                        login.factors.push(ProvenFactor {
+                            factor: Factor::Upstream(link.level),
+                            at: now.0,
+                        });
+                        effects.push(Effect::RotateSession);
+                        effects.push(Effect::LinkUpstream {
+                            user_id: login.user_id.clone(),
+                            link,
+                        });
+                        self.continuation(settings, true)
+                    }
+                    (Some(_), _) => self.continuation(settings, true),
+                    (None, link) => {
+                        self.upstream_link = link;
+                        Next::ShowUsername
+                    }
+                }
+            }
+            Event::UpstreamFailed => {
+                if matches!(self.step, Step::Upstream(_)) {
+                    self.step = if self.login.is_some() {
+                        Step::Done
+                    } else {
+                        Step::Username
+                    };
+                }
+                if self.login.is_some() {
+                    self.continuation(settings, true)
+                } else {
+                    Next::ShowUsername
+                }
+            }
             Event::LoginLapsed => {
+                self.upstream_link = None;
                 self.cancel_pending(&mut effects);
                 if self.login.take().is_some() {
                     effects.push(Effect::RotateSession);
@@ -658,6 +835,7 @@ impl LoginFlow {
                 Next::ShowUsername
             }
             Event::SignedOut => {
+                self.upstream_link = None;
                 self.cancel_pending(&mut effects);
                 if self.login.take().is_some() {
                     effects.push(Effect::RotateSession);
@@ -1782,5 +1960,262 @@ mod tests {
         ] {
             assert!(!is_local_path(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod upstream_tests {
+    use super::*;
+
+    fn attempt(state: &str, at: i64) -> UpstreamAttempt {
+        UpstreamAttempt {
+            state: state.into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+            started_at: at,
+        }
+    }
+
+    fn user(id: &str) -> UserFacts {
+        UserFacts {
+            user_id: id.into(),
+            must_change_password: false,
+            epoch: 1,
+            can_step_up: false,
+        }
+    }
+
+    fn proven(state: &str, id: &str, level: AssuranceLevel) -> Event {
+        Event::UpstreamProven {
+            state: state.into(),
+            user: user(id),
+            level,
+            sid: "sid".into(),
+        }
+    }
+
+    fn started(flow: &mut LoginFlow, s: &Settings) {
+        let t = flow
+            .apply(Event::UpstreamStarted(attempt("st", 100)), s, UnixTime(100))
+            .unwrap();
+        assert_eq!(t.next, Next::GoUpstream);
+    }
+
+    #[test]
+    fn an_upstream_login_counts_at_its_level_and_answers_the_service() {
+        let s = Settings::default();
+        let mut flow = LoginFlow {
+            request: Some(ServiceRequest {
+                service: "Mail".into(),
+                level: AssuranceLevel::Substantial,
+                not_before: None,
+                resume: "/saml/sso/continue".into(),
+                answers_protocol: true,
+            }),
+            ..LoginFlow::default()
+        };
+        started(&mut flow, &s);
+        assert!(flow.upstream_attempt("st", UnixTime(101)).is_some());
+        assert!(flow.upstream_attempt("sT", UnixTime(101)).is_none());
+        let t = flow
+            .apply(
+                proven("st", "u1", AssuranceLevel::Substantial),
+                &s,
+                UnixTime(110),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::Continue("/saml/sso/continue".into()));
+        assert!(t.effects.contains(&Effect::RotateSession));
+        assert!(t
+            .effects
+            .contains(&Effect::Audit("login.upstream.succeeded")));
+        let login = flow.login.clone().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(login.auth_time, 110);
+        // The attempt is used up: the same answer again is refused.
+        assert_eq!(
+            flow.apply(
+                proven("st", "u1", AssuranceLevel::Substantial),
+                &s,
+                UnixTime(111)
+            ),
+            Err(FlowError::UpstreamState)
+        );
+        // And the upstream login lets the user enrol a first device (DESIGN's rule).
+        assert_eq!(may_enrol(&login, false, &s), EnrolDecision::Allowed);
+    }
+
+    #[test]
+    fn a_low_upstream_login_does_not_open_enrolment() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        started(&mut flow, &s);
+        flow.apply(proven("st", "u1", AssuranceLevel::Low), &s, UnixTime(110))
+            .unwrap();
+        let login = flow.login.unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Low));
+        assert_eq!(may_enrol(&login, false, &s), EnrolDecision::NeedsMore);
+    }
+
+    #[test]
+    fn a_wrong_old_or_missing_attempt_is_refused_and_changes_nothing() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        assert_eq!(
+            flow.apply(proven("st", "u1", AssuranceLevel::High), &s, UnixTime(1)),
+            Err(FlowError::UpstreamState)
+        );
+        started(&mut flow, &s);
+        let before = flow.clone();
+        for (state, at) in [
+            ("other", 110),
+            ("", 110),
+            ("st", 100 + UPSTREAM_ATTEMPT_SECONDS + 1),
+        ] {
+            assert_eq!(
+                flow.apply(proven(state, "u1", AssuranceLevel::High), &s, UnixTime(at)),
+                Err(FlowError::UpstreamState)
+            );
+            assert_eq!(flow, before);
+        }
+        // A refusal from the upstream uses the attempt up.
+        let t = flow
+            .apply(Event::UpstreamFailed, &s, UnixTime(110))
+            .unwrap();
+        assert_eq!(t.next, Next::ShowUsername);
+        assert_eq!(flow.step, Step::Username);
+        assert!(flow.upstream_attempt("st", UnixTime(110)).is_none());
+        assert!(flow.login.is_none());
+    }
+
+    #[test]
+    fn an_unlinked_identity_is_linked_by_the_next_password_login_only() {
+        let s = Settings::default();
+        let link = PendingLink {
+            subject: "h".into(),
+            level: AssuranceLevel::Substantial,
+            at: 110,
+        };
+        let mut flow = LoginFlow::default();
+        started(&mut flow, &s);
+        let t = flow
+            .apply(
+                Event::UpstreamUnlinked {
+                    state: "st".into(),
+                    link: Some(link.clone()),
+                },
+                &s,
+                UnixTime(110),
+            )
+            .unwrap();
+        assert_eq!(t.next, Next::ShowUsername);
+        assert!(flow.login.is_none());
+        flow.apply(
+            Event::UsernameGiven {
+                username: "anna".into(),
+                branch: LoginBranch::Password,
+            },
+            &s,
+            UnixTime(120),
+        )
+        .unwrap();
+        let t = flow
+            .apply(
+                Event::PasswordProven {
+                    user: user("u1"),
+                    sid: "sid".into(),
+                },
+                &s,
+                UnixTime(130),
+            )
+            .unwrap();
+        assert!(t.effects.contains(&Effect::LinkUpstream {
+            user_id: "u1".into(),
+            link
+        }));
+        let login = flow.login.clone().unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(flow.upstream_link, None, "used once");
+
+        // Switching user forgets a pending link; a stale one links nothing.
+        let mut flow = LoginFlow {
+            upstream_link: Some(PendingLink {
+                subject: "h".into(),
+                level: AssuranceLevel::Substantial,
+                at: 0,
+            }),
+            ..LoginFlow::default()
+        };
+        let mut signed_out = flow.clone();
+        signed_out
+            .apply(Event::SignedOut, &s, UnixTime(10))
+            .unwrap();
+        assert_eq!(signed_out.upstream_link, None);
+        flow.apply(
+            Event::UsernameGiven {
+                username: "anna".into(),
+                branch: LoginBranch::Password,
+            },
+            &s,
+            UnixTime(UPSTREAM_ATTEMPT_SECONDS + 5),
+        )
+        .unwrap();
+        let t = flow
+            .apply(
+                Event::PasswordProven {
+                    user: user("u1"),
+                    sid: "sid".into(),
+                },
+                &s,
+                UnixTime(UPSTREAM_ATTEMPT_SECONDS + 6),
+            )
+            .unwrap();
+        assert!(!t
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::LinkUpstream { .. })));
+        assert_eq!(flow.login.unwrap().level(), Some(AssuranceLevel::Low));
+    }
+
+    #[test]
+    fn an_upstream_answer_for_another_user_adds_nothing_to_a_login() {
+        let s = Settings::default();
+        let mut flow = LoginFlow::default();
+        flow.apply(
+            Event::UsernameGiven {
+                username: "anna".into(),
+                branch: LoginBranch::Password,
+            },
+            &s,
+            UnixTime(100),
+        )
+        .unwrap();
+        flow.apply(
+            Event::PasswordProven {
+                user: user("u1"),
+                sid: "sid".into(),
+            },
+            &s,
+            UnixTime(100),
+        )
+        .unwrap();
+        started(&mut flow, &s);
+        assert_eq!(
+            flow.clone().apply(
+                proven("st", "u2", AssuranceLevel::Substantial),
+                &s,
+                UnixTime(110)
+            ),
+            Err(FlowError::OtherUser)
+        );
+        flow.apply(
+            proven("st", "u1", AssuranceLevel::Substantial),
+            &s,
+            UnixTime(110),
+        )
+        .unwrap();
+        let login = flow.login.unwrap();
+        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!((login.auth_time, login.sid.as_str()), (100, "sid"));
     }
 }

@@ -56,6 +56,30 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// The iOS and Android apps that open Sesam's "Open the Sesam app" links.
     pub app_links: crate::applinks::AppLinks,
+    /// An upstream eID (MitID through an OpenID Connect broker), when configured.
+    pub upstream: Option<UpstreamConfig>,
+}
+
+/// The upstream OpenID Connect provider Sesam logs users in through, as a confidential
+/// client (authorization code + PKCE, nonce, state).
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Discovery lives at `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Scopes asked for besides `openid`.
+    pub scopes: Vec<String>,
+    /// The ID token claim that names the person (`sub`, or e.g. a CPR claim).
+    pub link_claim: String,
+    /// The key the linking claim is hashed with before it is stored or looked up.
+    pub link_key: Secret,
+    /// What the button says: "Log in with {label}".
+    pub label: String,
+    /// The most an upstream login counts as; the upstream's `acr` can only lower it.
+    pub level: sesam_core::AssuranceLevel,
+    /// An unlinked upstream identity may be linked by then proving the local password.
+    pub link_with_password: bool,
 }
 
 /// The organisation's directory (LDAP / Active Directory): where to find a user and how to
@@ -238,6 +262,15 @@ struct RawConfig {
     shutdown_grace_seconds: Option<i64>,
     flood_requests_per_second: Option<i64>,
     flood_burst: Option<i64>,
+    upstream_issuer: Option<String>,
+    upstream_client_id: Option<String>,
+    upstream_client_secret: Option<String>,
+    upstream_scopes: Option<Vec<String>>,
+    upstream_link_claim: Option<String>,
+    upstream_link_key: Option<String>,
+    upstream_label: Option<String>,
+    upstream_level: Option<String>,
+    upstream_link_with_password: Option<bool>,
 }
 
 impl RawConfig {
@@ -336,6 +369,15 @@ pub const KEYS: &[&str] = &[
     "ldap_pilot_group",
     "ldap_password_only_group",
     "ldap_sync_interval_seconds",
+    "upstream_issuer",
+    "upstream_client_id",
+    "upstream_client_secret",
+    "upstream_scopes",
+    "upstream_link_claim",
+    "upstream_link_key",
+    "upstream_label",
+    "upstream_level",
+    "upstream_link_with_password",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
     "request_body_timeout_seconds",
@@ -395,6 +437,7 @@ impl Config {
     fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
         let limits = raw.limits()?;
         let directory = directory(&mut raw)?;
+        let upstream = upstream(&mut raw)?;
         let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
             invalid(
@@ -519,6 +562,7 @@ impl Config {
         Ok(Config {
             directory,
             app_links,
+            upstream,
             challenge_reread_seconds: reread as u64,
             push,
             listen,
@@ -703,6 +747,26 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                         .map_err(|_| bad("a whole number of seconds"))?,
                 )
             }
+            "upstream_issuer" => raw.upstream_issuer = Some(value.clone()),
+            "upstream_client_id" => raw.upstream_client_id = Some(value.clone()),
+            "upstream_client_secret" => raw.upstream_client_secret = Some(value.clone()),
+            "upstream_scopes" => {
+                raw.upstream_scopes = Some(
+                    value
+                        .split([',', ' '])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "upstream_link_claim" => raw.upstream_link_claim = Some(value.clone()),
+            "upstream_link_key" => raw.upstream_link_key = Some(value.clone()),
+            "upstream_label" => raw.upstream_label = Some(value.clone()),
+            "upstream_level" => raw.upstream_level = Some(value.clone()),
+            "upstream_link_with_password" => {
+                raw.upstream_link_with_password =
+                    Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
+            }
             limit => {
                 let slot = raw.limit_mut(limit).expect("every key in KEYS is handled");
                 *slot = Some(value.trim().parse().map_err(|_| bad("a whole number"))?);
@@ -814,6 +878,114 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
         sync_interval_seconds: interval as u64,
     }))
 }
+
+/// The upstream eID keys: issuer, client id and secret, or none of them.
+fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> {
+    let issuer = raw.upstream_issuer.take().filter(|v| !v.trim().is_empty());
+    let client_id = raw
+        .upstream_client_id
+        .take()
+        .filter(|v| !v.trim().is_empty());
+    let secret = raw
+        .upstream_client_secret
+        .take()
+        .filter(|v| !v.trim().is_empty());
+    let Some(issuer) = issuer else {
+        if client_id.is_some() || secret.is_some() {
+            return Err(invalid(
+                "upstream_issuer",
+                "the upstream eID needs upstream_issuer with upstream_client_id and upstream_client_secret",
+            ));
+        }
+        return Ok(None);
+    };
+    let issuer = issuer.trim().trim_end_matches('/').to_owned();
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(invalid(
+            "upstream_issuer",
+            format!("{issuer:?} must start with https:// (or http:// for a local test)"),
+        ));
+    }
+    let client_id = client_id
+        .ok_or_else(|| invalid("upstream_client_id", "required when upstream_issuer is set"))?;
+    let client_secret = Secret(secret.ok_or_else(|| {
+        invalid(
+            "upstream_client_secret",
+            "required when upstream_issuer is set",
+        )
+    })?);
+    let link_claim = raw
+        .upstream_link_claim
+        .take()
+        .map(|c| c.trim().to_owned())
+        .unwrap_or_else(|| "sub".into());
+    if link_claim.is_empty() || link_claim.len() > 100 {
+        return Err(invalid(
+            "upstream_link_claim",
+            "must name an ID token claim",
+        ));
+    }
+    // A CPR number has few enough values to be found from an unkeyed hash by trying them
+    // all; such a claim is only ever stored under a secret key.
+    let link_key = match raw.upstream_link_key.take().filter(|k| !k.is_empty()) {
+        Some(key) if key.chars().count() >= MIN_LINK_KEY_CHARS => Secret(key),
+        Some(_) => {
+            return Err(invalid(
+                "upstream_link_key",
+                format!("must be at least {MIN_LINK_KEY_CHARS} characters"),
+            ))
+        }
+        None if link_claim == "sub" => Secret(String::new()),
+        None => {
+            return Err(invalid(
+                "upstream_link_key",
+                format!(
+                    "required when upstream_link_claim is {link_claim:?}: a claim such as a CPR \
+                     number is stored only as a keyed hash"
+                ),
+            ))
+        }
+    };
+    let level_text = raw
+        .upstream_level
+        .take()
+        .unwrap_or_else(|| "substantial".into());
+    let level = sesam_core::AssuranceLevel::parse(&level_text).ok_or_else(|| {
+        invalid(
+            "upstream_level",
+            format!("{level_text:?} is not one of low, substantial, high"),
+        )
+    })?;
+    let label = raw
+        .upstream_label
+        .take()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "MitID".into());
+    if label.chars().count() > 40 {
+        return Err(invalid("upstream_label", "at most 40 characters"));
+    }
+    Ok(Some(UpstreamConfig {
+        issuer,
+        client_id,
+        client_secret,
+        scopes: raw
+            .upstream_scopes
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s != "openid")
+            .collect(),
+        link_claim,
+        link_key,
+        label,
+        level,
+        link_with_password: raw.upstream_link_with_password.take().unwrap_or(false),
+    }))
+}
+
+/// The shortest key the linking claim may be hashed with.
+const MIN_LINK_KEY_CHARS: usize = 32;
 
 /// A week: a longer interval is a typo more often than a wish.
 const MAX_SYNC_INTERVAL: i64 = 7 * 24 * 3600;
@@ -1139,6 +1311,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("ldap_sync_interval_seconds:"), "{e}");
+    }
+
+    #[test]
+    fn the_upstream_needs_its_client_and_hashes_a_cpr_claim_only_with_a_key() {
+        assert!(Config::load(None, env(&[])).unwrap().upstream.is_none());
+        let secret = file("s3cret\n");
+        let path = secret.path().to_str().unwrap().to_owned();
+        let base = [
+            ("SESAM_UPSTREAM_ISSUER", "https://broker.example.dk/"),
+            ("SESAM_UPSTREAM_CLIENT_ID", "sesam"),
+            ("SESAM_UPSTREAM_CLIENT_SECRET_FILE", path.as_str()),
+        ];
+        let up = Config::load(None, env(&base)).unwrap().upstream.unwrap();
+        assert_eq!(up.issuer, "https://broker.example.dk");
+        assert_eq!(up.client_secret.expose(), "s3cret");
+        assert_eq!(
+            (up.link_claim.as_str(), up.label.as_str()),
+            ("sub", "MitID")
+        );
+        assert_eq!(up.level, sesam_core::AssuranceLevel::Substantial);
+        assert!(!up.link_with_password);
+
+        let e = Config::load(None, env(&base[..2])).unwrap_err().to_string();
+        assert!(e.starts_with("upstream_client_secret:"), "{e}");
+        let e = Config::load(None, env(&base[1..])).unwrap_err().to_string();
+        assert!(e.starts_with("upstream_issuer:"), "{e}");
+        let mut cpr = base.to_vec();
+        cpr.push(("SESAM_UPSTREAM_LINK_CLAIM", "dk:gov:cpr"));
+        let e = Config::load(None, env(&cpr)).unwrap_err().to_string();
+        assert!(e.starts_with("upstream_link_key:"), "{e}");
+        cpr.push((
+            "SESAM_UPSTREAM_LINK_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ));
+        assert!(Config::load(None, env(&cpr)).is_ok());
+        let mut bad = base.to_vec();
+        bad.push(("SESAM_UPSTREAM_LEVEL", "medium"));
+        let e = Config::load(None, env(&bad)).unwrap_err().to_string();
+        assert!(e.starts_with("upstream_level:"), "{e}");
     }
 
     #[test]

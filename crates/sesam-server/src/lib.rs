@@ -26,6 +26,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod totp;
+pub mod upstream;
 pub mod web;
 
 pub use config::Config;

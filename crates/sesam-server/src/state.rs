@@ -39,6 +39,8 @@ pub struct Inner {
     pub client_auth_failures: crate::web::flood::ClientAuthFailures,
     /// What `/metrics` reports; this server's own.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The upstream eID Sesam logs users in through, when configured.
+    pub upstream: Option<crate::upstream::Upstream>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -66,7 +68,13 @@ impl AppState {
         let counted = Arc::clone(&metrics);
         // One observer per store: a second server on the same store keeps the first's.
         let _ = store.observe_audit(Arc::new(move |event: &str| counted.audit_event(event)));
+        let upstream = config.upstream.clone().and_then(|c| {
+            crate::upstream::Upstream::new(c, &config.public_url)
+                .map_err(|e| tracing::error!(error = %e, "the upstream eID client cannot start; its button is not shown"))
+                .ok()
+        });
         AppState(Arc::new(Inner {
+            upstream,
             metrics,
             stopping,
             stop,

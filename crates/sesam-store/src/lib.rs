@@ -20,6 +20,7 @@ mod scim;
 mod settings;
 mod throttle;
 mod totp;
+mod upstream;
 mod users;
 
 use std::str::FromStr;

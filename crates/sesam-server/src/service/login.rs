@@ -408,7 +408,7 @@ async fn directory_user(
 /// directory cannot log in with the app either, before any sync has told Sesam; and the
 /// roles its groups give are taken now (an admin removed from the group is no longer one).
 /// When the directory cannot be asked, the app's proof stands (it needs no directory).
-async fn directory_lists(
+pub(crate) async fn directory_lists(
     state: &AppState,
     user: User,
     origin: &Origin,
@@ -447,7 +447,7 @@ async fn directory_lists(
 }
 
 /// Resolves the one "next" a use case can act on itself: a step-up to start.
-async fn follow(
+pub(crate) async fn follow(
     state: &AppState,
     flow: &mut LoginFlow,
     next: Next,

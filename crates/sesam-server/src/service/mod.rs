@@ -15,6 +15,7 @@ pub mod saml;
 pub mod scan;
 pub mod scim;
 pub mod totp;
+pub mod upstream;
 
 use sesam_core::flow::{Effect, FlowError};
 use sesam_store::{AuditEvent, StoreError};
@@ -65,6 +66,9 @@ pub(crate) async fn perform(
                         now,
                     )
                     .await?
+            }
+            Effect::LinkUpstream { user_id, link } => {
+                upstream::link(state, user_id, link, origin).await?
             }
         }
     }

@@ -101,6 +101,8 @@ pub fn path_of(next: &Next, flow: &LoginFlow) -> String {
             _ => "/login/unreachable".into(),
         },
         Next::Continue(path) => path.clone(),
+        // The upstream's own URL is sent by the use case that starts it.
+        Next::GoUpstream => "/login".into(),
     }
 }
 

@@ -32,6 +32,23 @@ pub struct Brand {
     pub privacy_url: String,
     pub notice_da: String,
     pub notice_en: String,
+    /// The upstream eID's name for "Log in with …", when one is configured.
+    pub upstream_label: Option<String>,
+    /// The configured upstream eID, shown read-only on the portal's settings page.
+    pub upstream: Option<UpstreamSummary>,
+}
+
+/// What the portal shows of the upstream eID (its configuration is the config file's).
+#[derive(Clone, Debug)]
+pub struct UpstreamSummary {
+    pub issuer: String,
+    pub client_id: String,
+    pub link_claim: String,
+    pub level: &'static str,
+    /// The level's text key.
+    pub level_key: &'static str,
+    pub link_with_password: bool,
+    pub redirect_uri: String,
 }
 
 impl Brand {
@@ -82,6 +99,24 @@ async fn load(state: &AppState) -> Result<Brand, sesam_store::StoreError> {
         privacy_url: s.privacy_url,
         notice_da: s.login_notice_da,
         notice_en: s.login_notice_en,
+        upstream_label: state.upstream.as_ref().map(|u| u.config.label.clone()),
+        upstream: state.upstream.as_ref().map(|u| UpstreamSummary {
+            issuer: u.config.issuer.clone(),
+            client_id: u.config.client_id.clone(),
+            link_claim: u.config.link_claim.clone(),
+            level: u.config.level.as_str(),
+            level_key: match u.config.level {
+                sesam_core::AssuranceLevel::Low => "account.level.low",
+                sesam_core::AssuranceLevel::Substantial => "account.level.substantial",
+                sesam_core::AssuranceLevel::High => "account.level.high",
+            },
+            link_with_password: u.config.link_with_password,
+            redirect_uri: format!(
+                "{}{}",
+                state.config.public_url,
+                crate::upstream::CALLBACK_PATH
+            ),
+        }),
     })
 }
 

@@ -69,6 +69,7 @@ async fn page(
                     Factor::App => t.get("demo.factor.app"),
                     Factor::Totp => t.get("demo.factor.totp"),
                     Factor::Passkey => t.get("demo.factor.passkey"),
+                    Factor::Upstream(_) => t.get("demo.factor.upstream"),
                 })
                 .collect::<Vec<_>>()
                 .join(" + ");

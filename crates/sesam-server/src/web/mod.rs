@@ -25,6 +25,7 @@ pub mod saml;
 pub mod scim;
 pub mod streams;
 pub mod totp;
+pub mod upstream;
 pub mod wait;
 
 use axum::http::{header, HeaderValue};
@@ -77,6 +78,8 @@ pub fn router<S: SessionStore + Clone>(state: AppState, store: S, idle_seconds: 
         .route("/login/step-up", get(wait::step_up))
         .route("/login/unreachable", get(wait::unreachable))
         .route(crate::applinks::OPEN_PATH, get(applinks::open))
+        .route("/login/upstream", post(upstream::begin))
+        .route(crate::upstream::CALLBACK_PATH, get(upstream::callback))
         .route(
             "/login/totp",
             get(totp::show_login).post(totp::submit_login),

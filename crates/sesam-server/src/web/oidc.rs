@@ -323,6 +323,8 @@ fn amr_of(auth: &Authenticated) -> Vec<String> {
                 amr.push("hwk".to_owned());
                 amr.push("user".to_owned());
             }
+            // An upstream eID: federated authentication (the upstream's own methods are its own).
+            Factor::Upstream(_) => amr.push("fed".to_owned()),
         }
     }
     if auth.factors.len() > 1 || auth.factors.iter().any(|f| f.factor == Factor::Passkey) {
@@ -331,13 +333,9 @@ fn amr_of(auth: &Authenticated) -> Vec<String> {
     amr
 }
 
+/// High only ever comes from an upstream eID that gave it.
 fn acr_of(auth: &Authenticated) -> &'static str {
-    match auth.level() {
-        Some(AssuranceLevel::Substantial | AssuranceLevel::High) => {
-            AssuranceLevel::Substantial.nsis_uri()
-        }
-        _ => AssuranceLevel::Low.nsis_uri(),
-    }
+    auth.level().unwrap_or(AssuranceLevel::Low).nsis_uri()
 }
 
 async fn issue_code(
