@@ -594,7 +594,9 @@ async fn an_unlinked_identity_is_refused_or_linked_with_the_password(db: TestDb)
     );
     local.stop().await;
 
-    // With it: the password login that follows links the identity, and it counts.
+    // With it: the password login that follows links the identity; it counts from the next
+    // upstream login on, never in the linking login (the attack: a password and one's own
+    // eID would otherwise make a Substantial login of another's account).
     let db2 = other_db(&db).await;
     let (fake, local, _) = fake_pair(&db2, &[("SESAM_UPSTREAM_LINK_WITH_PASSWORD", "true")]).await;
     fake.lock().unwrap().cpr = "0202802345".into();
@@ -619,12 +621,44 @@ async fn an_unlinked_identity_is_refused_or_linked_with_the_password(db: TestDb)
         .await;
     assert_eq!(
         code.status,
-        StatusCode::OK,
-        "password + the linked eID is Substantial"
+        StatusCode::FORBIDDEN,
+        "the linking login is the password's alone: {}",
+        code.body
     );
-    // Next time the eID alone logs bob in.
+    // Next time the eID alone logs bob in, at the upstream's level.
     let browser = local.browser();
     let page = answer_with(&fake, &local, &browser, Mode::Good).await;
     assert_eq!(page.location(), Some("/account"), "{}", page.body);
+    let devices = browser.get("/account/devices").await;
+    let code = browser
+        .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
+        .await;
+    assert_eq!(code.status, StatusCode::OK, "the eID login is Substantial");
+
+    // An account with a stronger way in (here the app) is not linked by a password alone.
+    fake.lock().unwrap().cpr = "0303703456".into();
+    let carl = local.add_user("carl", "Carl Carlsen", PASSWORD).await;
+    local.enrol(&carl, EnrolOptions::default()).await;
+    let browser = local.browser();
+    let page = answer_with(&fake, &local, &browser, Mode::Good).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let done = browser.log_in("carl", PASSWORD).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        local.store().count_upstream_links(&carl.id).await.unwrap(),
+        0
+    );
+    assert!(local
+        .audit_events("carl")
+        .await
+        .contains(&"upstream.link_refused".to_owned()));
+    // Nor is bob linked a second time, to another identity.
+    let browser = local.browser();
+    answer_with(&fake, &local, &browser, Mode::Good).await;
+    browser.log_in("bob", PASSWORD).await;
+    assert_eq!(
+        local.store().count_upstream_links(&bob.id).await.unwrap(),
+        1
+    );
     local.stop().await;
 }

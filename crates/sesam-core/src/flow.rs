@@ -567,20 +567,17 @@ impl LoginFlow {
                 {
                     return Err(FlowError::OutOfOrder("password without a username"));
                 }
-                let mut factors = vec![ProvenFactor {
+                let factors = vec![ProvenFactor {
                     factor: Factor::Password,
                     at: now.0,
                 }];
                 effects.push(Effect::RotateSession);
                 effects.push(Effect::Audit("login.password.succeeded"));
                 // The upstream identity the user came with is linked now that the password
-                // is proven too, and its level counts for this login.
+                // is proven too. Its level does not count in this login: a password alone
+                // must not become Substantial; the next upstream login counts.
                 if let Some(link) = self.upstream_link.take() {
                     if now.0 - link.at <= UPSTREAM_ATTEMPT_SECONDS {
-                        factors.push(ProvenFactor {
-                            factor: Factor::Upstream(link.level),
-                            at: link.at,
-                        });
                         effects.push(Effect::LinkUpstream {
                             user_id: user.user_id.clone(),
                             link,
@@ -790,13 +787,13 @@ impl LoginFlow {
             Event::UpstreamUnlinked { state, link } => {
                 self.take_upstream(&state, now)?;
                 match (self.login.as_mut(), link) {
-                    // Signed in with the password in this session: that is the proof the
-                    // link needs, so it is made now.
-                    (Some(login), Some(link)) if login.has(Factor::Password) => {
-                        login.factors.push(ProvenFactor {
-                            factor: Factor::Upstream(link.level),
-                            at: now.0,
-                        });
+                    // Signed in with a recent password in this session: that is the proof
+                    // the link needs, so it is made now. The upstream's level does not count
+                    // in this login (a password alone must not become Substantial).
+                    (Some(login), Some(link))
+                        if login.has(Factor::Password)
+                            && now.0 - login.auth_time <= UPSTREAM_ATTEMPT_SECONDS =>
+                    {
                         effects.push(Effect::RotateSession);
                         effects.push(Effect::LinkUpstream {
                             user_id: login.user_id.clone(),
@@ -2088,6 +2085,58 @@ mod upstream_tests {
         assert!(flow.login.is_none());
     }
 
+    /// Signed in with a password, then the upstream: linked only when the password is
+    /// recent, and the login stays the password's level either way.
+    #[test]
+    fn a_signed_in_password_links_only_when_recent_and_gains_no_level() {
+        let s = Settings::default();
+        let link = PendingLink {
+            subject: "h".into(),
+            level: AssuranceLevel::Substantial,
+            at: 0,
+        };
+        for (signed_in_at, links) in [(50, true), (100 - UPSTREAM_ATTEMPT_SECONDS - 1, false)] {
+            let mut flow = LoginFlow {
+                login: Some(Login {
+                    user_id: "u1".into(),
+                    factors: vec![ProvenFactor {
+                        factor: Factor::Password,
+                        at: signed_in_at,
+                    }],
+                    auth_time: signed_in_at,
+                    sid: "sid".into(),
+                    epoch: 0,
+                    must_change_password: false,
+                }),
+                step: Step::Done,
+                ..LoginFlow::default()
+            };
+            started(&mut flow, &s);
+            let t = flow
+                .apply(
+                    Event::UpstreamUnlinked {
+                        state: "st".into(),
+                        link: Some(link.clone()),
+                    },
+                    &s,
+                    UnixTime(110),
+                )
+                .unwrap();
+            assert_eq!(
+                t.effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::LinkUpstream { .. })),
+                links,
+                "password at {signed_in_at}"
+            );
+            assert_eq!(
+                flow.login.unwrap().level(),
+                Some(AssuranceLevel::Low),
+                "password at {signed_in_at}"
+            );
+        }
+    }
+
     #[test]
     fn an_unlinked_identity_is_linked_by_the_next_password_login_only() {
         let s = Settings::default();
@@ -2134,7 +2183,11 @@ mod upstream_tests {
             link
         }));
         let login = flow.login.clone().unwrap();
-        assert_eq!(login.level(), Some(AssuranceLevel::Substantial));
+        assert_eq!(
+            login.level(),
+            Some(AssuranceLevel::Low),
+            "the linking login is the password's alone: it must not become Substantial"
+        );
         assert_eq!(flow.upstream_link, None, "used once");
 
         // Switching user forgets a pending link; a stale one links nothing.

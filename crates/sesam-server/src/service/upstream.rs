@@ -282,15 +282,49 @@ pub(crate) async fn link(
     };
     let now = state.now();
     let user = state.store.get_user(&UserId(user_id.to_owned())).await?;
-    let added = state
-        .store
-        .add_upstream_link(&upstream.config.issuer, &link.subject, &user.id, now)
-        .await?;
+    // A password alone links only an account that has no stronger way in to lose: not an
+    // administrator, not one already linked, not one with an app, a code display or a
+    // passkey (their owners link after a Substantial login, which a password is not).
+    let why_not = if user.is_admin {
+        Some("the user is an administrator")
+    } else if state.store.count_upstream_links(&user.id).await? > 0 {
+        Some("the user is linked to an upstream identity already")
+    } else if !state.store.devices_of_user(&user.id).await?.is_empty()
+        || state.store.totp_of_user(&user.id).await?.is_some()
+        || !state.store.passkeys_of_user(&user.id).await?.is_empty()
+    {
+        Some("the user has a second factor")
+    } else {
+        None
+    };
+    let added = match why_not {
+        Some(_) => false,
+        None => {
+            state
+                .store
+                .add_upstream_link(&upstream.config.issuer, &link.subject, &user.id, now)
+                .await?
+        }
+    };
     if !added {
-        // Linked to someone in the moments between the answer and the password.
-        return Err(ServiceError::Internal(
-            "the upstream identity was linked to another user meanwhile".into(),
-        ));
+        // Refused above, or linked to someone in the moments between the answer and the
+        // password: the login goes on without the link.
+        let why = why_not.unwrap_or("the identity was linked to another user meanwhile");
+        state
+            .store
+            .append_audit(
+                &AuditEvent::new("upstream.link_refused")
+                    .actor(user.username.as_str())
+                    .subject(user.username.as_str())
+                    .client_ip(origin.ip.clone())
+                    .detail(format!(
+                        "{} identity not linked: {why}",
+                        upstream.config.label
+                    )),
+                now,
+            )
+            .await?;
+        return Ok(());
     }
     state
         .store
