@@ -298,6 +298,33 @@ async fn a_login_through_the_upstream_sesam_answers_saml_and_oidc_at_its_level(d
             .unwrap(),
         links
     );
+    // A forced new login here (prompt=login) is a forced new login upstream: the upstream
+    // does not answer from its session.
+    let forced = p.local.browser();
+    let first = forced
+        .get(&crate::oidc::authorize_path(
+            &rp.client_id,
+            &[("acr_values", LOA_SUBSTANTIAL), ("prompt", "login")],
+        ))
+        .await;
+    assert_eq!(first.location(), Some("/login"));
+    let to = press_upstream(&forced).await;
+    assert_eq!(
+        query_of(&to).get("prompt").map(String::as_str),
+        Some("login"),
+        "{to}"
+    );
+    let asked = up.get(&path_on(&p.upstream, &to)).await;
+    assert_eq!(
+        asked.location(),
+        Some("/login"),
+        "the upstream asks for a new login"
+    );
+    // Without one, the upstream's session answers at once (no prompt is sent).
+    let plain = p.local.browser();
+    let to = press_upstream(&plain).await;
+    assert!(!query_of(&to).contains_key("prompt"), "{to}");
+
     p.local.stop().await;
     p.upstream.stop().await;
 }

@@ -102,10 +102,15 @@ impl Upstream {
 
     /// The URL to send the browser to, and the attempt the answer must match. `level` goes
     /// to the upstream as `acr_values` (its NSIS URI).
+    ///
+    /// `fresh`: the service forced a new login (SAML `ForceAuthn`, OIDC `prompt=login` or
+    /// `max_age`), so the upstream is asked for one too (`prompt=login`) rather than answering
+    /// from its own session.
     pub async fn authorization(
         &self,
         level: AssuranceLevel,
         now: UnixTime,
+        fresh: bool,
     ) -> Result<(String, UpstreamAttempt), UpstreamError> {
         let client =
             CoreClient::from_provider_metadata(self.metadata().await?, self.client_id(), None)
@@ -119,6 +124,9 @@ impl Upstream {
             )
             .add_auth_context_value(AuthenticationContextClass::new(level.nsis_uri().into()))
             .set_pkce_challenge(challenge);
+        if fresh {
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Login);
+        }
         for scope in &self.config.scopes {
             request = request.add_scope(Scope::new(scope.clone()));
         }

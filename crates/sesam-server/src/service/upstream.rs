@@ -80,7 +80,11 @@ pub async fn begin(
     let settings = state.store.settings().await?;
     let now = state.now();
     let level = flow.required_level(&settings).max(upstream.config.level);
-    let (url, attempt) = match upstream.authorization(level, now).await {
+    let fresh = flow
+        .request
+        .as_ref()
+        .is_some_and(|r| r.not_before.is_some());
+    let (url, attempt) = match upstream.authorization(level, now, fresh).await {
         Ok(found) => found,
         Err(e) => {
             state

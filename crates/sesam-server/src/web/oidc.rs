@@ -262,9 +262,14 @@ async fn proceed(
     let request = &pending.request;
     let iss = state.oidc.issuer.as_str();
     let level = request.required_level().unwrap_or(AssuranceLevel::Low);
-    let not_before = request
-        .max_age()
-        .map(|age| pending.requested_at - i64::try_from(age).unwrap_or(i64::MAX / 2));
+    // prompt=login: a login from after the request (an upstream eID is asked for one too).
+    let not_before = if request.prompt() == Some(Prompt::Login) {
+        Some(pending.requested_at)
+    } else {
+        request
+            .max_age()
+            .map(|age| pending.requested_at - i64::try_from(age).unwrap_or(i64::MAX / 2))
+    };
     let need = LoginNeed {
         service: &client.name,
         level,
