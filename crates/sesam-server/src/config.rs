@@ -900,10 +900,15 @@ fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> 
         return Ok(None);
     };
     let issuer = issuer.trim().trim_end_matches('/').to_owned();
-    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+    // The client secret and the ID token travel to and from it: https, except to this
+    // machine itself (a local test).
+    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+        .iter()
+        .any(|p| issuer.starts_with(p));
+    if !(issuer.starts_with("https://") || loopback) {
         return Err(invalid(
             "upstream_issuer",
-            format!("{issuer:?} must start with https:// (or http:// for a local test)"),
+            format!("{issuer:?} must start with https:// (http:// only to 127.0.0.1 or localhost, for a local test)"),
         ));
     }
     let client_id = client_id
@@ -1350,6 +1355,22 @@ mod tests {
         bad.push(("SESAM_UPSTREAM_LEVEL", "medium"));
         let e = Config::load(None, env(&bad)).unwrap_err().to_string();
         assert!(e.starts_with("upstream_level:"), "{e}");
+        // The secret never goes over plain http, except to this machine.
+        for (issuer, ok) in [
+            ("http://broker.example.dk", false),
+            ("http://127.0.0.1.example.dk", false),
+            ("ftp://broker.example.dk", false),
+            ("http://127.0.0.1:8443", true),
+            ("http://localhost:8443", true),
+        ] {
+            let mut with = base[1..].to_vec();
+            with.push(("SESAM_UPSTREAM_ISSUER", issuer));
+            let loaded = Config::load(None, env(&with));
+            assert_eq!(loaded.is_ok(), ok, "{issuer}");
+            if let Err(e) = loaded {
+                assert!(e.to_string().starts_with("upstream_issuer:"), "{e}");
+            }
+        }
     }
 
     #[test]
