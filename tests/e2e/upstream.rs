@@ -679,6 +679,33 @@ async fn an_unlinked_identity_is_refused_or_linked_with_the_password(db: TestDb)
         .audit_events("carl")
         .await
         .contains(&"upstream.link_refused".to_owned()));
+    // The password page says the eID will be linked, with a way out: after "cancel" the
+    // password links nothing.
+    let dora = local.add_user("dora", "Dora Dahl", PASSWORD).await;
+    let browser = local.browser();
+    answer_with(&fake, &local, &browser, Mode::Good).await;
+    let asked = browser.get("/login").await;
+    let password_page = browser
+        .post_form("/login", &[("csrf", &asked.csrf()), ("username", "dora")])
+        .await;
+    let password_page = browser.get(password_page.location().unwrap()).await;
+    assert!(
+        password_page.body.contains("id=\"upstream-link-notice\""),
+        "{}",
+        password_page.body
+    );
+    let cancelled = browser.get("/login/switch").await;
+    assert_eq!(cancelled.location(), Some("/login"));
+    assert_eq!(
+        browser.log_in("dora", PASSWORD).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        local.store().count_upstream_links(&dora.id).await.unwrap(),
+        0,
+        "cancelled: nothing linked"
+    );
+
     // Nor is bob linked a second time, to another identity.
     let browser = local.browser();
     answer_with(&fake, &local, &browser, Mode::Good).await;

@@ -152,6 +152,7 @@ pub async fn show_password(
         username,
         failed: false,
         notice: notice_key(flow.notice),
+        links_upstream: flow.upstream_link.is_some(),
     };
     render(StatusCode::OK, &page)
 }
@@ -224,6 +225,7 @@ pub async fn submit_password(
                 username,
                 failed: true,
                 notice: notice_key(flow.notice),
+                links_upstream: flow.upstream_link.is_some(),
             };
             render(StatusCode::UNAUTHORIZED, &page)
         }

@@ -63,6 +63,9 @@ pub struct PasswordPage {
     pub failed: bool,
     /// Why the password form is shown instead of the app, when there is a reason to say.
     pub notice: Option<&'static str>,
+    /// This login will link the upstream eID the browser came with: the page says so, with
+    /// a way out, so nobody links another person's eID unawares.
+    pub links_upstream: bool,
 }
 
 /// A title, a sentence and one way forward.
