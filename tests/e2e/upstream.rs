@@ -28,6 +28,7 @@ on_both_databases!(
     a_login_through_the_upstream_sesam_answers_saml_and_oidc_at_its_level,
     bad_upstream_answers_are_refused_and_change_nothing,
     an_unlinked_identity_is_refused_or_linked_with_the_password,
+    an_upstream_on_a_private_address_is_not_fetched,
 );
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -715,4 +716,34 @@ async fn an_unlinked_identity_is_refused_or_linked_with_the_password(db: TestDb)
         1
     );
     local.stop().await;
+}
+
+/// An issuer (or a URL its discovery names) on a private or link-local address is not
+/// fetched unless the operator allows private fetches: the button says the eID service is
+/// unavailable, and the audit log says why.
+async fn an_upstream_on_a_private_address_is_not_fetched(db: TestDb) {
+    for issuer in ["https://10.255.255.1", "https://169.254.169.254"] {
+        let local = local_sesam(&db, issuer, "secret", free_port(), &[]).await;
+        let browser = local.browser();
+        let login = browser.get("/login").await;
+        let sent = browser
+            .post_form("/login/upstream", &[("csrf", &login.csrf())])
+            .await;
+        assert_eq!(
+            sent.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{issuer}: {}",
+            sent.body
+        );
+        let audit = local.store().list_audit(Some("-"), 10).await.unwrap();
+        let refused = audit
+            .iter()
+            .find(|e| e.event == "login.upstream.unavailable")
+            .unwrap_or_else(|| panic!("{issuer}: no audit event"));
+        assert!(
+            refused.detail.contains("not a public address"),
+            "{issuer}: {refused:?}"
+        );
+        local.stop().await;
+    }
 }

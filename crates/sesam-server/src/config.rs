@@ -82,6 +82,19 @@ pub struct UpstreamConfig {
     pub link_with_password: bool,
 }
 
+impl UpstreamConfig {
+    /// The issuer is on this machine (a local test): the only plain-http issuer accepted.
+    pub fn issuer_is_loopback(&self) -> bool {
+        is_loopback_http(&self.issuer)
+    }
+}
+
+fn is_loopback_http(url: &str) -> bool {
+    ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+        .iter()
+        .any(|p| url.starts_with(p))
+}
+
 /// The organisation's directory (LDAP / Active Directory): where to find a user and how to
 /// check the password. Each URL is tried in order until one answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -902,10 +915,7 @@ fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> 
     let issuer = issuer.trim().trim_end_matches('/').to_owned();
     // The client secret and the ID token travel to and from it: https, except to this
     // machine itself (a local test).
-    let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-        .iter()
-        .any(|p| issuer.starts_with(p));
-    if !(issuer.starts_with("https://") || loopback) {
+    if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
         return Err(invalid(
             "upstream_issuer",
             format!("{issuer:?} must start with https:// (http:// only to 127.0.0.1 or localhost, for a local test)"),

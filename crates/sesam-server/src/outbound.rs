@@ -97,6 +97,13 @@ pub fn check_literal(url: &reqwest::Url) -> Result<(), NotPublic> {
     }
 }
 
+/// A client builder that resolves names to public addresses only (no redirect policy of its
+/// own: the caller sets one). Literal addresses never reach the resolver: check those with
+/// [`check_literal`].
+pub fn public_only(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.dns_resolver(Arc::new(PublicOnly))
+}
+
 /// A client for fetches a portal user chose. With `allow_private`, an ordinary client.
 pub fn client(
     allow_private: bool,

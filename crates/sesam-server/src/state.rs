@@ -69,7 +69,7 @@ impl AppState {
         // One observer per store: a second server on the same store keeps the first's.
         let _ = store.observe_audit(Arc::new(move |event: &str| counted.audit_event(event)));
         let upstream = config.upstream.clone().and_then(|c| {
-            crate::upstream::Upstream::new(c, &config.public_url)
+            crate::upstream::Upstream::new(c, &config.public_url, config.allow_private_fetch)
                 .map_err(|e| tracing::error!(error = %e, "the upstream eID client cannot start; its button is not shown"))
                 .ok()
         });

@@ -24,7 +24,63 @@ pub const CALLBACK_PATH: &str = "/login/upstream/callback";
 pub struct Upstream {
     pub config: UpstreamConfig,
     redirect_uri: String,
-    http: reqwest::Client,
+    http: UpstreamHttp,
+}
+
+/// The most of a discovery document, JWKS or token response that is read.
+pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// The HTTP the OIDC client uses: no redirects, a connect and a total timeout, public
+/// addresses only (the discovery document names the other URLs, so they are checked as
+/// fetched), and answers capped at [`MAX_ANSWER_BYTES`].
+struct UpstreamHttp {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("{0}")]
+    NotPublic(#[from] crate::outbound::NotPublic),
+    #[error(transparent)]
+    Reqwest(#[from] reqwest::Error),
+    #[error("the answer is larger than {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Http(#[from] openidconnect::http::Error),
+}
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for UpstreamHttp {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<openidconnect::HttpResponse, HttpError>>
+                + Send
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: openidconnect::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let request: reqwest::Request = request.try_into()?;
+            if !self.allow_private {
+                crate::outbound::check_literal(request.url())?;
+            }
+            let mut response = self.client.execute(request).await?;
+            let mut builder = openidconnect::http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                builder = builder.header(name, value);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await? {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(HttpError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(builder.body(body)?)
+        })
+    }
 }
 
 /// Why an upstream answer is not a login. Each is audited with its detail; the browser is
@@ -68,16 +124,31 @@ const ALGORITHMS: [CoreJwsSigningAlgorithm; 6] = [
 ];
 
 impl Upstream {
-    pub fn new(config: UpstreamConfig, public_url: &str) -> anyhow::Result<Upstream> {
-        let http = reqwest::Client::builder()
+    /// `allow_private`: the operator's `allow_private_fetch`. An issuer on this machine
+    /// (a local test, the only plain-http issuer the configuration accepts) allows it too.
+    pub fn new(
+        config: UpstreamConfig,
+        public_url: &str,
+        allow_private: bool,
+    ) -> anyhow::Result<Upstream> {
+        let allow_private = allow_private || config.issuer_is_loopback();
+        let builder = reqwest::Client::builder()
             // A redirect could point the client anywhere; the OP's URLs are used as given.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .build()?;
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10));
+        let client = if allow_private {
+            builder.build()?
+        } else {
+            crate::outbound::public_only(builder).build()?
+        };
         Ok(Upstream {
             redirect_uri: format!("{public_url}{CALLBACK_PATH}"),
             config,
-            http,
+            http: UpstreamHttp {
+                client,
+                allow_private,
+            },
         })
     }
 
@@ -276,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_level_is_the_lower_of_the_configured_one_and_the_acr() {
-        let up = Upstream::new(config("sub", ""), "http://localhost").unwrap();
+        let up = Upstream::new(config("sub", ""), "http://localhost", false).unwrap();
         let low = AssuranceLevel::Low.nsis_uri();
         let high = AssuranceLevel::High.nsis_uri();
         assert_eq!(up.level_for(None), AssuranceLevel::Low);
