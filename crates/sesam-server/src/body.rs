@@ -1,4 +1,4 @@
-//! Request bodies read with a size cap, for the JSON APIs (SCIM, the app API).
+//! Request bodies read with a size cap: the web forms, SCIM and the app API.
 //!
 //! A body over the cap is answered 413, and the rest of it is read and thrown away (up to
 //! [`DRAIN_BYTES`]) before the answer goes out. Without that, the server would close the
@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 
 /// How much of an oversized body is read and discarded so the client gets its 413.
-pub const DRAIN_BYTES: usize = 1024 * 1024;
+pub const DRAIN_BYTES: usize = 8 * 1024 * 1024;
 
 /// Why a body could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,8 +72,8 @@ mod tests {
         use std::sync::Arc;
         let read = Arc::new(AtomicUsize::new(0));
         let counter = read.clone();
-        // 4 MiB in 64 KiB chunks, against a cap of 10 bytes.
-        let stream = futures_util::stream::iter((0..64).map(|_| vec![b'a'; 64 * 1024]))
+        // 16 MiB in 64 KiB chunks, against a cap of 10 bytes.
+        let stream = futures_util::stream::iter((0..256).map(|_| vec![b'a'; 64 * 1024]))
             .inspect(move |c| {
                 counter.fetch_add(c.len(), Ordering::SeqCst);
             })
@@ -82,7 +82,7 @@ mod tests {
         assert_eq!(read_capped(body, 10).await, Err(BodyError::TooLarge));
         let read = read.load(Ordering::SeqCst);
         assert!(read > DRAIN_BYTES, "drained only {read} bytes");
-        assert!(read < 4 * 1024 * 1024, "read all {read} bytes");
+        assert!(read < 16 * 1024 * 1024, "read all {read} bytes");
     }
 
     #[tokio::test]

@@ -38,9 +38,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
             return Err(AppError::UnsupportedMediaType);
         }
         let body = read_capped(req.into_body()).await?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(AppError::PayloadTooLarge);
-        }
         check_fields(&body)?;
         serde_urlencoded::from_bytes(&body)
             .map(StrictForm)
@@ -48,31 +45,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for StrictForm<T> {
     }
 }
 
-/// Bodies larger than this are not even read to the end: 413 and the connection closes.
-const MAX_DRAIN_BYTES: usize = 8 * 1024 * 1024;
-
-/// The body if it fits [`MAX_BODY_BYTES`]. An oversized one is read to its end (up to
-/// [`MAX_DRAIN_BYTES`]) and dropped, so the client, still sending, gets the 413 instead of a
-/// broken connection, and the connection stays usable.
+/// The body if it fits [`MAX_BODY_BYTES`]; an oversized one is drained first (see
+/// [`crate::body::read_capped`]), so the client gets the 413 and not a broken connection.
 async fn read_capped(body: axum::body::Body) -> Result<Bytes, AppError> {
-    use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| AppError::BadRequest("body could not be read"))?;
-        seen = seen.saturating_add(chunk.len());
-        if seen > MAX_DRAIN_BYTES {
-            return Err(AppError::PayloadTooLarge);
-        }
-        if seen <= MAX_BODY_BYTES {
-            kept.extend_from_slice(&chunk);
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(AppError::PayloadTooLarge);
-    }
-    Ok(Bytes::from(kept))
+    crate::body::read_capped(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            crate::body::BodyError::TooLarge => AppError::PayloadTooLarge,
+            crate::body::BodyError::Broken => AppError::BadRequest("body could not be read"),
+        })
 }
 
 fn check_fields(body: &[u8]) -> Result<(), AppError> {
