@@ -574,6 +574,28 @@ async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
     assert_eq!(stored(&local, &anna.id).await, before);
 
+    // The button's form: no token, another browser's token, a field that is not UTF-8.
+    // Refused, and no attempt starts (no redirect upstream).
+    let browser = local.browser();
+    let own = browser.get("/login").await.csrf();
+    let other = local.browser().get("/login").await.csrf();
+    for (body, status) in [
+        (String::new(), StatusCode::FORBIDDEN),
+        (format!("csrf={other}"), StatusCode::FORBIDDEN),
+        (format!("csrf={own}&x=%FF%FE"), StatusCode::BAD_REQUEST),
+    ] {
+        let sent = browser
+            .post_raw(
+                "/login/upstream",
+                "application/x-www-form-urlencoded",
+                body.clone().into_bytes(),
+            )
+            .await;
+        assert_eq!(sent.status, status, "{body}: {}", sent.body);
+        assert_eq!(sent.location(), None, "{body}");
+    }
+    assert_eq!(stored(&local, &anna.id).await, before);
+
     // The same fake, answering well: anna logs in at the upstream's level, found by the
     // keyed hash of her CPR-like claim.
     let browser = local.browser();

@@ -341,19 +341,33 @@ pub async fn of_user(state: &AppState, user: &UserId) -> Result<Vec<PasskeyRecor
 
 /// The user removes one of their passkeys (a Substantial login only, as for every way to
 /// log in). False when refused or not theirs.
+/// What became of "Remove" on a passkey.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// No passkey of this user has that id (or it went in the meantime).
+    NotFound,
+    /// The login is not enough to remove a way to log in.
+    NeedsMore,
+}
+
+/// Removes one of the user's own passkeys; the id is the stored one (at most 64 characters).
 pub async fn remove(
     state: &AppState,
     flow: &LoginFlow,
     user: &User,
     id: &str,
     origin: &Origin,
-) -> Result<bool, ServiceError> {
+) -> Result<Removal, ServiceError> {
+    if id.len() > 64 || !of_user(state, &user.id).await?.iter().any(|p| p.id == id) {
+        return Ok(Removal::NotFound);
+    }
     let what = format!("passkey {id}");
     if !crate::service::account::may_remove(state, flow, user, origin, &what).await? {
-        return Ok(false);
+        return Ok(Removal::NeedsMore);
     }
     if !state.store.delete_passkey(&user.id, id).await? {
-        return Ok(false);
+        return Ok(Removal::NotFound);
     }
     state
         .store
@@ -362,7 +376,7 @@ pub async fn remove(
             state.now(),
         )
         .await?;
-    Ok(true)
+    Ok(Removal::Removed)
 }
 
 /// What the passkey page shows: whose login, the browser's options, and whether the

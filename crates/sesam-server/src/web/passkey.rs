@@ -212,25 +212,18 @@ pub async fn remove(
     StrictForm(form): StrictForm<CsrfOnly>,
 ) -> Result<Response, AppError> {
     csrf::verify(&signed_in.session, form.csrf.as_deref()).await?;
-    if id.len() > 64 {
-        return Err(AppError::NotFound);
+    match service::remove(&state, &signed_in.flow, &signed_in.user, &id, &origin).await? {
+        service::Removal::Removed => Ok(Redirect::to("/account/devices").into_response()),
+        service::Removal::NotFound => Err(AppError::NotFound),
+        service::Removal::NeedsMore => {
+            devices::refused(
+                &state,
+                &signed_in,
+                lang,
+                StatusCode::FORBIDDEN,
+                devices::REMOVE_NEEDS_MORE,
+            )
+            .await
+        }
     }
-    let own = service::of_user(&state, &signed_in.user.id)
-        .await?
-        .into_iter()
-        .any(|p| p.id == id);
-    if !own {
-        return Err(AppError::NotFound);
-    }
-    if !service::remove(&state, &signed_in.flow, &signed_in.user, &id, &origin).await? {
-        return devices::refused(
-            &state,
-            &signed_in,
-            lang,
-            StatusCode::FORBIDDEN,
-            devices::REMOVE_NEEDS_MORE,
-        )
-        .await;
-    }
-    Ok(Redirect::to("/account/devices").into_response())
 }
