@@ -341,6 +341,17 @@ enum Mode {
     WrongIssuer,
     MissingClaim,
     Expired,
+    /// An unsigned token (`alg: none`).
+    AlgNone,
+    /// A token "signed" with HS256 under the client secret, the key-confusion attack.
+    Hs256,
+    WrongAudience,
+    /// A token response without an `id_token`.
+    NoIdToken,
+    /// Discovery answers 503 at the callback (it worked when the button was pressed).
+    DiscoveryDown,
+    /// Discovery names a token endpoint nothing listens on.
+    TokenUnreachable,
 }
 
 struct FakeState {
@@ -384,16 +395,30 @@ async fn start_fake_op() -> Shared {
         .route(
             "/.well-known/openid-configuration",
             get(move || async move {
-                let base = s1.lock().unwrap().base.clone();
-                axum::Json(json!({
+                let (base, mode) = {
+                    let s = s1.lock().unwrap();
+                    (s.base.clone(), s.mode)
+                };
+                if mode == Mode::DiscoveryDown {
+                    return axum::response::IntoResponse::into_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                    );
+                }
+                let token_endpoint = if mode == Mode::TokenUnreachable {
+                    // Port 1 on loopback: the connection is refused.
+                    "http://127.0.0.1:1/token".to_owned()
+                } else {
+                    format!("{base}/token")
+                };
+                axum::response::IntoResponse::into_response(axum::Json(json!({
                     "issuer": base,
                     "authorization_endpoint": format!("{base}/authorize"),
-                    "token_endpoint": format!("{base}/token"),
+                    "token_endpoint": token_endpoint,
                     "jwks_uri": format!("{base}/jwks"),
                     "response_types_supported": ["code"],
                     "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256"],
-                }))
+                })))
             }),
         )
         .route(
@@ -415,7 +440,7 @@ async fn start_fake_op() -> Shared {
                 let mut claims = json!({
                     "iss": if s.mode == Mode::WrongIssuer { "https://evil.example".to_owned() } else { s.base.clone() },
                     "sub": "fake-subject",
-                    "aud": "sesam-local",
+                    "aud": if s.mode == Mode::WrongAudience { "another-client" } else { "sesam-local" },
                     "iat": now,
                     "exp": if s.mode == Mode::Expired { now - 600 } else { now + 300 },
                     "nonce": if s.mode == Mode::WrongNonce { "another-nonce".to_owned() } else { s.nonce.clone() },
@@ -427,6 +452,20 @@ async fn start_fake_op() -> Shared {
                 }
                 let mut token = match s.mode {
                     Mode::UnknownKid => sign(&s.other_key, "k2", &claims),
+                    Mode::AlgNone => format!(
+                        "{}.{}.",
+                        B64URL.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
+                        B64URL.encode(claims.to_string())
+                    ),
+                    Mode::Hs256 => {
+                        let header = B64URL
+                            .encode(json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}).to_string());
+                        let input = format!("{header}.{}", B64URL.encode(claims.to_string()));
+                        let key = PKey::hmac(b"fake-secret").unwrap();
+                        let mut signer = Signer::new(MessageDigest::sha256(), &key).unwrap();
+                        signer.update(input.as_bytes()).unwrap();
+                        format!("{input}.{}", B64URL.encode(signer.sign_to_vec().unwrap()))
+                    }
                     _ => sign(&s.key, "k1", &claims),
                 };
                 if s.mode == Mode::BadSignature {
@@ -435,6 +474,11 @@ async fn start_fake_op() -> Shared {
                     let cut = token.rfind('.').unwrap();
                     token.truncate(cut + 1);
                     token.push_str(&forged);
+                }
+                if s.mode == Mode::NoIdToken {
+                    return axum::Json(json!({
+                        "access_token": "at", "token_type": "Bearer", "expires_in": 300,
+                    }));
                 }
                 axum::Json(json!({
                     "access_token": "at", "token_type": "Bearer", "expires_in": 300,
@@ -475,6 +519,8 @@ async fn fake_pair(db: &TestDb, extra: &[(&str, &str)]) -> (Shared, TestServer, 
 
 /// Presses the button and comes back with `mode`'s answer; returns the callback's page.
 async fn answer_with(fake: &Shared, local: &TestServer, browser: &Browser, mode: Mode) -> Page {
+    // The button is pressed against a working upstream; `mode` applies to the answer.
+    fake.lock().unwrap().mode = Mode::Good;
     let to = press_upstream(browser).await;
     let q = query_of(&to);
     {
@@ -511,6 +557,10 @@ async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
         Mode::WrongIssuer,
         Mode::MissingClaim,
         Mode::Expired,
+        Mode::AlgNone,
+        Mode::Hs256,
+        Mode::WrongAudience,
+        Mode::NoIdToken,
     ] {
         let browser = local.browser();
         let page = answer_with(&fake, &local, &browser, mode).await;
@@ -533,6 +583,31 @@ async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
         );
         assert_eq!(stored(&local, &anna.id).await, before, "{mode:?}");
     }
+
+    // The upstream is down at the callback (discovery, or the token endpoint): the page
+    // says to try later (503), not that the answer was wrong; nothing changes.
+    for mode in [Mode::DiscoveryDown, Mode::TokenUnreachable] {
+        let browser = local.browser();
+        let page = answer_with(&fake, &local, &browser, mode).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{mode:?}: {}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("could not be verified"),
+            "{mode:?}: {}",
+            page.body
+        );
+        assert_eq!(
+            browser.get("/account").await.location(),
+            Some("/login"),
+            "{mode:?}"
+        );
+        assert_eq!(stored(&local, &anna.id).await, before, "{mode:?}");
+    }
+    fake.lock().unwrap().mode = Mode::Good;
 
     // The upstream says no (the user cancelled): a page that says so; its state is used up.
     let browser = local.browser();
@@ -569,6 +644,19 @@ async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
     let page = browser
         .get(&format!(
             "{CALLBACK_PATH}?code=c0de&state={state}&iss=https%3A%2F%2Fevil.example"
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    // The issuer with a trailing slash is another issuer (RFC 9207 compares exactly).
+    let to = press_upstream(&browser).await;
+    let q = query_of(&to);
+    let slashed = format!("{}/", fake.lock().unwrap().base);
+    fake.lock().unwrap().nonce = q["nonce"].clone();
+    let page = browser
+        .get(&format!(
+            "{CALLBACK_PATH}?code=c0de&state={}&iss={}",
+            crate::harness::urlencode(&q["state"]),
+            crate::harness::urlencode(&slashed)
         ))
         .await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);

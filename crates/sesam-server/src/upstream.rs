@@ -87,8 +87,9 @@ impl<'c> openidconnect::AsyncHttpClient<'c> for UpstreamHttp {
 /// told only which kind of problem it was.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// Discovery or the JWKS could not be read: the upstream is unreachable or broken.
-    #[error("the upstream's discovery document could not be read: {0}")]
+    /// Discovery, the JWKS or the token endpoint could not be reached: the upstream is
+    /// down or broken, and nothing about the answer is known.
+    #[error("the upstream could not be reached: {0}")]
     Unavailable(String),
     #[error("the code exchange failed: {0}")]
     Exchange(String),
@@ -234,7 +235,14 @@ impl Upstream {
             .set_pkce_verifier(PkceCodeVerifier::new(attempt.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| UpstreamError::Exchange(error_chain(&e)))?;
+            .map_err(|e| match e {
+                // The token endpoint could not be reached (refused, timed out, cut off): the
+                // upstream is down, not the answer wrong, and the user is told to try later.
+                openidconnect::RequestTokenError::Request(_) => {
+                    UpstreamError::Unavailable(error_chain(&e))
+                }
+                _ => UpstreamError::Exchange(error_chain(&e)),
+            })?;
         let id_token = tokens.id_token().ok_or(UpstreamError::NoIdToken)?;
         let verifier = client.id_token_verifier().set_allowed_algs(ALGORITHMS);
         let claims = id_token

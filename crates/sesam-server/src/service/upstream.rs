@@ -134,8 +134,12 @@ pub async fn answer(
     };
     let failed = |flow: &mut LoginFlow| flow.apply(Event::UpstreamFailed, &settings, now);
     let refuse = |detail: String| audit("login.upstream.refused", "-", origin, detail);
+    // RFC 9207: the `iss` of the answer, when given, is the configured issuer exactly (no
+    // trailing-slash or case folding: the ID token's `iss` is compared exactly too). An
+    // answer without it is not refused: Sesam has one upstream, so there is no other OP to
+    // mix it up with, and the ID token's own `iss` is checked in `Upstream::verify`.
     if let Some(iss) = answer.iss.as_deref() {
-        if iss.trim_end_matches('/') != upstream.config.issuer {
+        if iss != upstream.config.issuer {
             failed(flow)?;
             let detail = format!("the answer names another issuer ({})", clip(iss));
             state.store.append_audit(&refuse(detail), now).await?;
