@@ -892,6 +892,31 @@ fn directory(raw: &mut RawConfig) -> Result<Option<DirectoryConfig>, ConfigError
     }))
 }
 
+/// Standard claims that the user (or the upstream's admins) can change: never a link.
+const MUTABLE_CLAIMS: &[&str] = &[
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "profile",
+    "picture",
+    "website",
+    "email",
+    "email_verified",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "updated_at",
+    "upn",
+    "unique_name",
+];
+
 /// The upstream eID keys: issuer, client id and secret, or none of them.
 fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> {
     let issuer = raw.upstream_issuer.take().filter(|v| !v.trim().is_empty());
@@ -938,6 +963,18 @@ fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> 
         return Err(invalid(
             "upstream_link_claim",
             "must name an ID token claim",
+        ));
+    }
+    // The link decides who logs in, so it must be a claim the user cannot change at the
+    // upstream: the standard profile claims (OpenID Connect Core 5.1) other than `sub` are
+    // edited by the user or the upstream's admins, and an e-mail address is reassigned.
+    if MUTABLE_CLAIMS.contains(&link_claim.to_ascii_lowercase().as_str()) {
+        return Err(invalid(
+            "upstream_link_claim",
+            format!(
+                "{link_claim:?} can be changed by the user at the upstream; use \"sub\" or \
+                 a fixed identifier the upstream issues (a UUID, a CPR-like number)"
+            ),
         ));
     }
     // A CPR number has few enough values to be found from an unkeyed hash by trying them
@@ -1361,6 +1398,18 @@ mod tests {
             "0123456789abcdef0123456789abcdef",
         ));
         assert!(Config::load(None, env(&cpr)).is_ok());
+        // A claim the user can change at the upstream never links an account, keyed or not.
+        for claim in ["email", "preferred_username", " Email ", "name"] {
+            let mut mutable = base.to_vec();
+            mutable.push(("SESAM_UPSTREAM_LINK_CLAIM", claim));
+            mutable.push((
+                "SESAM_UPSTREAM_LINK_KEY",
+                "0123456789abcdef0123456789abcdef",
+            ));
+            let e = Config::load(None, env(&mutable)).unwrap_err().to_string();
+            assert!(e.starts_with("upstream_link_claim:"), "{claim}: {e}");
+            assert!(e.contains("can be changed"), "{claim}: {e}");
+        }
         let mut bad = base.to_vec();
         bad.push(("SESAM_UPSTREAM_LEVEL", "medium"));
         let e = Config::load(None, env(&bad)).unwrap_err().to_string();
