@@ -212,11 +212,35 @@ async fn a_login_through_the_upstream_sesam_answers_saml_and_oidc_at_its_level(d
     let r = sp.request(&p.local);
     let start = local.get(&sp.redirect(&r, None, None)).await;
     assert_eq!(start.location(), Some("/login"));
+    let before = start
+        .set_cookie("sesam_session")
+        .expect("the SAML request is kept in a session");
     let back = through_upstream(&p, &local, &up).await;
     assert_eq!(back.status, StatusCode::SEE_OTHER, "{}", back.body);
+    // The login gets a new session id, and the id from before the login is worth nothing:
+    // whoever planted or saw it is not logged in (session fixation).
+    let after = back
+        .set_cookie("sesam_session")
+        .expect("the session id changes at the login");
+    assert!(!after.is_empty() && after != before, "{before} -> {after}");
+    let with = |id: &str| {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        client
+            .get(p.local.url("/account"))
+            .header(reqwest::header::COOKIE, format!("sesam_session={id}"))
+            .send()
+    };
+    let logged_in = with(&after).await.unwrap();
+    assert_eq!(logged_in.status(), StatusCode::OK);
+    assert!(logged_in.text().await.unwrap().contains("Anna Andersen"));
+    // The old id gets the page that carries a second tab on (a refresh), not the account.
+    let old = with(&before).await.unwrap().text().await.unwrap();
     assert!(
-        back.set_cookie("sesam_session").is_some(),
-        "the session id changes"
+        !old.contains("Anna Andersen") && old.contains("http-equiv=\"refresh\""),
+        "the old id is not logged in: {old}"
     );
     let answer = crate::saml::follow(&local, back).await;
     let login = sp.accept(&p.local, &answer, &r.id, None, false);
