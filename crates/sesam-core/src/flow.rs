@@ -498,6 +498,12 @@ impl LoginFlow {
                 self.cancel_pending(&mut effects);
                 self.notice = None;
                 self.step = Step::Password { username };
+                // A pending upstream link waits for a password. A user who is sent to the
+                // app or a passkey has a second factor, which password-linking refuses
+                // anyway; the link is dropped rather than kept for a later password.
+                if matches!(branch, LoginBranch::Passwordless | LoginBranch::Passkey) {
+                    self.upstream_link = None;
+                }
                 match branch {
                     // The use-case layer starts the challenge and reports it.
                     LoginBranch::Passwordless => Next::Wait,
@@ -2228,6 +2234,37 @@ mod upstream_tests {
             .iter()
             .any(|e| matches!(e, Effect::LinkUpstream { .. })));
         assert_eq!(flow.login.unwrap().level(), Some(AssuranceLevel::Low));
+    }
+
+    #[test]
+    fn a_pending_link_is_dropped_when_the_user_is_sent_to_the_app_or_a_passkey() {
+        let s = Settings::default();
+        let pending = || LoginFlow {
+            upstream_link: Some(PendingLink {
+                subject: "h".into(),
+                level: AssuranceLevel::Substantial,
+                at: 100,
+            }),
+            ..LoginFlow::default()
+        };
+        for (branch, kept) in [
+            (LoginBranch::Password, true),
+            (LoginBranch::PasswordlessPaused, true),
+            (LoginBranch::Passwordless, false),
+            (LoginBranch::Passkey, false),
+        ] {
+            let mut flow = pending();
+            flow.apply(
+                Event::UsernameGiven {
+                    username: "anna".into(),
+                    branch,
+                },
+                &s,
+                UnixTime(110),
+            )
+            .unwrap();
+            assert_eq!(flow.upstream_link.is_some(), kept, "{branch:?}");
+        }
     }
 
     #[test]
