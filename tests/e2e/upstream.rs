@@ -571,7 +571,12 @@ async fn stored(local: &TestServer, anna: &UserId) -> (User, i64, i64) {
 }
 
 async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
-    let (fake, local, anna) = fake_pair(&db, &[]).await;
+    // The broker's own acr value for Substantial (not an NSIS URI), as a broker may send.
+    let (fake, local, anna) = fake_pair(
+        &db,
+        &[("SESAM_UPSTREAM_ACR_MAP", "urn:broker:loa:2=substantial")],
+    )
+    .await;
     fake.lock().unwrap().cpr = "0101901234".into();
     let before = stored(&local, &anna.id).await;
     // An answer that does not verify is 403 "could not be verified"; an upstream that is
@@ -695,6 +700,19 @@ async fn bad_upstream_answers_are_refused_and_change_nothing(db: TestDb) {
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
     assert_eq!(page.location(), Some("/account"));
     assert_eq!(browser.get("/account").await.status, StatusCode::OK);
+    // The broker's own value counts as mapped, and is what the login asks for.
+    fake.lock().unwrap().acr = "urn:broker:loa:2".into();
+    let browser = local.browser();
+    let to = press_upstream(&browser).await;
+    assert_eq!(query_of(&to)["acr_values"], "urn:broker:loa:2");
+    let page = answer_with(&fake, &local, &browser, Mode::Good).await;
+    assert_eq!(page.location(), Some("/account"));
+    let account = browser.get("/account").await;
+    assert!(
+        account.body.contains("data-level=\"substantial\""),
+        "{}",
+        account.body
+    );
     // An acr below the configured level lowers the login's level.
     fake.lock().unwrap().acr = "https://data.gov.dk/concept/core/nsis/loa/Low".into();
     let browser = local.browser();

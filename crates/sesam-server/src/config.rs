@@ -80,6 +80,9 @@ pub struct UpstreamConfig {
     pub level: sesam_core::AssuranceLevel,
     /// An unlinked upstream identity may be linked by then proving the local password.
     pub link_with_password: bool,
+    /// The upstream's own `acr` values and the level each counts as, for a broker that does
+    /// not use the NSIS URIs. Looked up before the NSIS URIs; an `acr` in neither is Low.
+    pub acr_map: Vec<(String, sesam_core::AssuranceLevel)>,
 }
 
 impl UpstreamConfig {
@@ -284,6 +287,7 @@ struct RawConfig {
     upstream_label: Option<String>,
     upstream_level: Option<String>,
     upstream_link_with_password: Option<bool>,
+    upstream_acr_map: Option<Vec<String>>,
 }
 
 impl RawConfig {
@@ -391,6 +395,7 @@ pub const KEYS: &[&str] = &[
     "upstream_label",
     "upstream_level",
     "upstream_link_with_password",
+    "upstream_acr_map",
     "header_read_timeout_seconds",
     "idle_timeout_seconds",
     "request_body_timeout_seconds",
@@ -772,6 +777,15 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
                         .collect(),
                 )
             }
+            "upstream_acr_map" => {
+                raw.upstream_acr_map = Some(
+                    value
+                        .split([',', ' '])
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
             "upstream_link_claim" => raw.upstream_link_claim = Some(value.clone()),
             "upstream_link_key" => raw.upstream_link_key = Some(value.clone()),
             "upstream_label" => raw.upstream_label = Some(value.clone()),
@@ -1017,6 +1031,27 @@ fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> 
     if label.chars().count() > 40 {
         return Err(invalid("upstream_label", "at most 40 characters"));
     }
+    let mut acr_map = Vec::new();
+    for entry in raw.upstream_acr_map.take().unwrap_or_default() {
+        let parsed = entry.rsplit_once('=').and_then(|(acr, level)| {
+            let acr = acr.trim();
+            let level = sesam_core::AssuranceLevel::parse(level.trim())?;
+            (!acr.is_empty() && acr.len() <= 200).then(|| (acr.to_owned(), level))
+        });
+        let Some((acr, level)) = parsed else {
+            return Err(invalid(
+                "upstream_acr_map",
+                format!("{entry:?} is not \"<the upstream's acr>=<low, substantial or high>\""),
+            ));
+        };
+        if acr_map.iter().any(|(known, _)| *known == acr) {
+            return Err(invalid(
+                "upstream_acr_map",
+                format!("{acr:?} is given twice"),
+            ));
+        }
+        acr_map.push((acr, level));
+    }
     Ok(Some(UpstreamConfig {
         issuer,
         client_id,
@@ -1033,6 +1068,7 @@ fn upstream(raw: &mut RawConfig) -> Result<Option<UpstreamConfig>, ConfigError> 
         label,
         level,
         link_with_password: raw.upstream_link_with_password.take().unwrap_or(false),
+        acr_map,
     }))
 }
 
@@ -1409,6 +1445,32 @@ mod tests {
             let e = Config::load(None, env(&mutable)).unwrap_err().to_string();
             assert!(e.starts_with("upstream_link_claim:"), "{claim}: {e}");
             assert!(e.contains("can be changed"), "{claim}: {e}");
+        }
+        // A broker's own acr values, mapped to levels; a bad entry is a start-up error.
+        let mut mapped = base.to_vec();
+        mapped.push((
+            "SESAM_UPSTREAM_ACR_MAP",
+            "urn:broker:loa:2=substantial, urn:broker:loa:1=low",
+        ));
+        let up = Config::load(None, env(&mapped)).unwrap().upstream.unwrap();
+        assert_eq!(
+            up.acr_map,
+            vec![
+                (
+                    "urn:broker:loa:2".to_owned(),
+                    sesam_core::AssuranceLevel::Substantial
+                ),
+                (
+                    "urn:broker:loa:1".to_owned(),
+                    sesam_core::AssuranceLevel::Low
+                ),
+            ]
+        );
+        for entry in ["urn:broker:loa:2", "=high", "urn:x=medium", "a=low,a=high"] {
+            let mut bad = base.to_vec();
+            bad.push(("SESAM_UPSTREAM_ACR_MAP", entry));
+            let e = Config::load(None, env(&bad)).unwrap_err().to_string();
+            assert!(e.starts_with("upstream_acr_map:"), "{entry}: {e}");
         }
         let mut bad = base.to_vec();
         bad.push(("SESAM_UPSTREAM_LEVEL", "medium"));

@@ -194,7 +194,7 @@ impl Upstream {
                 CsrfToken::new_random,
                 Nonce::new_random,
             )
-            .add_auth_context_value(AuthenticationContextClass::new(level.nsis_uri().into()))
+            .add_auth_context_value(AuthenticationContextClass::new(self.acr_for(level)))
             .set_pkce_challenge(challenge);
         if fresh {
             request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Login);
@@ -267,13 +267,31 @@ impl Upstream {
         })
     }
 
-    /// The configured level, lowered to what the upstream's `acr` says; an upstream that
-    /// names no NSIS level gives Low.
+    /// The configured level, lowered to what the upstream's `acr` says: its own value in
+    /// `upstream_acr_map`, else an NSIS URI; any other `acr`, or none, gives Low.
     pub fn level_for(&self, acr: Option<&str>) -> AssuranceLevel {
         let said = acr
-            .and_then(AssuranceLevel::from_nsis_uri)
+            .and_then(|acr| {
+                self.config
+                    .acr_map
+                    .iter()
+                    .find(|(known, _)| known == acr)
+                    .map(|(_, level)| *level)
+                    .or_else(|| AssuranceLevel::from_nsis_uri(acr))
+            })
             .unwrap_or(AssuranceLevel::Low);
         said.min(self.config.level)
+    }
+
+    /// What `acr_values` asks the upstream for: its own value for `level` where the map
+    /// names one, else the NSIS URI.
+    fn acr_for(&self, level: AssuranceLevel) -> String {
+        self.config
+            .acr_map
+            .iter()
+            .find(|(_, l)| *l == level)
+            .map(|(acr, _)| acr.clone())
+            .unwrap_or_else(|| level.nsis_uri().to_owned())
     }
 }
 
@@ -339,6 +357,7 @@ mod tests {
             label: "MitID".into(),
             level: AssuranceLevel::Substantial,
             link_with_password: false,
+            acr_map: vec![],
         }
     }
 
@@ -362,6 +381,38 @@ mod tests {
         assert_eq!(up.level_for(Some("urn:other")), AssuranceLevel::Low);
         assert_eq!(up.level_for(Some(low)), AssuranceLevel::Low);
         assert_eq!(up.level_for(Some(high)), AssuranceLevel::Substantial);
+        assert_eq!(
+            up.acr_for(AssuranceLevel::Substantial),
+            AssuranceLevel::Substantial.nsis_uri()
+        );
+    }
+
+    #[test]
+    fn a_brokers_own_acr_values_count_as_mapped_and_are_asked_for() {
+        let mut c = config("sub", "");
+        c.acr_map = vec![
+            ("urn:broker:loa:3".into(), AssuranceLevel::High),
+            ("urn:broker:loa:2".into(), AssuranceLevel::Substantial),
+        ];
+        let up = Upstream::new(c, "http://localhost", false).unwrap();
+        // Mapped values count (never above the configured level); others stay Low.
+        assert_eq!(
+            up.level_for(Some("urn:broker:loa:2")),
+            AssuranceLevel::Substantial
+        );
+        assert_eq!(
+            up.level_for(Some("urn:broker:loa:3")),
+            AssuranceLevel::Substantial
+        );
+        assert_eq!(up.level_for(Some("urn:broker:loa:1")), AssuranceLevel::Low);
+        assert_eq!(up.level_for(Some("URN:BROKER:LOA:2")), AssuranceLevel::Low);
+        let nsis = AssuranceLevel::Substantial.nsis_uri();
+        assert_eq!(up.level_for(Some(nsis)), AssuranceLevel::Substantial);
+        assert_eq!(up.acr_for(AssuranceLevel::Substantial), "urn:broker:loa:2");
+        assert_eq!(
+            up.acr_for(AssuranceLevel::Low),
+            AssuranceLevel::Low.nsis_uri()
+        );
     }
 
     #[test]
