@@ -29,6 +29,7 @@ on_both_databases!(
     bad_upstream_answers_are_refused_and_change_nothing,
     an_unlinked_identity_is_refused_or_linked_with_the_password,
     an_upstream_on_a_private_address_is_not_fetched,
+    after_a_lost_phone_the_upstream_login_enrols_a_new_one,
 );
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -878,4 +879,79 @@ async fn an_upstream_on_a_private_address_is_not_fetched(db: TestDb) {
         );
         local.stop().await;
     }
+}
+
+/// Recovery: anna's only app is gone (lost phone). A Substantial upstream login enrols a
+/// new one (a password alone may not: see the first test), and the new app then logs her in
+/// without a password.
+async fn after_a_lost_phone_the_upstream_login_enrols_a_new_one(db: TestDb) {
+    let (fake, local, anna) = fake_pair(&db, &[]).await;
+    fake.lock().unwrap().cpr = "0101901234".into();
+    local
+        .store()
+        .set_setting("passwordless", "on", local.now())
+        .await
+        .unwrap();
+    let (_lost, lost_device) = local
+        .enrol(
+            &anna,
+            EnrolOptions {
+                display_name: "Mistet telefon".into(),
+                ..EnrolOptions::default()
+            },
+        )
+        .await;
+
+    let devices_before = local.store().devices_of_user(&anna.id).await.unwrap().len();
+
+    // The upstream login at Substantial: a new activation code, a new app.
+    let browser = local.browser();
+    let page = answer_with(&fake, &local, &browser, Mode::Good).await;
+    assert_eq!(page.location(), Some("/account"), "{}", page.body);
+    let devices = browser.get("/account/devices").await;
+    assert_eq!(devices.status, StatusCode::OK);
+    let issued = browser
+        .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let marker = "id=\"activation-code\">";
+    let start = issued.body.find(marker).unwrap() + marker.len();
+    let code = issued.body[start..start + 11].to_lowercase();
+    let (new_app, new_device) = AppClient::enroll(
+        &local.url(""),
+        &code,
+        EnrolOptions {
+            display_name: "Ny telefon".into(),
+            ..EnrolOptions::default()
+        },
+    )
+    .await
+    .expect("the new phone enrols");
+    assert_eq!(new_device.username, "anna");
+    assert_ne!(new_device.device_id, lost_device.device_id);
+    assert_eq!(
+        local.store().devices_of_user(&anna.id).await.unwrap().len(),
+        devices_before + 1
+    );
+
+    // The new app logs anna in without a password.
+    let later = local.browser();
+    assert_eq!(start_login(&later, "anna").await, "/login/wait");
+    let shown = code_on(&later.get("/login/wait").await);
+    let pending = new_app.pending().await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    new_app
+        .answer(&pending[0].id, &Answer::Code(shown))
+        .await
+        .unwrap();
+    let done = later.get("/login/complete").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    let account = later.get("/account").await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(
+        account.body.contains("data-level=\"substantial\""),
+        "{}",
+        account.body
+    );
+    local.stop().await;
 }
