@@ -364,6 +364,17 @@ impl Page {
         self.body[start..end].to_owned()
     }
 
+    /// The activation code the devices page shows after "Add an app" (`ABCDE-FGHJK`).
+    pub fn activation_code(&self) -> String {
+        let marker = "id=\"activation-code\">";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no activation code in:\n{}", self.body))
+            + marker.len();
+        self.body[start..start + 11].to_owned()
+    }
+
     /// The value a `Set-Cookie` header gives `name` (empty when it deletes it).
     pub fn set_cookie(&self, name: &str) -> Option<String> {
         self.headers

@@ -914,9 +914,7 @@ async fn after_a_lost_phone_the_upstream_login_enrols_a_new_one(db: TestDb) {
         .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
         .await;
     assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
-    let marker = "id=\"activation-code\">";
-    let start = issued.body.find(marker).unwrap() + marker.len();
-    let code = issued.body[start..start + 11].to_lowercase();
+    let code = issued.activation_code().to_lowercase();
     let (new_app, new_device) = AppClient::enroll(
         &local.url(""),
         &code,

@@ -726,15 +726,7 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "apple_app_ids" => raw.apple_app_ids = Some(list(&value)),
             "android_package" => raw.android_package = Some(value.clone()),
             "android_cert_fingerprints" => raw.android_cert_fingerprints = Some(list(&value)),
-            "ldap_urls" => {
-                raw.ldap_urls = Some(
-                    value
-                        .split([',', ' '])
-                        .filter(|u| !u.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            }
+            "ldap_urls" => raw.ldap_urls = Some(list(&value)),
             "ldap_starttls" => {
                 raw.ldap_starttls = Some(parse_bool(&value).ok_or_else(|| bad("true or false"))?)
             }
@@ -768,24 +760,8 @@ fn apply_env(raw: &mut RawConfig, env: HashMap<String, String>) -> Result<(), Co
             "upstream_issuer" => raw.upstream_issuer = Some(value.clone()),
             "upstream_client_id" => raw.upstream_client_id = Some(value.clone()),
             "upstream_client_secret" => raw.upstream_client_secret = Some(value.clone()),
-            "upstream_scopes" => {
-                raw.upstream_scopes = Some(
-                    value
-                        .split([',', ' '])
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            }
-            "upstream_acr_map" => {
-                raw.upstream_acr_map = Some(
-                    value
-                        .split([',', ' '])
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                )
-            }
+            "upstream_scopes" => raw.upstream_scopes = Some(list(&value)),
+            "upstream_acr_map" => raw.upstream_acr_map = Some(list(&value)),
             "upstream_link_claim" => raw.upstream_link_claim = Some(value.clone()),
             "upstream_link_key" => raw.upstream_link_key = Some(value.clone()),
             "upstream_label" => raw.upstream_label = Some(value.clone()),
