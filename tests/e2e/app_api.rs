@@ -115,12 +115,7 @@ async fn an_app_enrolled_from_the_account_page_signs_its_calls(db: TestDb) {
     let browser = sesam.browser();
     browser.log_in("anna", "correct horse battery").await;
 
-    let devices = browser.get("/account/devices").await;
-    assert_eq!(devices.status, StatusCode::OK);
-    let issued = browser
-        .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
-        .await;
-    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let issued = browser.issue_activation().await;
     assert!(
         issued.body.contains("<svg"),
         "a QR code rendered on the server"

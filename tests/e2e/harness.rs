@@ -457,6 +457,17 @@ impl Browser {
     }
 
     /// Username then password; returns the answer to the password.
+    /// "Add an app" on the devices page, which must succeed; the page shows the code.
+    pub async fn issue_activation(&self) -> Page {
+        let devices = self.get("/account/devices").await;
+        assert_eq!(devices.status, StatusCode::OK, "{}", devices.body);
+        let issued = self
+            .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
+            .await;
+        assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+        issued
+    }
+
     pub async fn log_in(&self, username: &str, password: &str) -> Page {
         let form = self.get("/login").await;
         let first = self

@@ -908,12 +908,7 @@ async fn after_a_lost_phone_the_upstream_login_enrols_a_new_one(db: TestDb) {
     let browser = local.browser();
     let page = answer_with(&fake, &local, &browser, Mode::Good).await;
     assert_eq!(page.location(), Some("/account"), "{}", page.body);
-    let devices = browser.get("/account/devices").await;
-    assert_eq!(devices.status, StatusCode::OK);
-    let issued = browser
-        .post_form("/account/devices/activation", &[("csrf", &devices.csrf())])
-        .await;
-    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let issued = browser.issue_activation().await;
     let code = issued.activation_code().to_lowercase();
     let (new_app, new_device) = AppClient::enroll(
         &local.url(""),
